@@ -1,0 +1,218 @@
+/*
+ * buf.c - input byte buffer and output chunk queue.
+ *
+ * isd_buf grows by doubling and compacts (moves unread bytes to the front)
+ * before growing when at least half of it is already consumed, so a buffer
+ * that is read as fast as it is filled never grows.  An emptied buffer
+ * rewinds to offset 0 for free.
+ *
+ * isd_outq keeps output as a list of chunks so that a large print is copied
+ * once (into a chunk of its own) instead of being re-copied by every
+ * realloc of one growing buffer; writev sends many chunks in one syscall.
+ */
+#include "isd_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/uio.h>
+
+#define BUF_MIN 4096
+
+void isd_buf_init(isd_buf *b)
+{
+    b->data = NULL;
+    b->rpos = b->wpos = b->cap = 0;
+}
+
+void isd_buf_free(isd_buf *b)
+{
+    free(b->data);
+    isd_buf_init(b);
+}
+
+int isd_buf_reserve(isd_buf *b, size_t n)
+{
+    size_t len = b->wpos - b->rpos, want, cap;
+    char *p;
+
+    if (b->cap - b->wpos >= n)
+        return 0;
+    if (len > SIZE_MAX - n) {
+        errno = ENOMEM;
+        return -1;
+    }
+    want = len + n;
+    /* Compact when that alone makes room and the move is cheap enough. */
+    if (b->cap >= want && b->rpos >= len) {
+        memmove(b->data, b->data + b->rpos, len);
+        b->rpos = 0;
+        b->wpos = len;
+        return 0;
+    }
+    cap = b->cap ? b->cap : BUF_MIN;
+    while (cap < want) {
+        if (cap > SIZE_MAX / 2) {
+            cap = want;
+            break;
+        }
+        cap *= 2;
+    }
+    if (b->rpos == 0) {
+        p = realloc(b->data, cap);
+        if (!p) {
+            errno = ENOMEM;
+            return -1;
+        }
+    } else {
+        p = malloc(cap);
+        if (!p) {
+            errno = ENOMEM;
+            return -1;
+        }
+        if (len)
+            memcpy(p, b->data + b->rpos, len);
+        free(b->data);
+    }
+    b->data = p;
+    b->cap = cap;
+    b->rpos = 0;
+    b->wpos = len;
+    return 0;
+}
+
+int isd_buf_append(isd_buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (isd_buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->wpos, p, n);
+    b->wpos += n;
+    return 0;
+}
+
+void isd_buf_consume(isd_buf *b, size_t n)
+{
+    b->rpos += n;
+    if (b->rpos >= b->wpos)
+        b->rpos = b->wpos = 0;
+}
+
+int isd_buf_prepend(isd_buf *b, const void *p, size_t n)
+{
+    size_t len = isd_buf_len(b);
+
+    if (n == 0)
+        return 0;
+    if (b->rpos >= n) {
+        b->rpos -= n;
+        memcpy(b->data + b->rpos, p, n);
+        return 0;
+    }
+    if (isd_buf_reserve(b, n) < 0)
+        return -1;
+    memmove(b->data + b->rpos + n, b->data + b->rpos, len);
+    memcpy(b->data + b->rpos, p, n);
+    b->wpos += n;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- outq */
+
+struct isd_chunk {
+    isd_chunk *next;
+    size_t     rpos, wpos, cap;
+    char       data[];
+};
+
+#define CHUNK_SIZE 16384 /* tail chunk size for small appends */
+
+void isd_outq_init(isd_outq *q)
+{
+    q->head = q->tail = NULL;
+    q->bytes = 0;
+}
+
+int isd_outq_append(isd_outq *q, const void *p, size_t n)
+{
+    isd_chunk *t = q->tail, *c;
+    size_t room, cap;
+
+    if (n == 0)
+        return 0;
+    if (t && (room = t->cap - t->wpos) >= n) {
+        memcpy(t->data + t->wpos, p, n);
+        t->wpos += n;
+        q->bytes += n;
+        return 0;
+    }
+    /* Small appends share a fresh CHUNK_SIZE chunk; a large one gets an
+     * exact-size chunk of its own (one copy, no waste). */
+    cap = n < CHUNK_SIZE ? CHUNK_SIZE : n;
+    if (cap > SIZE_MAX - sizeof *c) {
+        errno = ENOMEM;
+        return -1;
+    }
+    c = malloc(sizeof *c + cap);
+    if (!c) {
+        errno = ENOMEM;
+        return -1;
+    }
+    c->next = NULL;
+    c->rpos = 0;
+    c->wpos = n;
+    c->cap = cap;
+    memcpy(c->data, p, n);
+    if (t)
+        t->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    q->bytes += n;
+    return 0;
+}
+
+int isd_outq_iov(const isd_outq *q, struct iovec *iov, int max)
+{
+    const isd_chunk *c;
+    int n = 0;
+
+    for (c = q->head; c && n < max; c = c->next) {
+        iov[n].iov_base = (void *)(c->data + c->rpos);
+        iov[n].iov_len = c->wpos - c->rpos;
+        n++;
+    }
+    return n;
+}
+
+void isd_outq_consume(isd_outq *q, size_t n)
+{
+    while (n && q->head) {
+        isd_chunk *c = q->head;
+        size_t have = c->wpos - c->rpos;
+
+        if (n < have) {
+            c->rpos += n;
+            q->bytes -= n;
+            return;
+        }
+        n -= have;
+        q->bytes -= have;
+        q->head = c->next;
+        if (!q->head)
+            q->tail = NULL;
+        free(c);
+    }
+}
+
+void isd_outq_clear(isd_outq *q)
+{
+    isd_chunk *c = q->head, *next;
+
+    for (; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    isd_outq_init(q);
+}

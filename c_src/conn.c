@@ -1,0 +1,910 @@
+/*
+ * conn.c - servers and connections: accept, read, frame, write, close.
+ *
+ * Ownership.  The server holds one reference on each connection from accept
+ * until the connection is closed and the current batch of events is over;
+ * embedders hold their own (isd_conn_ref).  Memory goes with the last one.
+ * So a connection closed by a callback is never freed under the loop's feet,
+ * and an embedder's object for it stays valid (flags, addresses) forever.
+ *
+ * Deferred work.  Output written from inside the loop is queued and flushed
+ * at the end of the reading connection's batch or of the loop iteration (one
+ * writev for many replies); failures found while writing are queued too, so
+ * on_close never runs in the middle of somebody else's callback.  Both go
+ * through one per-server pending list, run by a loop hook.
+ */
+#include "isd_int.h"
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <poll.h>
+#include <pthread.h>
+
+#ifndef MSG_NOSIGNAL
+#  define MSG_NOSIGNAL 0   /* SO_NOSIGPIPE is set at accept instead */
+#endif
+
+#define READ_MIN     16384   /* free space wanted before each read */
+#define ACCEPT_BATCH 64      /* accepts per readiness event */
+#define IOV_BATCH    64
+#define ISD_C_SREF   (1u << 16)  /* the server's reference is still held */
+#define ISD_C_REDO   (1u << 17)  /* input arrived outside dispatch: process */
+
+struct isd_conn {
+    isd_io      io;          /* first: the loop hands us &c->io */
+    isd_server *srv;         /* NULL once closed */
+    unsigned    refcnt;
+    unsigned    flags;
+    int         err;         /* why it failed, for on_close */
+    size_t      scan;        /* framing resume offset into in */
+    size_t      consumed;    /* bytes consumed during on_message */
+    isd_buf     in;
+    isd_outq    out;
+    isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
+    isd_conn   *pnext;       /* srv->pending */
+    isd_timer   linger;
+    isd_addr    peer, local;
+    void       *data;
+    unsigned    uflags;
+};
+
+struct isd_server {
+    isd_loop      *loop;
+    const isd_handlers *h;
+    isd_server_cfg cfg;
+    void          *data;
+    isd_io         lio;
+    isd_addr       laddr;
+    int            lwild;      /* bound to a wildcard: ask each conn */
+    int            spare_fd;   /* for shedding load on EMFILE */
+    isd_timer      accept_pause;
+    uint64_t       last_emfile;
+    isd_conn      *conns;
+    size_t         nopen;
+    isd_conn      *pending;
+    isd_hook       hook;
+};
+
+static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev);
+static void conn_finish(isd_conn *c);
+static int  conn_flush(isd_conn *c);
+static void conn_fail(isd_conn *c, int err);
+static void conn_process(isd_conn *c);
+static void conn_interest(isd_conn *c);
+
+/* ------------------------------------------------------------ references */
+
+void isd_conn_ref(isd_conn *c) { c->refcnt++; }
+
+void isd_conn_unref(isd_conn *c)
+{
+    if (--c->refcnt)
+        return;
+    isd_buf_free(&c->in);
+    isd_outq_clear(&c->out);
+    free(c);
+}
+
+unsigned isd_conn_flags(const isd_conn *c) { return c->flags & 0xffffu; }
+int isd_conn_fd(const isd_conn *c) { return c->io.fd; }
+isd_server *isd_conn_server(const isd_conn *c) { return c->srv; }
+const isd_addr *isd_conn_peer(const isd_conn *c) { return &c->peer; }
+const isd_addr *isd_conn_local(const isd_conn *c) { return &c->local; }
+void *isd_conn_data(const isd_conn *c) { return c->data; }
+void isd_conn_set_data(isd_conn *c, void *data) { c->data = data; }
+size_t isd_conn_out_bytes(const isd_conn *c) { return c->out.bytes; }
+unsigned *isd_conn_uflags(isd_conn *c) { return &c->uflags; }
+
+/* --------------------------------------------------------------- pending */
+
+static void pend(isd_conn *c)
+{
+    isd_server *s = c->srv;
+
+    if (!s || (c->flags & ISD_C_PENDING))
+        return;
+    c->flags |= ISD_C_PENDING;
+    c->pnext = s->pending;
+    s->pending = c;
+}
+
+/* Release the server's reference of a finished connection. */
+static void drop_sref(isd_server *s, isd_conn *c)
+{
+    if (!(c->flags & ISD_C_SREF))
+        return;
+    c->flags &= ~ISD_C_SREF;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    isd_conn_unref(c);
+}
+
+/* Run the pending list until it is empty: flush output, deliver deferred
+ * failures, release finished connections.  Handlers may queue more. */
+static int run_pending(isd_server *s)
+{
+    isd_conn *c;
+    int done = 0;
+
+    while ((c = s->pending) != NULL) {
+        done++;
+        s->pending = c->pnext;
+        c->pnext = NULL;
+        c->flags &= ~ISD_C_PENDING;
+        isd_conn_ref(c);
+        if (c->flags & ISD_C_CLOSED) {
+            drop_sref(s, c);
+        } else if (c->flags & ISD_C_FAILED) {
+            if (c->flags & ISD_C_OPEN) {
+                c->flags &= ~ISD_C_OPEN;
+                s->nopen--;
+                if (s->h->on_close)
+                    s->h->on_close(c, c->err);
+            }
+            isd_conn_abort(c);
+            drop_sref(s, c);
+        } else {
+            if ((c->flags & ISD_C_REDO) && (c->flags & ISD_C_OPEN)) {
+                c->flags &= ~ISD_C_REDO;
+                conn_process(c);
+            }
+            if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
+                conn_flush(c);
+            if (!(c->flags & ISD_C_CLOSED))
+                conn_interest(c);
+        }
+        isd_conn_unref(c);
+    }
+    return done;
+}
+
+static int server_hook(isd_loop *l, void *data)
+{
+    ISD_UNUSED(l);
+    return run_pending(data);
+}
+
+/* ------------------------------------------------------------- interest */
+
+static void conn_interest(isd_conn *c)
+{
+    unsigned want = 0;
+
+    if (c->io.fd < 0 || !c->srv)
+        return;
+    if ((c->flags & (ISD_C_OPEN | ISD_C_EOF | ISD_C_RDSHUT | ISD_C_FAILED))
+        == ISD_C_OPEN)
+        want |= ISD_READ;
+    if (c->out.bytes && !(c->flags & ISD_C_FAILED))
+        want |= ISD_WRITE;
+    if (isd_io_set(c->srv->loop, &c->io, want) < 0 && want)
+        conn_fail(c, errno);
+}
+
+/* ------------------------------------------------------------------ fail */
+
+/* Something went wrong on c: stop its I/O now, tell the embedder later. */
+static void conn_fail(isd_conn *c, int err)
+{
+    if (c->flags & (ISD_C_CLOSED | ISD_C_FAILED))
+        return;
+    c->flags |= ISD_C_FAILED;
+    c->err = err ? err : EIO;
+    if (c->srv && c->io.events)
+        isd_io_set(c->srv->loop, &c->io, 0);
+    isd_outq_clear(&c->out);
+    if (!(c->flags & ISD_C_OPEN)) {
+        /* Already closed by the embedder, only flushing: no on_close. */
+        conn_finish(c);
+        return;
+    }
+    pend(c);
+}
+
+void isd_conn_fail(isd_conn *c, int err)
+{
+    conn_fail(c, err);
+}
+
+/* ----------------------------------------------------------------- close */
+
+static void linger_cb(isd_loop *l, isd_timer *t)
+{
+    ISD_UNUSED(l);
+    isd_conn_abort(t->data);
+}
+
+/* Close the fd and leave the server (its reference goes after the batch). */
+static void conn_finish(isd_conn *c)
+{
+    isd_server *s = c->srv;
+    char junk[4096];
+    int i;
+
+    if (c->flags & ISD_C_CLOSED)
+        return;
+    if (c->flags & ISD_C_OPEN) {
+        c->flags &= ~ISD_C_OPEN;
+        if (s)
+            s->nopen--;
+    }
+    if (s) {
+        isd_timer_stop(s->loop, &c->linger);
+        if (c->io.events)
+            isd_io_set(s->loop, &c->io, 0);
+    }
+    if (c->io.fd >= 0) {
+        /* Unread input makes close() send RST, which can destroy replies
+         * still in flight to the peer: read what is already here first. */
+        for (i = 0; i < 16; i++)
+            if (recv(c->io.fd, junk, sizeof junk, 0) <= 0)
+                break;
+        close(c->io.fd);
+        c->io.fd = -1;
+    }
+    c->flags = (c->flags & ~(ISD_C_CLOSING | ISD_C_FAILED)) | ISD_C_CLOSED;
+    isd_buf_free(&c->in);
+    isd_outq_clear(&c->out);
+    if (s) {
+        pend(c);        /* the server's reference goes when the batch ends */
+        c->srv = NULL;
+    }
+}
+
+void isd_conn_abort(isd_conn *c)
+{
+    if (c->flags & ISD_C_CLOSED)
+        return;
+    isd_outq_clear(&c->out);
+    conn_finish(c);
+}
+
+void isd_conn_close(isd_conn *c)
+{
+    isd_server *s = c->srv;
+
+    if (c->flags & ISD_C_CLOSED)
+        return;
+    if (c->flags & ISD_C_FAILED) {
+        /* The embedder closes it before hearing of the failure: it asked,
+         * so no on_close. */
+        isd_conn_abort(c);
+        return;
+    }
+    if (c->flags & ISD_C_OPEN) {
+        c->flags &= ~ISD_C_OPEN;
+        s->nopen--;
+    }
+    isd_buf_free(&c->in);
+    c->scan = 0;
+    if (!c->out.bytes) {
+        conn_finish(c);
+        return;
+    }
+    if (!(c->flags & ISD_C_CLOSING)) {
+        c->flags |= ISD_C_CLOSING;
+        if (s->cfg.linger_ms)
+            isd_timer_start(s->loop, &c->linger, s->cfg.linger_ms);
+    }
+    if (conn_flush(c) == 0 && !(c->flags & ISD_C_CLOSED))
+        conn_interest(c);
+}
+
+int isd_conn_shutdown(isd_conn *c, int how)
+{
+    if (!(c->flags & ISD_C_OPEN)) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (how == SHUT_RDWR) {
+        isd_conn_close(c);
+        return 0;
+    }
+    if (how == SHUT_RD) {
+        c->flags |= ISD_C_RDSHUT;
+        shutdown(c->io.fd, SHUT_RD);
+    } else if (how == SHUT_WR) {
+        c->flags |= ISD_C_WRSHUT;
+        if (!c->out.bytes)
+            shutdown(c->io.fd, SHUT_WR);
+    } else {
+        errno = EINVAL;
+        return -1;
+    }
+    conn_interest(c);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- write */
+
+/* Write queued output until done or the kernel is full.  0 (maybe partial,
+ * maybe finished a closing conn) or -1 (c failed). */
+static int conn_flush(isd_conn *c)
+{
+    struct iovec iov[IOV_BATCH];
+    struct msghdr mh;
+    size_t want;
+    ssize_t w;
+    int i, n;
+
+    while (c->out.bytes) {
+        n = isd_outq_iov(&c->out, iov, IOV_BATCH);
+        for (want = 0, i = 0; i < n; i++)
+            want += iov[i].iov_len;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = iov;
+        mh.msg_iovlen = n;
+        w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            conn_fail(c, errno);
+            return -1;
+        }
+        isd_outq_consume(&c->out, (size_t)w);
+        if ((size_t)w < want)
+            break;
+    }
+    if (!c->out.bytes) {
+        if (c->flags & ISD_C_CLOSING) {
+            conn_finish(c);
+            return 0;
+        }
+        if (c->flags & ISD_C_WRSHUT)
+            shutdown(c->io.fd, SHUT_WR);
+    }
+    if (c->srv && ((c->out.bytes != 0) != ((c->io.events & ISD_WRITE) != 0)))
+        conn_interest(c);
+    return 0;
+}
+
+int isd_conn_flush(isd_conn *c)
+{
+    if (c->flags & (ISD_C_CLOSED | ISD_C_FAILED)) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    return conn_flush(c);
+}
+
+int isd_conn_write(isd_conn *c, const void *p, size_t n)
+{
+    isd_server *s = c->srv;
+
+    if ((c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_WRSHUT))
+        != ISD_C_OPEN) {
+        errno = (c->flags & ISD_C_WRSHUT) ? EPIPE : ENOTCONN;
+        return -1;
+    }
+    if (n == 0)
+        return 0;
+    if (s->cfg.max_output && (n > s->cfg.max_output
+                              || c->out.bytes > s->cfg.max_output - n)) {
+        conn_fail(c, ENOBUFS);
+        errno = ENOBUFS;
+        return -1;
+    }
+    if (isd_outq_append(&c->out, p, n) < 0)
+        return -1;
+    /* Inside the loop, replies are batched and flushed when the current
+     * batch ends; outside it (tick, signal handlers) nobody else would. */
+    if (isd_loop_running(s->loop))
+        pend(c);
+    else
+        conn_flush(c);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ read */
+
+const char *isd_conn_in(const isd_conn *c, size_t *len)
+{
+    *len = isd_buf_len(&c->in);
+    return isd_buf_head(&c->in);
+}
+
+void isd_conn_consume(isd_conn *c, size_t n)
+{
+    size_t have = isd_buf_len(&c->in);
+
+    if (n > have)
+        n = have;
+    isd_buf_consume(&c->in, n);
+    c->scan = 0;
+    c->consumed += n;
+}
+
+int isd_conn_unread(isd_conn *c, const void *p, size_t n)
+{
+    if (c->flags & ISD_C_CLOSED) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (isd_buf_prepend(&c->in, p, n) < 0)
+        return -1;
+    c->scan = 0;
+    c->consumed++;      /* the head changed: do not drop it as unread */
+    if (!(c->flags & ISD_C_INMSG)) {
+        c->flags |= ISD_C_REDO;
+        pend(c);
+    }
+    return 0;
+}
+
+/* One non-blocking read into c->in: >0 bytes, 0 EOF, -1 errno. */
+static ssize_t conn_read1(isd_conn *c)
+{
+    ssize_t n;
+
+    if (isd_buf_reserve(&c->in, READ_MIN) < 0)
+        return -1;
+    do
+        n = recv(c->io.fd, c->in.data + c->in.wpos, c->in.cap - c->in.wpos, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        c->in.wpos += (size_t)n;
+    else if (n == 0)
+        c->flags |= ISD_C_EOF;
+    return n;
+}
+
+/* Deliver every complete message in c->in; at EOF, the rest, then on_close. */
+static void conn_process(isd_conn *c)
+{
+    isd_server *s = c->srv;
+    const isd_handlers *h = s->h;
+
+    while ((c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
+           == ISD_C_OPEN) {
+        size_t len = isd_buf_len(&c->in);
+        ssize_t m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in),
+                                   len, &c->scan);
+        if (m < 0) {
+            conn_fail(c, EMSGSIZE);
+            return;
+        }
+        if (m == 0) {
+            if (!(c->flags & ISD_C_EOF))
+                return;
+            if (!len) {
+                /* Everything delivered: the peer is done.  c stays open
+                 * (writable: the peer may only have half-closed) for the
+                 * handler, then closes gracefully. */
+                if (h->on_close)
+                    h->on_close(c, 0);
+                isd_conn_close(c);
+                return;
+            }
+            m = (ssize_t)len;   /* final unterminated message */
+        }
+        c->consumed = 0;
+        c->flags |= ISD_C_INMSG;
+        h->on_message(c, isd_buf_head(&c->in), (size_t)m);
+        c->flags &= ~ISD_C_INMSG;
+        if (!(c->flags & ISD_C_OPEN))
+            return;
+        if (!c->consumed)
+            isd_conn_consume(c, (size_t)m);
+    }
+}
+
+static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
+{
+    isd_conn *c = (isd_conn *)w;
+    ssize_t n;
+
+    ISD_UNUSED(l);
+    isd_conn_ref(c);
+    if ((ev & ISD_WRITE) && c->out.bytes)
+        conn_flush(c);
+    if ((ev & ISD_READ) && (c->flags & ISD_C_OPEN)
+        && !(c->flags & (ISD_C_FAILED | ISD_C_EOF | ISD_C_RDSHUT))) {
+        n = conn_read1(c);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            conn_fail(c, errno);
+        else if (n >= 0)
+            conn_process(c);
+        /* Answer now: one write for everything this batch produced. */
+        if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
+            conn_flush(c);
+        if (!(c->flags & ISD_C_CLOSED))
+            conn_interest(c);
+        /* An idle connection keeps no input buffer (memory per idle
+         * connection is what bounds how many we hold). */
+        if (!isd_buf_len(&c->in))
+            isd_buf_free(&c->in);
+    }
+    isd_conn_unref(c);
+}
+
+ssize_t isd_conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
+{
+    uint64_t deadline = timeout_ms >= 0 ? isd_now_ms() + (uint64_t)timeout_ms
+                                        : 0;
+    struct pollfd pfd;
+    ssize_t n;
+    int r, left;
+
+    if ((c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
+        != ISD_C_OPEN) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (c->flags & ISD_C_EOF)
+        return 0;
+    for (;;) {
+        if (c->out.bytes && conn_flush(c) < 0)
+            return -1;
+        n = conn_read1(c);
+        if (n >= 0) {
+            if (n == 0)
+                conn_interest(c);
+            if (!(c->flags & ISD_C_INMSG)) {
+                /* Outside dispatch nobody else would deliver what else
+                 * came with this read, or the EOF. */
+                c->flags |= ISD_C_REDO;
+                pend(c);
+            }
+            return n;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            int e = errno;
+            conn_fail(c, e);
+            errno = e;
+            return -1;
+        }
+        left = -1;
+        if (timeout_ms >= 0) {
+            uint64_t now = isd_now_ms();
+            if (now >= deadline) {
+                errno = ETIMEDOUT;
+                return -1;
+            }
+            left = (int)(deadline - now);
+        }
+        pfd.fd = c->io.fd;
+        pfd.events = (short)(POLLIN | (c->out.bytes ? POLLOUT : 0));
+        pfd.revents = 0;
+        r = isd_poll_fds(&pfd, 1, left, waitmask);
+        if (waitmask)
+            pthread_sigmask(SIG_SETMASK, waitmask, NULL);
+        if (r < 0)
+            return -1;      /* EINTR: the caller deals with the signal */
+        if (r == 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- accept */
+
+static void accept_resume(isd_loop *l, isd_timer *t)
+{
+    isd_server *s = t->data;
+
+    if (s->lio.fd >= 0)
+        isd_io_set(l, &s->lio, ISD_READ);
+}
+
+/* Out of descriptors: shed the pending connection with the spare fd so the
+ * client hears a close instead of hanging, and pause accepting briefly so a
+ * flood cannot spin us (the libuv and nginx remedies, combined). */
+static void accept_emfile(isd_server *s, int err)
+{
+    uint64_t now = isd_now_ms();
+    isd_addr junk;
+    int fd;
+
+    if (s->spare_fd >= 0) {
+        close(s->spare_fd);
+        s->spare_fd = -1;
+        fd = isd_accept(s->lio.fd, &junk);
+        if (fd >= 0)
+            close(fd);
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    isd_io_set(s->loop, &s->lio, 0);
+    isd_timer_start(s->loop, &s->accept_pause, 100);
+    if (now - s->last_emfile >= 1000 || !s->last_emfile) {
+        s->last_emfile = now;
+        if (s->h->on_error)
+            s->h->on_error(s, err, "accept");
+    }
+}
+
+static isd_conn *conn_new(isd_server *s, int fd, const isd_addr *peer)
+{
+    isd_conn *c = calloc(1, sizeof *c);
+    socklen_t len;
+
+    if (!c)
+        return NULL;
+    isd_io_init(&c->io, fd, conn_io_cb);
+    c->srv = s;
+    c->refcnt = 1;
+    c->flags = ISD_C_OPEN | ISD_C_SREF;
+    c->peer = *peer;
+    if (s->lwild) {
+        len = sizeof c->local;
+        if (getsockname(fd, &c->local.sa, &len) < 0)
+            memset(&c->local, 0, sizeof c->local);
+    } else {
+        c->local = s->laddr;
+    }
+    isd_timer_init(&c->linger, linger_cb, c);
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nopen++;
+    return c;
+}
+
+static void listen_cb(isd_loop *l, isd_io *w, unsigned ev)
+{
+    isd_server *s = (isd_server *)((char *)w - offsetof(isd_server, lio));
+    isd_addr peer;
+    isd_conn *c;
+    int i, fd;
+
+    ISD_UNUSED(l);
+    ISD_UNUSED(ev);
+    for (i = 0; i < ACCEPT_BATCH && s->lio.fd >= 0; i++) {
+        memset(&peer, 0, sizeof peer);
+        fd = isd_accept(s->lio.fd, &peer);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (errno == ECONNABORTED || errno == EPROTO || errno == EPERM)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
+                || errno == ENOMEM) {
+                accept_emfile(s, errno);
+                return;
+            }
+            if (s->h->on_error)
+                s->h->on_error(s, errno, "accept");
+            return;
+        }
+        c = conn_new(s, fd, &peer);
+        if (!c) {
+            close(fd);
+            if (s->h->on_error)
+                s->h->on_error(s, ENOMEM, "accept");
+            continue;
+        }
+        isd_conn_ref(c);
+        if (isd_io_set(s->loop, &c->io, ISD_READ) < 0)
+            conn_fail(c, errno);
+        else if (s->h->on_accept)
+            s->h->on_accept(s, c);
+        if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
+            conn_flush(c);
+        isd_conn_unref(c);
+    }
+}
+
+/* ---------------------------------------------------------------- server */
+
+isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
+                           const isd_server_cfg *cfg, void *data)
+{
+    isd_server *s = calloc(1, sizeof *s);
+
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    s->loop = l;
+    s->h = h;
+    s->cfg = *cfg;
+    s->data = data;
+    isd_io_init(&s->lio, -1, listen_cb);
+    isd_timer_init(&s->accept_pause, accept_resume, s);
+    s->spare_fd = -1;
+    s->hook.cb = server_hook;
+    s->hook.data = s;
+    isd_loop_add_hook(l, &s->hook);
+    return s;
+}
+
+int isd_server_listen_fd(isd_server *s, int fd)
+{
+    socklen_t len = sizeof s->laddr;
+
+    if (s->lio.fd >= 0) {
+        errno = EBUSY;
+        return -1;
+    }
+    memset(&s->laddr, 0, sizeof s->laddr);
+    if (getsockname(fd, &s->laddr.sa, &len) < 0)
+        return -1;
+    s->lwild = (s->laddr.sa.sa_family == AF_INET
+                && s->laddr.in4.sin_addr.s_addr == htonl(INADDR_ANY))
+            || (s->laddr.sa.sa_family == AF_INET6
+                && memcmp(&s->laddr.in6.sin6_addr, &in6addr_any,
+                          sizeof in6addr_any) == 0);
+    if (isd_fd_nonblock_cloexec(fd) < 0)
+        return -1;
+    isd_io_init(&s->lio, fd, listen_cb);
+    if (isd_io_set(s->loop, &s->lio, ISD_READ) < 0) {
+        s->lio.fd = -1;
+        return -1;
+    }
+    if (s->spare_fd < 0)
+        s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return 0;
+}
+
+void isd_server_unlisten(isd_server *s)
+{
+    isd_timer_stop(s->loop, &s->accept_pause);
+    if (s->lio.fd >= 0) {
+        if (s->lio.events)
+            isd_io_set(s->loop, &s->lio, 0);
+        close(s->lio.fd);
+        s->lio.fd = -1;
+    }
+    if (s->spare_fd >= 0) {
+        close(s->spare_fd);
+        s->spare_fd = -1;
+    }
+}
+
+int isd_server_listening(const isd_server *s) { return s->lio.fd >= 0; }
+
+int isd_server_sockaddr(const isd_server *s, isd_addr *a)
+{
+    if (s->lio.fd < 0) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    *a = s->laddr;
+    return 0;
+}
+
+void *isd_server_data(const isd_server *s) { return s->data; }
+isd_loop *isd_server_loop(const isd_server *s) { return s->loop; }
+size_t isd_server_nconns(const isd_server *s) { return s->nopen; }
+isd_server_cfg *isd_server_config(isd_server *s) { return &s->cfg; }
+
+isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c)
+{
+    isd_conn *n = c ? c->next : s->conns;
+
+    while (n && !(n->flags & ISD_C_OPEN))
+        n = n->next;
+    return n;
+}
+
+void isd_server_close_all(isd_server *s, int timeout_ms)
+{
+    uint64_t deadline = isd_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    struct pollfd *pfd = NULL;
+    isd_conn *c, *next, **cs = NULL;
+    size_t n, i, cap = 0;
+    int r;
+
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if (c->flags & ISD_C_OPEN)
+            isd_conn_close(c);
+    }
+    /* Drain with a private poll set: the loop's own may be mid-batch. */
+    for (;;) {
+        uint64_t now = isd_now_ms();
+        for (n = 0, c = s->conns; c; c = c->next)
+            if ((c->flags & ISD_C_CLOSING) && c->out.bytes)
+                n++;
+        if (!n || now >= deadline)
+            break;
+        if (n > cap) {
+            struct pollfd *np = realloc(pfd, n * sizeof *pfd);
+            isd_conn **nc;
+            if (!np)
+                break;
+            pfd = np;
+            nc = realloc(cs, n * sizeof *cs);
+            if (!nc)
+                break;
+            cs = nc;
+            cap = n;
+        }
+        for (i = 0, c = s->conns; c && i < n; c = c->next)
+            if ((c->flags & ISD_C_CLOSING) && c->out.bytes) {
+                pfd[i].fd = c->io.fd;
+                pfd[i].events = POLLOUT;
+                pfd[i].revents = 0;
+                cs[i++] = c;
+            }
+        r = poll(pfd, (nfds_t)i, (int)(deadline - now));
+        if (r < 0 && errno != EINTR)
+            break;
+        for (n = i, i = 0; r > 0 && i < n; i++)
+            if (pfd[i].revents) {
+                isd_conn_ref(cs[i]);
+                conn_flush(cs[i]);
+                isd_conn_unref(cs[i]);
+            }
+    }
+    free(pfd);
+    free(cs);
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if (!(c->flags & ISD_C_CLOSED))
+            isd_conn_abort(c);
+    }
+    if (!isd_loop_running(s->loop))
+        run_pending(s);
+}
+
+void isd_server_abandon(isd_server *s)
+{
+    isd_conn *c, *next;
+
+    isd_timer_stop(s->loop, &s->accept_pause);
+    if (s->lio.fd >= 0)
+        close(s->lio.fd);
+    isd_io_init(&s->lio, -1, listen_cb);
+    if (s->spare_fd >= 0)
+        close(s->spare_fd);
+    s->spare_fd = -1;
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        isd_timer_stop(s->loop, &c->linger);
+        if (c->io.fd >= 0)
+            close(c->io.fd);
+        c->io.fd = -1;
+        c->io.events = 0;
+        c->io.slot = -1;
+        c->flags = (c->flags & ~(ISD_C_OPEN | ISD_C_CLOSING | ISD_C_FAILED
+                                 | ISD_C_PENDING)) | ISD_C_CLOSED;
+        isd_buf_free(&c->in);
+        isd_outq_clear(&c->out);
+        c->srv = NULL;
+        c->pnext = NULL;
+        drop_sref(s, c);
+    }
+    s->pending = NULL;
+    s->nopen = 0;
+}
+
+void isd_server_free(isd_server *s)
+{
+    isd_conn *c, *next;
+
+    if (!s)
+        return;
+    isd_server_unlisten(s);
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        isd_conn_abort(c);
+    }
+    /* Whatever is still pending only needs its server reference dropped. */
+    while ((c = s->pending) != NULL) {
+        s->pending = c->pnext;
+        c->flags &= ~ISD_C_PENDING;
+        c->srv = NULL;
+        drop_sref(s, c);
+    }
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        c->srv = NULL;
+        drop_sref(s, c);
+    }
+    isd_loop_del_hook(s->loop, &s->hook);
+    free(s);
+}

@@ -1,0 +1,325 @@
+/*
+ * isd.h - the C core of IO::Socket::INET::Daemon.
+ *
+ * Plain C99 + POSIX, no Perl headers: everything here can be built and
+ * unit-tested on its own (see t/c/).  The embedder (xs/Daemon.xs) drives it.
+ *
+ * Layers, bottom up:
+ *   isd_buf / isd_outq   byte buffer and output chunk queue       (buf.c)
+ *   isd_framing          where the next message ends              (frame.c)
+ *   isd_loop             fds, timers, backend (epoll/kqueue/poll) (loop.c, be_*.c)
+ *   isd_listen / accept  socket setup                             (sock.c)
+ *   isd_server/isd_conn  accept, read, frame, write, close        (conn.c)
+ *
+ * Conventions: functions return 0 (or a count) on success and -1 with errno
+ * on failure; setup calls may also fill a caller's error buffer.  Nothing here
+ * prints, exits or aborts.
+ */
+#ifndef ISD_H
+#define ISD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ buffers */
+
+/* A contiguous byte buffer: data[rpos..wpos) is unread.  Zeroed = empty. */
+typedef struct isd_buf {
+    char  *data;
+    size_t rpos, wpos, cap;
+} isd_buf;
+
+void isd_buf_init(isd_buf *b);
+/* Release the memory; the buffer is empty and reusable afterwards. */
+void isd_buf_free(isd_buf *b);
+/* Make room for at least n more bytes at the tail (compacts or grows).
+ * Returns 0, or -1/ENOMEM (buffer unchanged). */
+int  isd_buf_reserve(isd_buf *b, size_t n);
+/* Append n bytes.  Returns 0 or -1/ENOMEM (buffer unchanged). */
+int  isd_buf_append(isd_buf *b, const void *p, size_t n);
+/* Drop n (<= length) bytes from the head; an emptied buffer rewinds to 0. */
+void isd_buf_consume(isd_buf *b, size_t n);
+/* Put n bytes back in front of the unread data.  0 or -1/ENOMEM. */
+int  isd_buf_prepend(isd_buf *b, const void *p, size_t n);
+
+static inline size_t isd_buf_len(const isd_buf *b) { return b->wpos - b->rpos; }
+static inline char  *isd_buf_head(const isd_buf *b) { return b->data + b->rpos; }
+
+/* Output queue: a list of chunks, written with writev.  Small appends fill
+ * the tail chunk; large ones get a chunk of their own.  bytes = total queued. */
+typedef struct isd_chunk isd_chunk;
+typedef struct isd_outq {
+    isd_chunk *head, *tail;
+    size_t     bytes;
+} isd_outq;
+
+void   isd_outq_init(isd_outq *q);
+/* Append n bytes (copied).  0 or -1/ENOMEM (queue unchanged). */
+int    isd_outq_append(isd_outq *q, const void *p, size_t n);
+/* Fill up to max iovecs with the queued bytes, oldest first; returns count. */
+int    isd_outq_iov(const isd_outq *q, struct iovec *iov, int max);
+/* Drop n (<= bytes) bytes from the front, freeing emptied chunks. */
+void   isd_outq_consume(isd_outq *q, size_t n);
+/* Drop everything. */
+void   isd_outq_clear(isd_outq *q);
+
+/* ------------------------------------------------------------------ framing */
+
+enum { ISD_FRAME_LINE = 0, ISD_FRAME_RAW = 1 };
+
+/* How a byte stream is cut into messages.  LINE: up to and including sep
+ * (default "\n"); RAW: whatever is buffered.  max bounds one message. */
+typedef struct isd_framing {
+    int         kind;
+    const char *sep;      /* LINE: terminator; NULL means "\n" */
+    size_t      seplen;
+    size_t      max;      /* longest message in bytes, terminator included */
+} isd_framing;
+
+/* Length of the first complete message in p[0..len), terminator included.
+ * Returns >0 (a message), 0 (incomplete: need more bytes) or -1 with
+ * errno = EMSGSIZE (the message cannot complete within f->max bytes).
+ * *scan carries how far an earlier call already searched the same bytes, so
+ * a long line arriving in small reads is scanned once; start it at 0 and
+ * reset it to 0 whenever bytes are consumed from the front. */
+ssize_t isd_frame_next(const isd_framing *f, const char *p, size_t len,
+                       size_t *scan);
+
+/* --------------------------------------------------------------------- loop */
+
+typedef struct isd_loop  isd_loop;
+typedef struct isd_io    isd_io;
+typedef struct isd_timer isd_timer;
+
+enum { ISD_READ = 1u, ISD_WRITE = 2u };
+
+typedef void (*isd_io_cb)(isd_loop *l, isd_io *w, unsigned revents);
+typedef void (*isd_timer_cb)(isd_loop *l, isd_timer *t);
+
+/* An fd watcher; embed it in your own struct.  fd < 0 means closed: a fired
+ * event for it is dropped (redis-style re-check before every callback). */
+struct isd_io {
+    int       fd;
+    unsigned  events;     /* current interest: ISD_READ | ISD_WRITE */
+    isd_io_cb cb;
+    int       slot;       /* backend bookkeeping (poll: index), -1 if none */
+};
+
+/* A one-shot timer in milliseconds of a monotonic clock. */
+struct isd_timer {
+    uint64_t     at;
+    size_t       hidx;    /* 1-based heap index, 0 = not running */
+    isd_timer_cb cb;
+    void        *data;
+};
+
+/* Create a loop.  backend: "epoll", "kqueue", "poll" or NULL for the best one
+ * (or the one named by $IO_SOCKET_INET_DAEMON_BACKEND).  NULL on failure,
+ * with errno and a message in err. */
+isd_loop   *isd_loop_new(const char *backend, char *err, size_t errlen);
+void        isd_loop_free(isd_loop *l);
+const char *isd_loop_backend(const isd_loop *l);
+/* Names of the backends compiled in, e.g. "epoll poll". */
+const char *isd_backends(void);
+
+/* Set the interest of w (0 stops watching).  0 or -1/errno. */
+int  isd_io_set(isd_loop *l, isd_io *w, unsigned events);
+void isd_io_init(isd_io *w, int fd, isd_io_cb cb);
+
+void isd_timer_init(isd_timer *t, isd_timer_cb cb, void *data);
+/* (Re)arm t to fire after ms milliseconds.  0 or -1/ENOMEM. */
+int  isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms);
+void isd_timer_stop(isd_loop *l, isd_timer *t);
+static inline int isd_timer_active(const isd_timer *t) { return t->hidx != 0; }
+uint64_t isd_now_ms(void);
+
+/* A hook run before every wait and after every batch of events (and timers):
+ * where servers flush output and finish deferred closes.  Returns how much
+ * work it did (before the wait, any work means: do not block).  Embed it;
+ * register once. */
+typedef struct isd_hook {
+    int  (*cb)(isd_loop *l, void *data);
+    void *data;
+    struct isd_hook *next;
+} isd_hook;
+void isd_loop_add_hook(isd_loop *l, isd_hook *h);
+void isd_loop_del_hook(isd_loop *l, isd_hook *h);
+
+/* Wait up to timeout_ms (-1: no limit; capped by the next timer), dispatch
+ * what fired, run due timers and the hooks.  Returns the number of fd events
+ * dispatched, or -1/EINTR when a signal interrupted the wait (hooks and timers
+ * still ran), or -1/errno on a backend failure.
+ * waitmask: NULL for a plain wait.  Otherwise the caller has blocked the
+ * signals it cares about; the wait installs *waitmask atomically (as ppoll
+ * does) so a signal cannot slip in between the caller's check and the wait,
+ * and *waitmask is the thread's mask when this returns. */
+int  isd_loop_run_once(isd_loop *l, int timeout_ms, const sigset_t *waitmask);
+/* Run the hooks now (what isd_loop_run_once does before waiting), for a
+ * caller that must do it before blocking signals.  Returns the work done:
+ * non-zero means the next wait should not block. */
+int  isd_loop_prepare(isd_loop *l);
+/* Free the loop after fork in a process that does not use it: closes the
+ * backend's descriptor without changing the interest it shares. */
+#define isd_loop_abandon isd_loop_free
+/* Non-zero while isd_loop_run_once is on the stack. */
+int  isd_loop_running(const isd_loop *l);
+
+/* ------------------------------------------------------------------ sockets */
+
+/* A socket address of any kind we serve (IPv4, IPv6). */
+typedef union isd_addr {
+    struct sockaddr     sa;
+    struct sockaddr_in  in4;
+    struct sockaddr_in6 in6;
+} isd_addr;
+
+/* Resolve host ("" or "*" = any) and listen on it: SO_REUSEADDR, non-blocking,
+ * close-on-exec.  family: AF_INET, AF_INET6 or AF_UNSPEC.  Returns the fd, or
+ * -1 with errno and err = "bind 127.0.0.1:5000: Address already in use". */
+int isd_listen_tcp(const char *host, unsigned port, int family, int backlog,
+                   char *err, size_t errlen);
+/* Accept one connection, non-blocking and close-on-exec, retrying EINTR.
+ * -1/EAGAIN when none is pending. */
+int isd_accept(int lfd, isd_addr *peer);
+/* Numeric host of a, into buf (>= 46 bytes); returns buf ("" if unknown). */
+const char *isd_addr_host(const isd_addr *a, char *buf, size_t len);
+unsigned    isd_addr_port(const isd_addr *a);
+/* Length of the sockaddr in a (0 if unknown family). */
+socklen_t   isd_addr_len(const isd_addr *a);
+
+/* ------------------------------------------------------ connections, servers */
+
+typedef struct isd_server isd_server;
+typedef struct isd_conn   isd_conn;
+
+/* What the core tells its embedder.  Every callback may close any connection
+ * (the current one included), call isd_server_close, or write anywhere: the
+ * core re-checks its state after each one. */
+typedef struct isd_handlers {
+    /* A connection was accepted.  Close it to refuse it. */
+    void (*on_accept)(isd_server *s, isd_conn *c);
+    /* A complete message is at the head of c's input: msg[0..len).  Whatever
+     * the handler consumes with isd_conn_consume stays consumed; if it
+     * consumes nothing, the message is dropped when it returns. */
+    void (*on_message)(isd_conn *c, const char *msg, size_t len);
+    /* The core ends c: err 0 = the peer sent EOF (all its messages were
+     * delivered), else why (ECONNRESET, EMSGSIZE: message over max,
+     * ENOBUFS: output over max_output, ...).  Called once, never for a
+     * connection the embedder closed itself.  After it returns the core
+     * closes c (gracefully after EOF, at once after an error). */
+    void (*on_close)(isd_conn *c, int err);
+    /* Something not tied to a connection failed (accept: EMFILE...). */
+    void (*on_error)(isd_server *s, int err, const char *what);
+} isd_handlers;
+
+/* Connection flags (read with isd_conn_flags). */
+enum {
+    ISD_C_OPEN    = 1u << 0,  /* logically open: events are delivered */
+    ISD_C_CLOSING = 1u << 1,  /* closed by us, still flushing output */
+    ISD_C_CLOSED  = 1u << 2,  /* fd closed */
+    ISD_C_EOF     = 1u << 3,  /* peer sent EOF */
+    ISD_C_RDSHUT  = 1u << 4,  /* we stopped reading */
+    ISD_C_WRSHUT  = 1u << 5,  /* shut down writing (after output drains) */
+    ISD_C_PENDING = 1u << 6,  /* queued for the end-of-batch hook */
+    ISD_C_FAILED  = 1u << 7,  /* error waiting for on_close */
+    ISD_C_INMSG   = 1u << 8   /* inside on_message */
+};
+
+typedef struct isd_server_cfg {
+    isd_framing framing;
+    size_t      max_output;   /* bytes queued per connection; 0 = no cap */
+    unsigned    linger_ms;    /* how long a closed connection may flush */
+} isd_server_cfg;
+
+/* A server: listening sockets plus their connections on one loop.
+ * Returns NULL/ENOMEM. */
+isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
+                           const isd_server_cfg *cfg, void *data);
+/* Start accepting on an already listening fd (the server owns it now). */
+int   isd_server_listen_fd(isd_server *s, int fd);
+/* Stop accepting and close the listening socket(s). */
+void  isd_server_unlisten(isd_server *s);
+int   isd_server_listening(const isd_server *s);
+/* Local address of the (first) listening socket; -1/ENOTCONN if none. */
+int   isd_server_sockaddr(const isd_server *s, isd_addr *a);
+/* Close every connection gracefully (no on_close), then wait up to
+ * timeout_ms for their output to drain, aborting what is left.  Safe from
+ * inside any handler. */
+void  isd_server_close_all(isd_server *s, int timeout_ms);
+/* Free the server: closes everything at once.  Not from inside a handler. */
+void  isd_server_free(isd_server *s);
+/* After fork, in a process that does not serve: close this process's copies
+ * of every descriptor without touching the sockets (no read, write, shutdown
+ * or interest change, which would act on the other process's sockets) and
+ * drop every connection.  No callbacks.  The server stays usable. */
+void  isd_server_abandon(isd_server *s);
+void *isd_server_data(const isd_server *s);
+isd_loop *isd_server_loop(const isd_server *s);
+size_t isd_server_nconns(const isd_server *s);
+/* Iterate the open connections: first with c = NULL. */
+isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c);
+isd_server_cfg *isd_server_config(isd_server *s);
+
+/* Reference counting: the server holds one reference while c is open or
+ * flushing; embedders take their own.  The memory goes with the last one;
+ * until then a closed connection still answers (flags, addresses). */
+void isd_conn_ref(isd_conn *c);
+void isd_conn_unref(isd_conn *c);
+
+unsigned     isd_conn_flags(const isd_conn *c);
+int          isd_conn_fd(const isd_conn *c);          /* -1 once closed */
+isd_server  *isd_conn_server(const isd_conn *c);      /* NULL once closed */
+const isd_addr *isd_conn_peer(const isd_conn *c);
+const isd_addr *isd_conn_local(const isd_conn *c);
+void        *isd_conn_data(const isd_conn *c);
+void         isd_conn_set_data(isd_conn *c, void *data);
+/* A word of flags that belongs to the embedder. */
+unsigned    *isd_conn_uflags(isd_conn *c);
+static inline int isd_conn_is_open(const isd_conn *c)
+{ return (isd_conn_flags(c) & ISD_C_OPEN) != 0; }
+
+/* Queue bytes for c.  An empty queue is written straight away (one syscall,
+ * for latency); anything left is sent as the peer reads.  Returns 0, or -1
+ * with errno: ENOTCONN (c is closed), ENOBUFS (over max_output: c fails and
+ * on_close(ENOBUFS) follows from the loop), ENOMEM. */
+int  isd_conn_write(isd_conn *c, const void *p, size_t n);
+/* Try to write queued output now, without waiting.  0 or -1/errno. */
+int  isd_conn_flush(isd_conn *c);
+size_t isd_conn_out_bytes(const isd_conn *c);
+
+/* Unread input: the bytes received and not yet consumed. */
+const char *isd_conn_in(const isd_conn *c, size_t *len);
+void isd_conn_consume(isd_conn *c, size_t n);
+/* Put bytes back in front of the unread input.  0 or -1/ENOMEM. */
+int  isd_conn_unread(isd_conn *c, const void *p, size_t n);
+/* Wait up to timeout_ms (-1: forever) for this connection alone to become
+ * readable, flushing its output meanwhile, and read once into its input.
+ * Returns bytes read, 0 at EOF (ISD_C_EOF set), -1/ETIMEDOUT, -1/EINTR (a
+ * signal: deal with it and call again), -1/ENOTCONN, or another errno (the
+ * connection then fails: on_close follows from the loop).  waitmask as for
+ * isd_loop_run_once. */
+ssize_t isd_conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask);
+
+/* Close gracefully: stop reading, deliver queued output (within linger_ms),
+ * then close.  No on_close.  Idempotent. */
+void isd_conn_close(isd_conn *c);
+/* Fail c: stop its I/O now; on_close(err) follows from the loop. */
+void isd_conn_fail(isd_conn *c, int err);
+/* Close at once, dropping queued output.  No on_close.  Idempotent. */
+void isd_conn_abort(isd_conn *c);
+/* Half-close: how = SHUT_RD stops reading; SHUT_WR sends EOF once the
+ * queued output is written; SHUT_RDWR is isd_conn_close.  0 or -1/errno. */
+int  isd_conn_shutdown(isd_conn *c, int how);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ISD_H */

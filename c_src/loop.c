@@ -1,0 +1,357 @@
+/*
+ * loop.c - the event loop: backend selection, fd interest, timers, dispatch.
+ *
+ * Backends only report {watcher, revents}; this file dispatches them.  A
+ * watcher may be stopped or closed by an earlier callback of the same batch,
+ * so the interest is re-checked before every callback (fd < 0 = closed).
+ * Watcher memory must stay valid until the batch ends: owners defer freeing
+ * to a hook (see conn.c).
+ */
+#include "isd_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <stdio.h>
+#include <time.h>
+#include <pthread.h>
+
+static const isd_backend *const all_backends[] = {
+#ifdef ISD_HAVE_EPOLL
+    &isd_backend_epoll,
+#endif
+#ifdef ISD_HAVE_KQUEUE
+    &isd_backend_kqueue,
+#endif
+    &isd_backend_poll,
+    NULL
+};
+
+const char *isd_backends(void)
+{
+#if defined(ISD_HAVE_EPOLL) && defined(ISD_HAVE_KQUEUE)
+    return "epoll kqueue poll";
+#elif defined(ISD_HAVE_EPOLL)
+    return "epoll poll";
+#elif defined(ISD_HAVE_KQUEUE)
+    return "kqueue poll";
+#else
+    return "poll";
+#endif
+}
+
+uint64_t isd_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+isd_loop *isd_loop_new(const char *backend, char *err, size_t errlen)
+{
+    const isd_backend *const *b;
+    isd_loop *l;
+    int saved;
+
+    if (!backend || !*backend) {
+        backend = getenv("IO_SOCKET_INET_DAEMON_BACKEND");
+        if (backend && !*backend)
+            backend = NULL;
+    }
+    for (b = all_backends; *b; b++)
+        if (!backend || strcmp(backend, (*b)->name) == 0)
+            break;
+    if (!*b) {
+        if (err)
+            snprintf(err, errlen, "backend '%s' is not available (have: %s)",
+                     backend, isd_backends());
+        errno = EINVAL;
+        return NULL;
+    }
+    l = calloc(1, sizeof *l);
+    if (!l) {
+        if (err)
+            snprintf(err, errlen, "out of memory");
+        errno = ENOMEM;
+        return NULL;
+    }
+    l->be = *b;
+    if (isd_loop_fired_reserve(l, 64) < 0 || l->be->init(l) < 0) {
+        saved = errno;
+        if (err)
+            snprintf(err, errlen, "%s: %s", l->be->name, strerror(saved));
+        free(l->fired);
+        free(l);
+        errno = saved;
+        return NULL;
+    }
+    return l;
+}
+
+void isd_loop_free(isd_loop *l)
+{
+    size_t i;
+
+    if (!l)
+        return;
+    for (i = 1; i <= l->nheap; i++)
+        l->heap[i]->hidx = 0;
+    l->be->destroy(l);
+    free(l->heap);
+    free(l->fired);
+    free(l);
+}
+
+const char *isd_loop_backend(const isd_loop *l) { return l->be->name; }
+int isd_loop_running(const isd_loop *l) { return l->running; }
+
+int isd_loop_fired_reserve(isd_loop *l, int n)
+{
+    isd_fired *f;
+    int cap;
+
+    if (l->firedcap >= n)
+        return 0;
+    cap = l->firedcap ? l->firedcap : 64;
+    while (cap < n)
+        cap *= 2;
+    f = realloc(l->fired, (size_t)cap * sizeof *f);
+    if (!f) {
+        errno = ENOMEM;
+        return -1;
+    }
+    l->fired = f;
+    l->firedcap = cap;
+    return 0;
+}
+
+void isd_io_init(isd_io *w, int fd, isd_io_cb cb)
+{
+    w->fd = fd;
+    w->events = 0;
+    w->cb = cb;
+    w->slot = -1;
+}
+
+int isd_io_set(isd_loop *l, isd_io *w, unsigned events)
+{
+    unsigned old = w->events;
+
+    events &= ISD_READ | ISD_WRITE;
+    if (events == old)
+        return 0;
+    if (w->fd < 0) {
+        errno = EBADF;
+        return -1;
+    }
+    if (l->be->change(l, w, old, events) < 0)
+        return -1;
+    w->events = events;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ timers */
+
+void isd_timer_init(isd_timer *t, isd_timer_cb cb, void *data)
+{
+    t->at = 0;
+    t->hidx = 0;
+    t->cb = cb;
+    t->data = data;
+}
+
+static void heap_set(isd_loop *l, size_t i, isd_timer *t)
+{
+    l->heap[i] = t;
+    t->hidx = i;
+}
+
+static void heap_up(isd_loop *l, size_t i)
+{
+    isd_timer *t = l->heap[i];
+
+    while (i > 1 && l->heap[i / 2]->at > t->at) {
+        heap_set(l, i, l->heap[i / 2]);
+        i /= 2;
+    }
+    heap_set(l, i, t);
+}
+
+static void heap_down(isd_loop *l, size_t i)
+{
+    isd_timer *t = l->heap[i];
+    size_t c;
+
+    while ((c = i * 2) <= l->nheap) {
+        if (c < l->nheap && l->heap[c + 1]->at < l->heap[c]->at)
+            c++;
+        if (l->heap[c]->at >= t->at)
+            break;
+        heap_set(l, i, l->heap[c]);
+        i = c;
+    }
+    heap_set(l, i, t);
+}
+
+void isd_timer_stop(isd_loop *l, isd_timer *t)
+{
+    size_t i = t->hidx;
+    isd_timer *last;
+
+    if (!i)
+        return;
+    t->hidx = 0;
+    last = l->heap[l->nheap--];
+    if (last == t)
+        return;
+    heap_set(l, i, last);
+    if (i > 1 && l->heap[i / 2]->at > last->at)
+        heap_up(l, i);
+    else
+        heap_down(l, i);
+}
+
+int isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms)
+{
+    isd_timer_stop(l, t);
+    if (l->nheap + 1 >= l->heapcap) {
+        size_t cap = l->heapcap ? l->heapcap * 2 : 16;
+        isd_timer **h = realloc(l->heap, cap * sizeof *h);
+        if (!h) {
+            errno = ENOMEM;
+            return -1;
+        }
+        l->heap = h;
+        l->heapcap = cap;
+    }
+    t->at = isd_now_ms() + ms;
+    l->heap[++l->nheap] = t;
+    t->hidx = l->nheap;
+    heap_up(l, l->nheap);
+    return 0;
+}
+
+static void run_timers(isd_loop *l)
+{
+    uint64_t now = isd_now_ms();
+
+    while (l->nheap && l->heap[1]->at <= now) {
+        isd_timer *t = l->heap[1];
+        isd_timer_stop(l, t);
+        t->cb(l, t);
+    }
+}
+
+/* ------------------------------------------------------------------- hooks */
+
+void isd_loop_add_hook(isd_loop *l, isd_hook *h)
+{
+    h->next = l->hooks;
+    l->hooks = h;
+}
+
+void isd_loop_del_hook(isd_loop *l, isd_hook *h)
+{
+    isd_hook **pp;
+
+    for (pp = &l->hooks; *pp; pp = &(*pp)->next)
+        if (*pp == h) {
+            *pp = h->next;
+            return;
+        }
+}
+
+static int run_hooks(isd_loop *l)
+{
+    isd_hook *h, *next;
+    int done = 0;
+
+    for (h = l->hooks; h; h = next) {
+        next = h->next;
+        done += h->cb(l, h->data);
+    }
+    return done;
+}
+
+/* -------------------------------------------------------------------- wait */
+
+int isd_poll_fds(struct pollfd *fds, unsigned long n, int timeout_ms,
+                 const sigset_t *waitmask)
+{
+#ifdef ISD_HAVE_PPOLL
+    if (waitmask) {
+        struct timespec ts, *tp = NULL;
+        if (timeout_ms >= 0) {
+            ts.tv_sec = timeout_ms / 1000;
+            ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+            tp = &ts;
+        }
+        return ppoll(fds, (nfds_t)n, tp, waitmask);
+    }
+#else
+    /* No atomic variant: unblock, then wait (a signal landing in between
+     * waits for the timeout or the next event). */
+    if (waitmask)
+        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
+#endif
+    return poll(fds, (nfds_t)n, timeout_ms);
+}
+
+int isd_loop_prepare(isd_loop *l)
+{
+    int done;
+
+    l->running++;
+    done = run_hooks(l);
+    l->running--;
+    return done;
+}
+
+int isd_loop_run_once(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
+{
+    int i, n, rc, saved = 0;
+    uint64_t now;
+
+    l->running++;
+    /* Work queued outside the loop (input read by a blocking read in a
+     * timer or signal handler) must not wait for the next event. */
+    if (run_hooks(l))
+        timeout_ms = 0;
+    if (l->nheap) {
+        now = isd_now_ms();
+        if (l->heap[1]->at <= now)
+            timeout_ms = 0;
+        else if (timeout_ms < 0 || l->heap[1]->at - now < (uint64_t)timeout_ms)
+            timeout_ms = (int)(l->heap[1]->at - now);
+    }
+    l->nfired = 0;
+    rc = l->be->wait(l, timeout_ms, waitmask);
+    if (rc < 0)
+        saved = errno;
+    /* The wait installed waitmask; make sure it is in force from here on
+     * (backends without an atomic wait already set it). */
+    if (waitmask)
+        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
+    n = l->nfired;
+    for (i = 0; i < n; i++) {
+        isd_io *w = l->fired[i].w;
+        unsigned ev = l->fired[i].revents & (w->events | ISD_EV_ERR);
+
+        if (w->fd < 0 || !w->events)
+            continue;
+        if (ev & ISD_EV_ERR)
+            ev = w->events;
+        if (ev)
+            w->cb(l, w, ev);
+    }
+    l->nfired = 0;
+    run_timers(l);
+    run_hooks(l);
+    l->running--;
+    if (rc < 0) {
+        errno = saved;
+        return -1;
+    }
+    return n;
+}

@@ -1,0 +1,1384 @@
+/*
+ * Daemon.xs - the only file that knows both Perl and the C core.
+ *
+ * Objects.  A daemon is the 0.04 blessed hash plus ext magic carrying a
+ * struct xd (freed with the hash).  A peer ($io) is a blessed glob whose IO
+ * slot is tied (so print $io / <$io> work) to a small object of class
+ * ...::Peer::Tie; the IO and the tie object each carry ext magic pointing at
+ * the core's isd_conn and each hold a reference on it, so $io answers
+ * (peerhost, false from print) for as long as Perl keeps it.
+ *
+ * Callbacks.  Every call into Perl runs under G_EVAL; a die becomes an
+ * `error` callback (or a warn) and never unwinds through the core.  The
+ * daemon holds one reference on each open connection's $io until it closes.
+ *
+ * Signals.  run() waits in C; Perl's deferred signals are dispatched as soon
+ * as the wait returns.  To close the window between "nothing pending" and
+ * "waiting", signals are blocked for the check and the wait installs the
+ * old mask atomically (epoll_pwait/ppoll).
+ */
+#define PERL_NO_GET_CONTEXT
+#include "EXTERN.h"
+#include "perl.h"
+#include "XSUB.h"
+
+#include "isd.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+
+#define PKG       "IO::Socket::INET::Daemon"
+#define PEER_PKG  PKG "::Peer"
+#define TIE_PKG   PKG "::Peer::Tie"
+
+/* uflags of a connection (embedder's word in the core) */
+#define UF_NONBLOCK  1u    /* blocking(0): reads never wait */
+#define UF_UTF8      2u    /* binmode :utf8 */
+#define UF_NOAUTOFL  4u    /* autoflush(0) was asked (no effect but reported) */
+
+typedef struct xd {
+    isd_loop   *loop;
+    isd_server *srv;
+    HV         *self;          /* the object (not counted: it owns us) */
+    SV         *self_rv;       /* counted, while run() is on the stack */
+    int         lfd;           /* listening fd before the server takes it */
+    int         running, stop;
+    pid_t       pid;           /* process that owns the sockets */
+    int         family;
+    int         backlog;
+    int         read_timeout_ms;   /* -1: follow timeout */
+    isd_server_cfg cfg;
+    char        backend[16];
+    char        err[256];
+#ifdef PERL_IMPLICIT_CONTEXT
+    void       *perl;
+#endif
+} xd;
+
+static U32 h_add, h_remove, h_data, h_tick, h_error, h_callback, h_timeout;
+
+/* ------------------------------------------------------------------ magic */
+
+static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg);
+static int conn_mg_free(pTHX_ SV *sv, MAGIC *mg);
+
+static MGVTBL xd_vtbl   = { NULL, NULL, NULL, NULL, xd_mg_free, NULL, NULL, NULL };
+static MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_mg_free, NULL, NULL, NULL };
+
+static MAGIC *find_mg(SV *sv, const MGVTBL *vt)
+{
+    MAGIC *mg;
+
+    if (SvTYPE(sv) < SVt_PVMG)
+        return NULL;
+    for (mg = SvMAGIC(sv); mg; mg = mg->mg_moremagic)
+        if (mg->mg_type == PERL_MAGIC_ext && mg->mg_virtual == vt)
+            return mg;
+    return NULL;
+}
+
+static xd *xd_from(pTHX_ SV *sv, const char *method)
+{
+    MAGIC *mg;
+
+    if (SvROK(sv) && (mg = find_mg(SvRV(sv), &xd_vtbl)))
+        return (xd *)mg->mg_ptr;
+    croak("%s::%s: not called on an %s object", PKG, method, PKG);
+    return NULL; /* not reached */
+}
+
+/* The connection behind a $io glob or its tie object. */
+static isd_conn *conn_from(pTHX_ SV *sv, const char *method)
+{
+    MAGIC *mg = NULL;
+    SV *r;
+
+    if (SvROK(sv)) {
+        r = SvRV(sv);
+        if (SvTYPE(r) == SVt_PVGV && isGV_with_GP(r))
+            r = (SV *)GvIO((GV *)r);
+        if (r)
+            mg = find_mg(r, &conn_vtbl);
+    }
+    if (!mg)
+        croak("%s::%s: not called on a peer of %s", PEER_PKG, method, PKG);
+    return (isd_conn *)mg->mg_ptr;
+}
+
+static int conn_mg_free(pTHX_ SV *sv, MAGIC *mg)
+{
+    PERL_UNUSED_ARG(sv);
+    isd_conn_unref((isd_conn *)mg->mg_ptr);
+    return 0;
+}
+
+static xd *conn_xd(isd_conn *c)
+{
+    isd_server *s = isd_conn_server(c);
+    return s ? (xd *)isd_server_data(s) : NULL;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static SV *fetch_cb(pTHX_ xd *d, const char *name, I32 len, U32 hash)
+{
+    SV **svp = hv_common_key_len(d->self, "callback", 8, HV_FETCH_JUST_SV,
+                                 NULL, h_callback);
+    HV *cbs;
+
+    if (!svp || !SvROK(*svp) || SvTYPE(SvRV(*svp)) != SVt_PVHV)
+        return NULL;
+    cbs = (HV *)SvRV(*svp);
+    svp = hv_common_key_len(cbs, name, len, HV_FETCH_JUST_SV, NULL, hash);
+    if (!svp || !SvTRUE(*svp))      /* 0.04: a false callback is none */
+        return NULL;
+    return *svp;
+}
+#define CB(d, n) fetch_cb(aTHX_ (d), #n, (I32)sizeof(#n) - 1, h_##n)
+
+static SV *peer_rv(isd_conn *c) { return (SV *)isd_conn_data(c); }
+
+/* Report a problem: the `error` callback, or a warn. */
+static void report(pTHX_ xd *d, SV *io, SV *msg)
+{
+    SV *cb = d ? CB(d, error) : NULL;
+
+    if (cb && d->self_rv) {
+        dSP;
+        ENTER;
+        SAVETMPS;
+        PUSHMARK(SP);
+        EXTEND(SP, 3);
+        PUSHs(io ? sv_2mortal(SvREFCNT_inc_simple_NN(io)) : &PL_sv_undef);
+        PUSHs(d->self_rv);
+        PUSHs(msg);
+        PUTBACK;
+        call_sv(cb, G_DISCARD | G_EVAL);
+        if (SvTRUE(ERRSV))
+            warn("%s: error callback died: %" SVf, PKG, SVfARG(ERRSV));
+        FREETMPS;
+        LEAVE;
+    } else {
+        warn("%s: %" SVf "\n", PKG, SVfARG(msg));
+    }
+}
+
+/* Call a callback with ($io, $daemon[, $arg]).  1: true, 0: false,
+ * -1: it died (already reported). */
+static int call_cb(pTHX_ xd *d, SV *cb, const char *name, SV *io, SV *arg)
+{
+    dSP;
+    int ret, n;
+    SV *res;
+
+    ENTER;
+    SAVETMPS;
+    PUSHMARK(SP);
+    EXTEND(SP, 3);
+    PUSHs(io ? sv_2mortal(SvREFCNT_inc_simple_NN(io)) : &PL_sv_undef);
+    PUSHs(d->self_rv ? d->self_rv : &PL_sv_undef);
+    if (arg)
+        PUSHs(arg);
+    PUTBACK;
+    n = call_sv(cb, G_SCALAR | G_EVAL);
+    SPAGAIN;
+    res = n > 0 ? POPs : &PL_sv_undef;
+    ret = SvTRUE(res) ? 1 : 0;
+    PUTBACK;
+    if (SvTRUE(ERRSV)) {
+        SV *msg = sv_2mortal(newSVpvf("%s callback died: %" SVf, name,
+                                      SVfARG(ERRSV)));
+        /* one line: strip the trailing newline of "... line N.\n" */
+        if (SvCUR(msg) && SvPVX(msg)[SvCUR(msg) - 1] == '\n')
+            SvCUR_set(msg, SvCUR(msg) - 1);
+        report(aTHX_ d, io, msg);
+        ret = -1;
+    }
+    FREETMPS;
+    LEAVE;
+    return ret;
+}
+
+/* The daemon lets go of c: drop its $io reference, then close. */
+static void drop_conn(pTHX_ isd_conn *c, int abort_now)
+{
+    SV *io = peer_rv(c);
+
+    isd_conn_set_data(c, NULL);
+    if (abort_now)
+        isd_conn_abort(c);
+    else
+        isd_conn_close(c);
+    if (io)
+        SvREFCNT_dec(io);
+}
+
+static HV *peer_stash, *tie_stash;
+
+/* A new $io: blessed glob, tied IO, both carrying the connection. */
+static SV *make_peer(pTHX_ isd_conn *c)
+{
+    GV *gv = (GV *)newSV(0);
+    SV *tobj = newSV(0), *trv, *rv;
+    IO *io;
+
+    gv_init_pvn(gv, peer_stash, "__ANONIO__", 10, 0);
+    io = GvIOn(gv);
+    sv_magicext((SV *)io, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
+    isd_conn_ref(c);
+    sv_upgrade(tobj, SVt_PVMG);
+    sv_magicext(tobj, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
+    isd_conn_ref(c);
+    trv = sv_bless(newRV_noinc(tobj), tie_stash);
+    sv_magic((SV *)io, trv, PERL_MAGIC_tiedscalar, NULL, 0);
+    SvREFCNT_dec(trv);          /* the tie magic holds it now */
+    rv = newRV_noinc((SV *)gv);
+    return sv_bless(rv, peer_stash);
+}
+
+static SV *errmsg(pTHX_ isd_conn *c, int err)
+{
+    char host[INET6_ADDRSTRLEN];
+    xd *d = conn_xd(c);
+    const isd_addr *a = isd_conn_peer(c);
+
+    isd_addr_host(a, host, sizeof host);
+    if (err == EMSGSIZE)
+        return newSVpvf("line too long (over max_line %lu bytes) from %s:%u",
+                        (unsigned long)(d ? d->cfg.framing.max : 0), host,
+                        isd_addr_port(a));
+    if (err == ENOBUFS)
+        return newSVpvf("output for %s:%u over max_output (%lu bytes)", host,
+                        isd_addr_port(a),
+                        (unsigned long)(d ? d->cfg.max_output : 0));
+    return newSVpvf("connection %s:%u: %s", host, isd_addr_port(a),
+                    strerror(err));
+}
+
+/* --------------------------------------------------------- core handlers */
+
+#ifdef PERL_IMPLICIT_CONTEXT
+#  define dXD_THX(d) dTHXa((d)->perl)
+#else
+#  define dXD_THX(d) dNOOP
+#endif
+
+static void on_accept(isd_server *s, isd_conn *c)
+{
+    xd *d = isd_server_data(s);
+    dXD_THX(d);
+    SV *io = make_peer(aTHX_ c), *cb;
+    int ok;
+
+    isd_conn_set_data(c, io);
+    if (!(cb = CB(d, add)))
+        return;
+    ok = call_cb(aTHX_ d, cb, "add", io, NULL);
+    if (ok <= 0 && isd_conn_is_open(c) && peer_rv(c))
+        drop_conn(aTHX_ c, 0);      /* refused: no remove callback */
+}
+
+static void on_message(isd_conn *c, const char *msg, size_t len)
+{
+    xd *d = conn_xd(c);
+    dXD_THX(d);
+    SV *io = peer_rv(c), *cb, *line;
+    int ok;
+
+    if (!io || !(cb = CB(d, data)))
+        return;
+    line = sv_2mortal(newSVpvn(msg, len));
+    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
+        SvUTF8_on(line);
+    ok = call_cb(aTHX_ d, cb, "data", io, line);
+    if (ok > 0 || !isd_conn_is_open(c) || peer_rv(c) != io)
+        return;
+    /* false (or died): remove callback, then close */
+    if ((cb = CB(d, remove)))
+        call_cb(aTHX_ d, cb, "remove", io, NULL);
+    if (isd_conn_is_open(c) && peer_rv(c) == io)
+        drop_conn(aTHX_ c, 0);
+}
+
+static void on_close(isd_conn *c, int err)
+{
+    xd *d = conn_xd(c);
+    dXD_THX(d);
+    SV *io = peer_rv(c), *cb;
+
+    if (!io)
+        return;
+    if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM)
+        report(aTHX_ d, io, sv_2mortal(errmsg(aTHX_ c, err)));
+    if ((cb = CB(d, remove)))
+        call_cb(aTHX_ d, cb, "remove", io, NULL);
+    if (peer_rv(c) == io) {
+        isd_conn_set_data(c, NULL);
+        SvREFCNT_dec(io);
+    }
+}
+
+static void on_error(isd_server *s, int err, const char *what)
+{
+    xd *d = isd_server_data(s);
+    dXD_THX(d);
+
+    report(aTHX_ d, NULL, sv_2mortal(newSVpvf("%s: %s", what, strerror(err))));
+}
+
+static const isd_handlers handlers = { on_accept, on_message, on_close, on_error };
+
+/* ---------------------------------------------------------- daemon state */
+
+static int ms_of(pTHX_ SV *sv, int dflt)
+{
+    NV v;
+
+    if (!sv || !SvOK(sv) || !looks_like_number(sv))
+        return dflt;
+    v = SvNV(sv);
+    if (v <= 0)
+        return 0;
+    if (v > 2000000.0)
+        return 2000000000;
+    return (int)(v * 1000.0 + 0.999);
+}
+
+static SV *opt(pTHX_ xd *d, const char *k)
+{
+    SV **svp = hv_fetch(d->self, k, (I32)strlen(k), 0);
+    return svp && SvOK(*svp) ? *svp : NULL;
+}
+
+/* Bind and listen now (no loop yet: that is made by run, in the process
+ * that serves).  0, or -1 with errno and d->err. */
+static int xd_listen(pTHX_ xd *d)
+{
+    SV *host = opt(aTHX_ d, "host"), *port = opt(aTHX_ d, "port");
+    const char *h = host ? SvPV_nolen(host) : "localhost";
+    int family = AF_INET;
+
+    if (d->lfd >= 0 || (d->srv && isd_server_listening(d->srv)))
+        return 0;
+    /* IO::Socket::INET resolves to IPv4; a literal IPv6 address is IPv6. */
+    if (strchr(h, ':'))
+        family = AF_INET6;
+    d->lfd = isd_listen_tcp(h, port ? (unsigned)SvUV(port) : 0, family,
+                            d->backlog, d->err, sizeof d->err);
+    if (d->lfd >= 0)
+        d->pid = getpid();
+    return d->lfd >= 0 ? 0 : -1;
+}
+
+/* Make the loop and server, in this process, and hand them the listener. */
+static int xd_start(pTHX_ xd *d)
+{
+    if (d->srv && d->pid != getpid()) {
+        /* forked since: the loop is shared with the parent; start afresh */
+        isd_server_abandon(d->srv);
+        isd_server_free(d->srv);
+        isd_loop_abandon(d->loop);
+        d->srv = NULL;
+        d->loop = NULL;
+    }
+    d->pid = getpid();
+    if (!d->loop) {
+        d->loop = isd_loop_new(d->backend[0] ? d->backend : NULL, d->err,
+                               sizeof d->err);
+        if (!d->loop)
+            return -1;
+    }
+    if (!d->srv) {
+        d->srv = isd_server_new(d->loop, &handlers, &d->cfg, d);
+        if (!d->srv)
+            return -1;
+    }
+    if (d->lfd >= 0) {
+        if (isd_server_listen_fd(d->srv, d->lfd) < 0) {
+            snprintf(d->err, sizeof d->err, "listen: %s", strerror(errno));
+            return -1;
+        }
+        d->lfd = -1;
+    }
+    return 0;
+}
+
+/* Drop every connection's $io and close them, with the listener. */
+static void xd_close_all(pTHX_ xd *d)
+{
+    isd_conn *c, *next;
+
+    if (d->lfd >= 0) {
+        close(d->lfd);
+        d->lfd = -1;
+    }
+    if (!d->srv)
+        return;
+    if (d->pid != getpid()) {
+        /* a forked copy: let go of our descriptors only */
+        for (c = isd_server_next_conn(d->srv, NULL); c; c = next) {
+            SV *io = peer_rv(c);
+            next = isd_server_next_conn(d->srv, c);
+            isd_conn_set_data(c, NULL);
+            if (io)
+                SvREFCNT_dec(io);
+        }
+        isd_server_abandon(d->srv);
+        isd_server_free(d->srv);
+        isd_loop_abandon(d->loop);
+        d->srv = NULL;
+        d->loop = NULL;
+        return;
+    }
+    isd_server_unlisten(d->srv);
+    for (c = isd_server_next_conn(d->srv, NULL); c; c = next) {
+        SV *io = peer_rv(c);
+        next = isd_server_next_conn(d->srv, c);
+        isd_conn_set_data(c, NULL);
+        if (io)
+            SvREFCNT_dec(io);
+    }
+    isd_server_close_all(d->srv, (int)d->cfg.linger_ms);
+}
+
+static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
+{
+    xd *d = (xd *)mg->mg_ptr;
+
+    PERL_UNUSED_ARG(sv);
+    if (!d)
+        return 0;
+    if (!PL_dirty)
+        xd_close_all(aTHX_ d);
+    if (d->srv) {
+        if (d->pid != getpid())
+            isd_server_abandon(d->srv);
+        isd_server_free(d->srv);
+    }
+    if (d->loop)
+        isd_loop_free(d->loop);
+    if (d->lfd >= 0)
+        close(d->lfd);
+    Safefree(d);
+    mg->mg_ptr = NULL;
+    return 0;
+}
+
+/* -------------------------------------------------------------- waiting */
+
+/* Block signals, and say whether Perl has one pending (then unblock). */
+static int block_signals(pTHX_ sigset_t *old)
+{
+    sigset_t all;
+
+    sigfillset(&all);
+    /* never hold back the synchronous ones */
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+    if (PL_sig_pending) {
+        pthread_sigmask(SIG_SETMASK, old, NULL);
+        return 1;
+    }
+    return 0;
+}
+
+static int read_timeout(pTHX_ xd *d)
+{
+    if (!d)
+        return 0;
+    if (d->read_timeout_ms >= 0)
+        return d->read_timeout_ms;
+    return ms_of(aTHX_ opt(aTHX_ d, "timeout"), 10000);
+}
+
+/* Read more into c for a reading method: waits for this connection only,
+ * up to read_timeout (not at all after blocking(0)), running Perl signal
+ * handlers that arrive meanwhile.  >0 bytes, 0 EOF, -1 errno. */
+static ssize_t fill(pTHX_ isd_conn *c)
+{
+    xd *d = conn_xd(c);
+    int total = (*isd_conn_uflags(c) & UF_NONBLOCK) ? 0 : read_timeout(aTHX_ d);
+    uint64_t deadline = isd_now_ms() + (uint64_t)total;
+    sigset_t old;
+    ssize_t n;
+
+    for (;;) {
+        uint64_t now = isd_now_ms();
+        int left = now >= deadline ? 0 : (int)(deadline - now);
+
+        if (block_signals(aTHX_ &old)) {
+            PERL_ASYNC_CHECK();
+            continue;
+        }
+        n = isd_conn_fill(c, left, &old);
+        if (n < 0 && errno == EINTR) {
+            PERL_ASYNC_CHECK();
+            continue;
+        }
+        if (n < 0 && errno == ETIMEDOUT && !total)
+            errno = EAGAIN;
+        return n;
+    }
+}
+
+/* ------------------------------------------------------------ peer I/O */
+
+/* Bytes of sv for output: downgraded, or UTF-8 with a warning (as print
+ * does) unless the handle is :utf8. */
+static const char *out_bytes(pTHX_ isd_conn *c, SV *sv, STRLEN *len,
+                             const char *op)
+{
+    if (SvUTF8(sv)) {
+        if (*isd_conn_uflags(c) & UF_UTF8)
+            return SvPVutf8(sv, *len);
+        sv = sv_2mortal(newSVsv(sv));
+        if (!sv_utf8_downgrade(sv, TRUE)) {
+            Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8),
+                             "Wide character in %s", op);
+            return SvPVutf8(sv, *len);
+        }
+    }
+    return SvPV(sv, *len);
+}
+
+static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
+{
+    if (isd_conn_write(c, p, n) < 0) {
+        SETERRNO(errno, 0);
+        return 0;
+    }
+    return 1;
+}
+
+static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n)
+{
+    SV *sv = newSVpvn(p, n);
+
+    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)p, n))
+        SvUTF8_on(sv);
+    return sv;
+}
+
+/* The next record per $/ (NULL at EOF with nothing left or on error). */
+static SV *read_record(pTHX_ isd_conn *c)
+{
+    isd_framing f;
+    const char *p;
+    size_t len, scan = 0, rec = 0;
+    xd *d = conn_xd(c);
+    ssize_t m;
+    SV *rs = PL_rs;
+    STRLEN seplen = 0;
+    const char *sep = NULL;
+    int para = 0, slurp = 0;
+
+    if (!SvOK(rs)) {
+        slurp = 1;
+    } else if (SvROK(rs)) {
+        IV r = SvIV(SvRV(rs));
+        rec = r > 0 ? (size_t)r : 0;
+        if (!rec)
+            slurp = 1;
+    } else {
+        sep = SvPV(rs, seplen);
+        if (!seplen) {
+            para = 1;
+            sep = "\n\n";
+            seplen = 2;
+        }
+    }
+    memset(&f, 0, sizeof f);
+    f.kind = ISD_FRAME_LINE;
+    f.sep = sep;
+    f.seplen = seplen;
+    f.max = d ? d->cfg.framing.max : 0;
+    for (;;) {
+        p = isd_conn_in(c, &len);
+        if (para) {
+            size_t k = 0;
+            while (k < len && p[k] == '\n')
+                k++;
+            if (k) {
+                isd_conn_consume(c, k);
+                p = isd_conn_in(c, &len);
+                scan = 0;
+            }
+        }
+        if (len) {
+            if (slurp)
+                m = 0;
+            else if (rec)
+                m = len >= rec ? (ssize_t)rec : 0;
+            else
+                m = isd_frame_next(&f, p, len, &scan);
+            if (m < 0) {
+                isd_conn_fail(c, EMSGSIZE);
+                SETERRNO(EMSGSIZE, 0);
+                return NULL;
+            }
+            if (m > 0) {
+                SV *sv = new_in(aTHX_ c, p, (size_t)m);
+                isd_conn_consume(c, (size_t)m);
+                return sv;
+            }
+        }
+        if (isd_conn_flags(c) & ISD_C_EOF) {
+            if (!len)
+                return NULL;
+            {
+                SV *sv = new_in(aTHX_ c, p, len);
+                isd_conn_consume(c, len);
+                return sv;
+            }
+        }
+        if (fill(aTHX_ c) < 0) {
+            SETERRNO(errno, 0);
+            return NULL;
+        }
+    }
+}
+
+/* sysread semantics: whatever is buffered (waiting only if nothing is). */
+static ssize_t take(pTHX_ isd_conn *c, SV *buf, size_t want, SSize_t off,
+                    int full)
+{
+    const char *p;
+    size_t len, n;
+    STRLEN cur;
+    char *dst;
+
+    if (SvREADONLY(buf))
+        croak("Modification of a read-only value attempted");
+    for (;;) {
+        p = isd_conn_in(c, &len);
+        if (len >= want || (len && !full) || (isd_conn_flags(c) & ISD_C_EOF))
+            break;
+        if (!isd_conn_is_open(c)) {
+            SETERRNO(ENOTCONN, 0);
+            return -1;
+        }
+        if (fill(aTHX_ c) < 0) {
+            if (len && errno != EMSGSIZE)
+                break;          /* give what we have */
+            SETERRNO(errno, 0);
+            return -1;
+        }
+    }
+    n = len < want ? len : want;
+    if (!SvOK(buf))
+        sv_setpvs(buf, "");
+    (void)SvPV_force(buf, cur);
+    if (off < 0) {
+        if ((STRLEN)-off > cur)
+            croak("Offset outside string");
+        off += (SSize_t)cur;
+    }
+    dst = SvGROW(buf, (STRLEN)off + n + 1);
+    if ((STRLEN)off > cur)
+        memset(dst + cur, 0, (STRLEN)off - cur);
+    memcpy(dst + off, p, n);
+    SvCUR_set(buf, (STRLEN)off + n);
+    dst[off + n] = '\0';
+    SvPOK_only(buf);
+    SvSETMAGIC(buf);
+    isd_conn_consume(c, n);
+    return (ssize_t)n;
+}
+
+static SV *pack_addr(pTHX_ const isd_addr *a, int which)
+{
+    if (which == 0) {   /* sockaddr */
+        socklen_t l = isd_addr_len(a);
+        return l ? newSVpvn((const char *)a, l) : &PL_sv_undef;
+    }
+    if (a->sa.sa_family == AF_INET)
+        return newSVpvn((const char *)&a->in4.sin_addr, 4);
+    if (a->sa.sa_family == AF_INET6)
+        return newSVpvn((const char *)&a->in6.sin6_addr, 16);
+    return &PL_sv_undef;
+}
+
+/* =================================================================== XS */
+
+MODULE = IO::Socket::INET::Daemon  PACKAGE = IO::Socket::INET::Daemon
+
+PROTOTYPES: DISABLE
+
+BOOT:
+{
+    PERL_HASH(h_add, "add", 3);
+    PERL_HASH(h_remove, "remove", 6);
+    PERL_HASH(h_data, "data", 4);
+    PERL_HASH(h_tick, "tick", 4);
+    PERL_HASH(h_error, "error", 5);
+    PERL_HASH(h_callback, "callback", 8);
+    PERL_HASH(h_timeout, "timeout", 7);
+    peer_stash = gv_stashpv(PEER_PKG, GV_ADD);
+    tie_stash = gv_stashpv(TIE_PKG, GV_ADD);
+}
+
+void
+_init(SV *self)
+  PREINIT:
+    xd *d;
+    SV *v;
+  CODE:
+    if (!SvROK(self) || SvTYPE(SvRV(self)) != SVt_PVHV)
+        croak("%s::_init: not a hash-based object", PKG);
+    if (find_mg(SvRV(self), &xd_vtbl))
+        croak("%s::_init: already initialised", PKG);
+    Newxz(d, 1, xd);
+    d->self = (HV *)SvRV(self);
+    d->lfd = -1;
+    d->pid = getpid();
+#ifdef PERL_IMPLICIT_CONTEXT
+    d->perl = aTHX;
+#endif
+    v = opt(aTHX_ d, "framing");
+    d->cfg.framing.kind = v && strEQ(SvPV_nolen(v), "raw") ? ISD_FRAME_RAW
+                                                             : ISD_FRAME_LINE;
+    v = opt(aTHX_ d, "max_line");
+    d->cfg.framing.max = v ? (size_t)SvUV(v) : 1048576;
+    v = opt(aTHX_ d, "max_output");
+    d->cfg.max_output = v ? (size_t)SvUV(v) : 64 * 1048576;
+    v = opt(aTHX_ d, "linger");
+    d->cfg.linger_ms = (unsigned)ms_of(aTHX_ v, 30000);
+    v = opt(aTHX_ d, "read_timeout");
+    d->read_timeout_ms = v ? ms_of(aTHX_ v, 10000) : -1;
+    v = opt(aTHX_ d, "backlog");
+    d->backlog = v ? (int)SvIV(v) : SOMAXCONN;
+    v = opt(aTHX_ d, "backend");
+    if (v)
+        my_strlcpy(d->backend, SvPV_nolen(v), sizeof d->backend);
+    sv_magicext(SvRV(self), NULL, PERL_MAGIC_ext, &xd_vtbl, (char *)d, 0);
+
+void
+listen(SV *self)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "listen");
+    if (xd_listen(aTHX_ d) < 0) {
+        SETERRNO(errno, 0);
+        XSRETURN_EMPTY;
+    }
+    XSRETURN_YES;
+
+void
+run(SV *self)
+  PREINIT:
+    xd *d;
+    int timeout, n;
+    sigset_t old;
+  PPCODE:
+    d = xd_from(aTHX_ self, "run");
+    if (d->running)
+        croak("%s::run: already running", PKG);
+    if (xd_listen(aTHX_ d) < 0 || xd_start(aTHX_ d) < 0) {
+        SETERRNO(errno ? errno : EINVAL, 0);
+        XSRETURN_EMPTY;
+    }
+    {
+        /* undone by LEAVE, also when a signal handler dies out of run() */
+        ENTER;
+        SAVEINT(d->running);
+        SAVEVPTR(d->self_rv);
+        d->running = 1;
+        d->stop = 0;
+        d->self_rv = newSVsv(self);
+        SAVEFREESV(d->self_rv);
+        while (!d->stop) {
+            SV *cb = CB(d, tick);
+            if (cb)
+                call_cb(aTHX_ d, cb, "tick", NULL, NULL);
+            if (d->stop || !d->srv)
+                break;
+            timeout = ms_of(aTHX_ opt(aTHX_ d, "timeout"), -1);
+            if (isd_loop_prepare(d->loop) || d->stop)
+                timeout = 0;
+            if (block_signals(aTHX_ &old)) {
+                PERL_ASYNC_CHECK();
+                continue;
+            }
+            n = isd_loop_run_once(d->loop, timeout, &old);
+            if (n < 0 && errno != EINTR) {
+                int e = errno;
+                report(aTHX_ d, NULL, sv_2mortal(newSVpvf("%s wait: %s",
+                       isd_loop_backend(d->loop), strerror(e))));
+                SETERRNO(e, 0);
+                break;
+            }
+            PERL_ASYNC_CHECK();
+        }
+        LEAVE;
+    }
+    XSRETURN_YES;
+
+void
+stop(SV *self)
+  PPCODE:
+    xd_from(aTHX_ self, "stop")->stop = 1;
+    XSRETURN_YES;
+
+void
+remove(SV *self, SV *peer = NULL)
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    xd_from(aTHX_ self, "remove");
+    if (!peer || !SvOK(peer))
+        XSRETURN_EMPTY;
+    c = conn_from(aTHX_ peer, "remove");
+    if (isd_conn_is_open(c) && peer_rv(c))
+        drop_conn(aTHX_ c, 0);
+    XSRETURN_YES;
+
+void
+destroy(SV *self)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "destroy");
+    d->stop = 1;
+    xd_close_all(aTHX_ d);
+    XSRETURN_YES;
+
+SV *
+sockport(SV *self)
+  ALIAS:
+    sockhost = 1
+  PREINIT:
+    xd *d;
+    isd_addr a;
+    socklen_t len = sizeof a;
+    char host[INET6_ADDRSTRLEN];
+  CODE:
+    d = xd_from(aTHX_ self, ix ? "sockhost" : "sockport");
+    memset(&a, 0, sizeof a);
+    if (d->lfd >= 0) {
+        if (getsockname(d->lfd, &a.sa, &len) < 0)
+            XSRETURN_UNDEF;
+    } else if (!d->srv || isd_server_sockaddr(d->srv, &a) < 0) {
+        XSRETURN_UNDEF;
+    }
+    RETVAL = ix ? newSVpv(isd_addr_host(&a, host, sizeof host), 0)
+                : newSVuv(isd_addr_port(&a));
+  OUTPUT:
+    RETVAL
+
+const char *
+backend(SV *self)
+  PREINIT:
+    xd *d;
+  CODE:
+    d = xd_from(aTHX_ self, "backend");
+    if (d->loop)
+        RETVAL = isd_loop_backend(d->loop);
+    else if (d->backend[0])
+        RETVAL = d->backend;
+    else {
+        /* what a loop made now would use */
+        isd_loop *l = isd_loop_new(NULL, NULL, 0);
+        if (!l)
+            XSRETURN_UNDEF;
+        ST(0) = sv_2mortal(newSVpv(isd_loop_backend(l), 0));
+        isd_loop_free(l);
+        XSRETURN(1);
+    }
+  OUTPUT:
+    RETVAL
+
+void
+backends(...)
+  PREINIT:
+    const char *p, *q;
+  PPCODE:
+    for (p = isd_backends(); *p; p = *q ? q + 1 : q) {
+        q = strchr(p, ' ');
+        if (!q)
+            q = p + strlen(p);
+        XPUSHs(sv_2mortal(newSVpvn(p, (STRLEN)(q - p))));
+    }
+
+SV *
+_connections(SV *self)
+  PREINIT:
+    xd *d;
+    AV *av;
+    isd_conn *c;
+  CODE:
+    d = xd_from(aTHX_ self, "connections");
+    av = newAV();
+    if (d->srv)
+        for (c = isd_server_next_conn(d->srv, NULL); c;
+             c = isd_server_next_conn(d->srv, c))
+            if (peer_rv(c))
+                av_push(av, newSVsv(peer_rv(c)));
+    RETVAL = newRV_noinc((SV *)av);
+  OUTPUT:
+    RETVAL
+
+
+MODULE = IO::Socket::INET::Daemon  PACKAGE = IO::Socket::INET::Daemon::Peer
+
+void
+print(SV *self, ...)
+  ALIAS:
+    say = 1
+    PRINT = 2
+  PREINIT:
+    isd_conn *c;
+    int i, ok = 1;
+    STRLEN n;
+    const char *p;
+    SV *ofs, *ors;
+  PPCODE:
+    c = conn_from(aTHX_ self, ix == 1 ? "say" : "print");
+    if (!isd_conn_is_open(c)) {
+        SETERRNO(ENOTCONN, 0);
+        XSRETURN_NO;
+    }
+    ofs = PL_ofsgv ? GvSV(PL_ofsgv) : NULL;
+    ors = ix == 1 ? NULL : PL_ors_sv;
+    for (i = 1; i < items && ok; i++) {
+        if (i > 1 && ofs && SvOK(ofs)) {
+            p = out_bytes(aTHX_ c, ofs, &n, "print");
+            ok = put(aTHX_ c, p, n);
+        }
+        p = out_bytes(aTHX_ c, ST(i), &n, ix == 1 ? "say" : "print");
+        ok = ok && put(aTHX_ c, p, n);
+    }
+    if (ok && ix == 1)
+        ok = put(aTHX_ c, "\n", 1);
+    else if (ok && ors && SvOK(ors)) {
+        p = out_bytes(aTHX_ c, ors, &n, "print");
+        ok = put(aTHX_ c, p, n);
+    }
+    if (ok)
+        XSRETURN_YES;
+    XSRETURN_NO;
+
+void
+printf(SV *self, SV *fmt, ...)
+  ALIAS:
+    PRINTF = 1
+  PREINIT:
+    isd_conn *c;
+    SV *out;
+    STRLEN n;
+    const char *p;
+  PPCODE:
+    c = conn_from(aTHX_ self, "printf");
+    if (!isd_conn_is_open(c)) {
+        SETERRNO(ENOTCONN, 0);
+        XSRETURN_NO;
+    }
+    out = sv_2mortal(newSV(0));
+    do_sprintf(out, items - 1, &ST(1));
+    p = out_bytes(aTHX_ c, out, &n, "printf");
+    if (put(aTHX_ c, p, n))
+        XSRETURN_YES;
+    XSRETURN_NO;
+
+void
+syswrite(SV *self, SV *buf, SV *lensv = NULL, SV *offsv = NULL)
+  ALIAS:
+    write = 1
+    send = 2
+    WRITE = 3
+  PREINIT:
+    isd_conn *c;
+    STRLEN blen;
+    const char *p;
+    IV len, off = 0;
+  PPCODE:
+    c = conn_from(aTHX_ self, ix == 1 ? "write" : ix == 2 ? "send" : "syswrite");
+    if (SvUTF8(buf) && !(*isd_conn_uflags(c) & UF_UTF8)) {
+        buf = sv_2mortal(newSVsv(buf));
+        if (!sv_utf8_downgrade(buf, TRUE))
+            croak("Wide character in %s", ix == 1 ? "write" : ix == 2 ? "send" : "syswrite");
+    }
+    p = SvUTF8(buf) ? SvPVutf8(buf, blen) : SvPV(buf, blen);
+    if (ix == 2)                     /* send(msg, flags): no len/offset */
+        lensv = offsv = NULL;
+    len = lensv && SvOK(lensv) ? SvIV(lensv) : (IV)blen;
+    if (len < 0)
+        croak("Negative length");
+    if (offsv && SvOK(offsv)) {
+        off = SvIV(offsv);
+        if (off < 0) {
+            if ((STRLEN)-off > blen)
+                croak("Offset outside string");
+            off += (IV)blen;
+        } else if ((STRLEN)off > blen && (blen || off)) {
+            croak("Offset outside string");
+        }
+    }
+    if ((STRLEN)len > blen - (STRLEN)off)
+        len = (IV)(blen - (STRLEN)off);
+    if (!isd_conn_is_open(c)) {
+        SETERRNO(ENOTCONN, 0);
+        XSRETURN_UNDEF;
+    }
+    if (!put(aTHX_ c, p + off, (STRLEN)len))
+        XSRETURN_UNDEF;
+    if (ix == 1)
+        XSRETURN_YES;
+    XSRETURN_IV(len);
+
+void
+getline(SV *self)
+  ALIAS:
+    READLINE = 1
+  PREINIT:
+    isd_conn *c;
+    SV *sv;
+  PPCODE:
+    c = conn_from(aTHX_ self, "getline");
+    if (ix == 1 && GIMME_V == G_LIST) {
+        while ((sv = read_record(aTHX_ c)))
+            XPUSHs(sv_2mortal(sv));
+        XSRETURN(SP - MARK);
+    }
+    sv = read_record(aTHX_ c);
+    if (!sv)
+        XSRETURN_UNDEF;
+    ST(0) = sv_2mortal(sv);
+    XSRETURN(1);
+
+void
+getlines(SV *self)
+  PREINIT:
+    isd_conn *c;
+    SV *sv;
+  PPCODE:
+    c = conn_from(aTHX_ self, "getlines");
+    if (GIMME_V != G_LIST)
+        croak("Can't call %s::getlines in a scalar context, use getline", PEER_PKG);
+    while ((sv = read_record(aTHX_ c)))
+        XPUSHs(sv_2mortal(sv));
+
+void
+sysread(SV *self, SV *buf, SV *lensv, SV *offsv = NULL)
+  ALIAS:
+    read = 1
+    READ = 2
+    recv = 3
+  PREINIT:
+    isd_conn *c;
+    IV len;
+    ssize_t n;
+  PPCODE:
+    c = conn_from(aTHX_ self, ix == 1 ? "read" : ix == 3 ? "recv" : "sysread");
+    len = SvIV(lensv);
+    if (len < 0)
+        croak("Negative length");
+    if (ix == 3)
+        offsv = NULL;           /* recv(buf, len, flags) */
+    n = take(aTHX_ c, buf, (size_t)len, offsv ? (SSize_t)SvIV(offsv) : 0,
+             ix == 1);
+    if (n < 0)
+        XSRETURN_UNDEF;
+    if (ix == 3)
+        XSRETURN_PVN("", 0);
+    XSRETURN_IV(n);
+
+void
+getc(SV *self)
+  ALIAS:
+    GETC = 1
+  PREINIT:
+    isd_conn *c;
+    SV *buf;
+  PPCODE:
+    c = conn_from(aTHX_ self, "getc");
+    buf = sv_2mortal(newSVpvs(""));
+    if (take(aTHX_ c, buf, 1, 0, 1) <= 0)
+        XSRETURN_UNDEF;
+    ST(0) = buf;
+    XSRETURN(1);
+
+void
+ungetc(SV *self, IV ord)
+  PREINIT:
+    isd_conn *c;
+    char ch;
+  PPCODE:
+    c = conn_from(aTHX_ self, "ungetc");
+    ch = (char)ord;
+    if (isd_conn_unread(c, &ch, 1) < 0)
+        XSRETURN_UNDEF;
+    XSRETURN_IV(ord);
+
+void
+eof(SV *self, ...)
+  ALIAS:
+    EOF = 1
+  PREINIT:
+    isd_conn *c;
+    size_t len;
+    ssize_t n;
+  PPCODE:
+    c = conn_from(aTHX_ self, "eof");
+    isd_conn_in(c, &len);
+    if (len)
+        XSRETURN_NO;
+    if (!isd_conn_is_open(c) || (isd_conn_flags(c) & ISD_C_EOF))
+        XSRETURN_YES;
+    /* like eof on a socket: wait (bounded) to learn which it is */
+    n = fill(aTHX_ c);
+    if (n > 0 || (n < 0 && (errno == ETIMEDOUT || errno == EAGAIN)))
+        XSRETURN_NO;
+    XSRETURN_YES;
+
+void
+close(SV *self)
+  ALIAS:
+    CLOSE = 1
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    c = conn_from(aTHX_ self, "close");
+    if (!isd_conn_is_open(c)) {
+        SETERRNO(EBADF, 0);
+        XSRETURN_NO;
+    }
+    if (peer_rv(c))
+        drop_conn(aTHX_ c, 0);
+    else
+        isd_conn_close(c);
+    XSRETURN_YES;
+
+void
+shutdown(SV *self, int how)
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    c = conn_from(aTHX_ self, "shutdown");
+    if (how < 0 || how > 2)
+        croak("%s::shutdown: how: %d is not 0, 1 or 2", PEER_PKG, how);
+    if (how == 2 && isd_conn_is_open(c) && peer_rv(c)) {
+        drop_conn(aTHX_ c, 0);
+        XSRETURN_YES;
+    }
+    if (isd_conn_shutdown(c, how == 0 ? SHUT_RD : how == 1 ? SHUT_WR : SHUT_RDWR) < 0) {
+        SETERRNO(errno, 0);
+        XSRETURN_UNDEF;
+    }
+    XSRETURN_YES;
+
+void
+fileno(SV *self)
+  ALIAS:
+    FILENO = 1
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    c = conn_from(aTHX_ self, "fileno");
+    if (!isd_conn_is_open(c))
+        XSRETURN_UNDEF;
+    XSRETURN_IV(isd_conn_fd(c));
+
+void
+opened(SV *self)
+  PPCODE:
+    if (isd_conn_is_open(conn_from(aTHX_ self, "opened")))
+        XSRETURN_YES;
+    XSRETURN_NO;
+
+void
+connected(SV *self)
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    c = conn_from(aTHX_ self, "connected");
+    if (!isd_conn_is_open(c))
+        XSRETURN_UNDEF;
+    ST(0) = sv_2mortal(pack_addr(aTHX_ isd_conn_peer(c), 0));
+    XSRETURN(1);
+
+void
+peername(SV *self)
+  ALIAS:
+    sockname = 1
+    peeraddr = 2
+    sockaddr = 3
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    c = conn_from(aTHX_ self, "peername");
+    ST(0) = sv_2mortal(pack_addr(aTHX_ (ix & 1) ? isd_conn_local(c)
+                                                : isd_conn_peer(c), ix >= 2));
+    XSRETURN(1);
+
+void
+peerhost(SV *self)
+  ALIAS:
+    sockhost = 1
+  PREINIT:
+    isd_conn *c;
+    char host[INET6_ADDRSTRLEN];
+    const isd_addr *a;
+  PPCODE:
+    c = conn_from(aTHX_ self, ix ? "sockhost" : "peerhost");
+    a = ix ? isd_conn_local(c) : isd_conn_peer(c);
+    if (!isd_addr_len(a))
+        XSRETURN_UNDEF;
+    ST(0) = sv_2mortal(newSVpv(isd_addr_host(a, host, sizeof host), 0));
+    XSRETURN(1);
+
+void
+peerport(SV *self)
+  ALIAS:
+    sockport = 1
+  PREINIT:
+    isd_conn *c;
+    const isd_addr *a;
+  PPCODE:
+    c = conn_from(aTHX_ self, ix ? "sockport" : "peerport");
+    a = ix ? isd_conn_local(c) : isd_conn_peer(c);
+    if (!isd_addr_len(a))
+        XSRETURN_UNDEF;
+    XSRETURN_UV(isd_addr_port(a));
+
+int
+_family(SV *self)
+  CODE:
+    RETVAL = isd_conn_peer(conn_from(aTHX_ self, "sockdomain"))->sa.sa_family;
+  OUTPUT:
+    RETVAL
+
+void
+autoflush(SV *self, SV *on = NULL)
+  PREINIT:
+    unsigned *uf;
+    int was;
+  PPCODE:
+    uf = isd_conn_uflags(conn_from(aTHX_ self, "autoflush"));
+    was = !(*uf & UF_NOAUTOFL);
+    if (!on || SvTRUE(on))
+        *uf &= ~UF_NOAUTOFL;
+    else
+        *uf |= UF_NOAUTOFL;
+    XSRETURN_IV(was);
+
+void
+blocking(SV *self, SV *on = NULL)
+  PREINIT:
+    unsigned *uf;
+    int was;
+  PPCODE:
+    uf = isd_conn_uflags(conn_from(aTHX_ self, "blocking"));
+    was = !(*uf & UF_NONBLOCK);
+    if (on && SvOK(on)) {
+        if (SvTRUE(on))
+            *uf &= ~UF_NONBLOCK;
+        else
+            *uf |= UF_NONBLOCK;
+    }
+    XSRETURN_IV(was);
+
+void
+flush(SV *self, ...)
+  ALIAS:
+    printflush = 1
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    c = conn_from(aTHX_ self, "flush");
+    if (ix == 1 && items > 1) {
+        /* printflush LIST: print, then flush */
+        int i;
+        STRLEN n;
+        const char *p;
+        for (i = 1; i < items; i++) {
+            p = out_bytes(aTHX_ c, ST(i), &n, "printflush");
+            if (!put(aTHX_ c, p, n))
+                XSRETURN_UNDEF;
+        }
+    }
+    if (isd_conn_flush(c) < 0) {
+        SETERRNO(errno, 0);
+        XSRETURN_UNDEF;
+    }
+    XSRETURN_PVN("0 but true", 10);
+
+void
+binmode(SV *self, SV *layer = NULL)
+  ALIAS:
+    BINMODE = 1
+  PREINIT:
+    unsigned *uf;
+    const char *l;
+  PPCODE:
+    uf = isd_conn_uflags(conn_from(aTHX_ self, "binmode"));
+    l = layer && SvOK(layer) ? SvPV_nolen(layer) : ":raw";
+    if (strEQ(l, ":raw") || strEQ(l, ":bytes") || strEQ(l, ":unix"))
+        *uf &= ~UF_UTF8;
+    else if (strEQ(l, ":utf8") || strEQ(l, ":encoding(UTF-8)")
+             || strEQ(l, ":encoding(utf8)") || strEQ(l, ":encoding(utf-8)")
+             || strEQ(l, ":encoding(UTF8)"))
+        *uf |= UF_UTF8;
+    else
+        croak("%s::binmode: layer '%s' is not supported (use :raw or :utf8)",
+              PEER_PKG, l);
+    XSRETURN_YES;
+
+void
+setsockopt(SV *self, int level, int optname, SV *val)
+  PREINIT:
+    isd_conn *c;
+    int iv;
+    const void *p;
+    STRLEN len;
+  PPCODE:
+    c = conn_from(aTHX_ self, "setsockopt");
+    if (!isd_conn_is_open(c)) {
+        SETERRNO(EBADF, 0);
+        XSRETURN_UNDEF;
+    }
+    if (SvPOKp(val) && !looks_like_number(val)) {
+        p = SvPVbyte(val, len);
+    } else {
+        iv = (int)SvIV(val);
+        p = &iv;
+        len = sizeof iv;
+    }
+    if (setsockopt(isd_conn_fd(c), level, optname, p, (socklen_t)len) < 0) {
+        SETERRNO(errno, 0);
+        XSRETURN_UNDEF;
+    }
+    XSRETURN_YES;
+
+void
+getsockopt(SV *self, int level, int optname)
+  PREINIT:
+    isd_conn *c;
+    char buf[256];
+    socklen_t len = sizeof buf;
+  PPCODE:
+    c = conn_from(aTHX_ self, "getsockopt");
+    if (!isd_conn_is_open(c)) {
+        SETERRNO(EBADF, 0);
+        XSRETURN_UNDEF;
+    }
+    if (getsockopt(isd_conn_fd(c), level, optname, buf, &len) < 0) {
+        SETERRNO(errno, 0);
+        XSRETURN_UNDEF;
+    }
+    if (len == sizeof(int)) {           /* as IO::Socket::getsockopt does */
+        int v;
+        memcpy(&v, buf, sizeof v);
+        XSRETURN_IV(v);
+    }
+    ST(0) = sv_2mortal(newSVpvn(buf, len));
+    XSRETURN(1);
+
