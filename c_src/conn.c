@@ -32,6 +32,7 @@
 #define READ_MIN     16384   /* free space wanted before each read */
 #define ACCEPT_BATCH 64      /* accepts per readiness event */
 #define IOV_BATCH    64
+#define WRITE_EARLY  65536   /* queued bytes that are written at once */
 #define ISD_C_SREF   (1u << 16)  /* the server's reference is still held */
 #define ISD_C_REDO   (1u << 17)  /* input arrived outside dispatch: process */
 
@@ -130,7 +131,9 @@ static void drop_sref(isd_server *s, isd_conn *c)
 }
 
 /* Run the pending list until it is empty: flush output, deliver deferred
- * failures, release finished connections.  Handlers may queue more. */
+ * failures, release finished connections.  Handlers may queue more.  A
+ * queued connection is kept alive by the server's reference, which is only
+ * dropped for a connection just taken off the list. */
 static int run_pending(isd_server *s)
 {
     isd_conn *c;
@@ -151,8 +154,9 @@ static int run_pending(isd_server *s)
                 if (s->h->on_close)
                     s->h->on_close(c, c->err);
             }
+            /* abort re-queues c as CLOSED: that entry drops the server's
+             * reference (never while c is still on the list). */
             isd_conn_abort(c);
-            drop_sref(s, c);
         } else {
             if ((c->flags & ISD_C_REDO) && (c->flags & ISD_C_OPEN)) {
                 c->flags &= ~ISD_C_REDO;
@@ -399,11 +403,15 @@ int isd_conn_write(isd_conn *c, const void *p, size_t n)
     if (isd_outq_append(&c->out, p, n) < 0)
         return -1;
     /* Inside the loop, replies are batched and flushed when the current
-     * batch ends; outside it (tick, signal handlers) nobody else would. */
-    if (isd_loop_running(s->loop))
+     * batch ends; outside it (tick, signal handlers) nobody else would.  A
+     * big queue goes out at once: memory stays bounded and a vanished peer
+     * is noticed by the writer. */
+    if (isd_loop_running(s->loop) && c->out.bytes < WRITE_EARLY) {
         pend(c);
-    else
-        conn_flush(c);
+        return 0;
+    }
+    if (conn_flush(c) < 0)
+        return -1;
     return 0;
 }
 
@@ -479,12 +487,17 @@ static void conn_process(isd_conn *c)
             if (!(c->flags & ISD_C_EOF))
                 return;
             if (!len) {
-                /* Everything delivered: the peer is done.  c stays open
-                 * (writable: the peer may only have half-closed) for the
-                 * handler, then closes gracefully. */
+                /* Everything delivered: the peer is done.  After a plain
+                 * EOF c stays open (writable: the peer may only have
+                 * half-closed) for the handler, then closes gracefully;
+                 * after a reset it is aborted. */
+                int err = c->err;
                 if (h->on_close)
-                    h->on_close(c, 0);
-                isd_conn_close(c);
+                    h->on_close(c, err);
+                if (err)
+                    isd_conn_abort(c);
+                else
+                    isd_conn_close(c);
                 return;
             }
             m = (ssize_t)len;   /* final unterminated message */
@@ -512,10 +525,19 @@ static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
     if ((ev & ISD_READ) && (c->flags & ISD_C_OPEN)
         && !(c->flags & (ISD_C_FAILED | ISD_C_EOF | ISD_C_RDSHUT))) {
         n = conn_read1(c);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            conn_fail(c, errno);
-        else if (n >= 0)
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            if (errno == ENOMEM) {
+                conn_fail(c, errno);
+            } else {
+                /* A reset ends the stream like EOF: what was received is
+                 * still delivered, then on_close(err). */
+                c->err = errno;
+                c->flags |= ISD_C_EOF;
+                conn_process(c);
+            }
+        } else if (n >= 0) {
             conn_process(c);
+        }
         /* Answer now: one write for everything this batch produced. */
         if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
             conn_flush(c);
