@@ -410,8 +410,10 @@ int isd_conn_write(isd_conn *c, const void *p, size_t n)
         pend(c);
         return 0;
     }
-    if (conn_flush(c) < 0)
+    if (conn_flush(c) < 0) {
+        errno = c->err ? c->err : EPIPE;
         return -1;
+    }
     return 0;
 }
 

@@ -967,7 +967,7 @@ print(SV *self, ...)
     XSRETURN_NO;
 
 void
-printf(SV *self, SV *fmt, ...)
+printf(SV *self, ...)
   ALIAS:
     PRINTF = 1
   PREINIT:
@@ -977,6 +977,8 @@ printf(SV *self, SV *fmt, ...)
     const char *p;
   PPCODE:
     c = conn_from(aTHX_ self, "printf");
+    if (items < 2)
+        croak("Usage: %s::printf(self, format, ...)", PEER_PKG);
     if (!isd_conn_is_open(c)) {
         SETERRNO(ENOTCONN, 0);
         XSRETURN_NO;

@@ -121,3 +121,431 @@ sub CLONE_SKIP { 1 }
 require Errno;
 
 1;
+
+__END__
+
+=head1 NAME
+
+IO::Socket::INET::Daemon - fast, simple TCP server with a C event core
+
+=head1 SYNOPSIS
+
+    use IO::Socket::INET::Daemon;
+
+    my $host = IO::Socket::INET::Daemon->new(
+        port     => 5000,
+        timeout  => 20,
+        callback => {
+            add    => \&add,
+            remove => \&remove,
+            data   => \&data,
+        },
+    );
+
+    $host->run;
+
+    sub add {
+        my $io = shift;
+        $io->print("Welcome, ", $io->peerhost, ".\n");
+        return !0;
+    }
+
+    sub remove {
+        my $io = shift;
+        warn $io->peerhost, " left.\n";
+    }
+
+    sub data {
+        my ($io, $host) = @_;
+        my $line = $io->getline;
+        $line =~ s/\r?\n//;
+        if ($line eq 'quit') {
+            $io->print("Bye.\n");
+            return 0;
+        }
+        elsif ($line eq 'stop') {
+            $host->stop;
+        }
+        else {
+            $io->print("You wrote: $line\n");
+            return !0;
+        }
+    }
+
+=head1 DESCRIPTION
+
+A TCP server in a few lines: it listens on a port, accepts connections,
+calls your subs when a client connects, sends a line or goes away, and
+closes connections when they are dead.
+
+Version 1.00 is a rewrite of the 0.04 module of the same name with the same
+interface: every script written for 0.04 runs unchanged.  Underneath, a small
+event core written in C (epoll on Linux, kqueue on the BSDs and macOS, poll
+everywhere else) accepts, reads, splits lines and writes; Perl is entered
+once per message.  What changes for a 0.04 script:
+
+=over 4
+
+=item * One slow or silent client no longer stalls everybody.  Output is
+buffered and written as each client can take it, so C<print> never blocks;
+a client that sends half a line is simply waited for.
+
+=item * C<data> is called once for every complete line, so many lines in
+one packet are all answered, in order.
+
+=item * Memory per connection is bounded (L</max_line>, L</max_output>), a
+C<die> in a callback drops one connection instead of the server, and
+SIGPIPE never kills the process.
+
+=back
+
+=head1 METHODS
+
+The 0.04 interface comes first; what is new in 1.00 follows under
+L</NEW IN 1.00>.
+
+=head2 new
+
+    my $server = IO::Socket::INET::Daemon->new(
+        port     => 5000,          # required
+        host     => 'localhost',   # default
+        timeout  => 20,            # seconds, default undef
+        callback => { add => ..., remove => ..., data => ..., tick => ... },
+    );
+
+Creates a server; it starts listening when L</run> (or L</listen>) is
+called.
+
+=over 4
+
+=item port
+
+The port to listen on: digits only, at most 65535.  A missing or invalid
+port croaks with C<"Called with no/invalid port.\n">, as 0.04 did.  C<0>
+picks a free port (see L</sockport>).
+
+=item host
+
+The host name or IP address to bind to; default C<localhost>.  Names are
+resolved to IPv4, as L<IO::Socket::INET> does; a literal IPv6 address such
+as C<::1> binds IPv6.  C<*> or the empty string binds every address.
+
+=item timeout
+
+The longest time, in seconds (fractions allowed), that one cycle of the
+loop waits for traffic before calling C<tick> again.  C<undef> (the
+default) waits until something happens.  It also bounds how long a read
+method waits inside a callback (see L</READING AND WAITING>).  It is read
+from C<< $server->{timeout} >> each cycle, as in 0.04.
+
+=item callback
+
+A hash of callbacks; see L</CALLBACKS>.
+
+=back
+
+Options new in 1.00 are listed under L</NEW IN 1.00>.  Invalid values croak
+with a message naming the method, the option and the value, e.g.
+C<IO::Socket::INET::Daemon::new: max_line: 'abc' is not a positive integer>.
+
+=head2 callback
+
+    $server->callback(data => \&data, remove => \&gone);
+
+Adds or replaces callbacks; the others are kept.  It takes effect at once,
+also from inside a callback while the server runs.  Returns the server.
+
+=head2 run
+
+    $server->run or die "cannot listen: $!";
+
+Listens (SO_REUSEADDR, backlog L</backlog>) if not listening yet, then runs
+the loop until L</stop> is called: each cycle calls C<tick>, waits for
+traffic (at most L</timeout> seconds) and calls the other callbacks for
+what arrived.  Returns true after L</stop>.
+
+If it cannot listen (the port is taken, the host does not resolve...) it
+returns false with C<$!> set, calls no callback and does not die; the same
+object may C<run> again later.  Connections stay open across C<stop> and a
+later C<run>.  Calling C<run> from inside a callback croaks.
+
+=head2 stop
+
+    $server->stop;
+
+Makes L</run> return after the current cycle; from C<tick>, or from a
+C<%SIG> handler, it returns without waiting again.  Connections stay open.
+
+=head2 remove
+
+    $server->remove($io);
+
+Closes one connection without calling its C<remove> callback.  What was
+already printed to it is still delivered (for up to L</linger> seconds);
+from the caller's side the connection is gone at once: no more callbacks,
+C<< $io->opened >> is false.  Safe from any callback, on any connection.
+
+=head2 destroy
+
+    $server->destroy;
+
+Closes every connection (delivering what was printed to them, for up to
+L</linger> seconds in all) and the listening socket, without C<remove>
+callbacks.  Stops L</run> if called from inside it.  Safe to call twice;
+called by C<DESTROY>.  Afterwards the port can be bound again at once, and
+C<run> starts listening anew.
+
+=head1 CALLBACKS
+
+Every callback gets the connection C<$io> and the server; a callback that is
+not set, or set to a false value, counts as returning true.
+
+=over 4
+
+=item add($io, $server)
+
+A client connected.  Return false to refuse it: what C<add> printed is
+delivered, then the connection is closed, and C<remove> is not called.
+
+=item data($io, $server, $line)
+
+A complete line (ending in C<"\n">) arrived.  C<data> is called once for
+each line, in order; C<< $io->getline >> returns that line, and it is also
+passed as the third argument.  If the callback reads nothing at all, the
+line is dropped when it returns.  When the client closes, a last line
+without C<"\n"> is still delivered.  Return false to end the connection:
+C<remove> is called, then what was printed is delivered and the
+connection closed.
+
+=item remove($io, $server)
+
+The connection ended: the client closed or reset it, C<data> returned
+false or died, or the client broke a limit.  Called exactly once per
+connection whose C<add> accepted it; C<< $io->peerhost >> and
+C<< $io->peerport >> still answer inside it.
+
+=item tick(undef, $server)
+
+Called at the start of every cycle of the loop: at least every L</timeout>
+seconds, sooner when there is traffic.
+
+=item error($io, $server, $message)
+
+New in 1.00.  Something went wrong that the server survived: a callback
+died (the message contains C<$@>), a client sent a line longer than
+L</max_line> or let more than L</max_output> bytes pile up, or accepting
+failed (out of file descriptors, for one).  C<$io> is undef when no
+connection is concerned.  Without an C<error> callback the message is
+warned, prefixed with C<IO::Socket::INET::Daemon: >.
+
+=back
+
+A C<die> in a callback never takes the server down: it is reported through
+C<error>; a C<die> in C<data> ends that connection (C<remove> is called),
+one in C<add> refuses it.  C<remove>, C<destroy>, C<stop> and C<print>
+may be called from any callback, on the current connection or any other.
+
+=head1 THE CONNECTION OBJECT
+
+C<$io> is an object of class C<IO::Socket::INET::Daemon::Peer>, a subclass
+of L<IO::Socket::INET>, and stands in for the socket 0.04 handed out.  It is
+the same object for the whole life of a connection, so it works as a hash
+key and with C<==>, and C<< ${*$io}{key} >> can hold your own data.  It
+stays valid after the connection is gone: C<peerhost> and C<peerport> still
+answer, C<print> returns false, C<fileno> returns undef.
+
+Filehandle syntax works too: C<print $io ...>, C<printf $io ...>,
+C<say $io ...>, C<< my $line = <$io> >>, C<sysread($io, ...)>,
+C<syswrite($io, ...)>, C<read>, C<getc>, C<eof>, C<close>, C<fileno> and
+C<binmode>.
+
+=head2 Writing
+
+=over 4
+
+=item print(LIST), say(LIST), printf(FORMAT, LIST)
+
+Queue output; honours C<$,> and C<$\> as C<print> does.  Never block:
+output goes out as fast as the client reads, and everything printed
+before a connection is closed by the server is delivered.  Return true,
+or false with C<$!> set (the connection is closed, or L</max_output> was
+exceeded).
+
+=item syswrite(BUF, [LEN, [OFFSET]]), write(BUF, [LEN, [OFFSET]]), send(MSG, [FLAGS])
+
+The same queue: C<syswrite> and C<send> return the number of bytes
+queued, C<write> returns true.  Order with C<print> is kept.
+
+=item flush, printflush(LIST)
+
+Write what is queued now, as far as the client takes it without waiting.
+Output is flushed after every batch of callbacks anyway.
+
+=item autoflush([BOOL])
+
+Accepted for compatibility; output is always flushed as described above.
+Returns the previous setting.
+
+=back
+
+=head2 Reading
+
+=over 4
+
+=item getline, getlines, E<lt>$ioE<gt>
+
+The next line (per C<$/>, which may be changed locally), or all lines until
+the client closes.  Return undef at end of file.
+
+=item sysread(BUF, LEN, [OFFSET]), recv(BUF, LEN, [FLAGS])
+
+What is already received, up to LEN bytes, waiting only if nothing is.
+
+=item read(BUF, LEN, [OFFSET]), getc, eof, ungetc(ORD)
+
+C<read> waits for LEN bytes (or end of file); C<eof> waits to find out
+whether more is coming.  C<read> and C<sysread> on the filehandle
+(C<read($io, ...)>) both behave like C<sysread>.
+
+=item blocking([BOOL])
+
+C<< $io->blocking(0) >> makes the read methods return at once (undef with
+C<$!> = EAGAIN) instead of waiting when nothing is buffered.  Returns the
+previous setting (1 unless changed).  The socket itself is always
+non-blocking.
+
+=back
+
+=head2 Other methods
+
+C<peerhost>, C<peerport>, C<peeraddr>, C<peername>, C<sockhost>,
+C<sockport>, C<sockaddr>, C<sockname>, C<connected> (the peer's packed
+address while open), C<opened>, C<fileno>, C<close> (as
+L</remove>), C<shutdown(HOW)> (0: stop reading; 1: send end-of-file once
+the queued output is out, keep reading; 2: as L</remove>),
+C<setsockopt>, C<getsockopt>, C<sockopt>, C<binmode(LAYER)> (C<:raw> or
+C<:utf8>), C<sockdomain>, C<socktype>, C<protocol>.
+
+=head1 READING AND WAITING
+
+In 0.04 every socket was blocking: a C<getline> for a line the client had
+not sent yet stopped the whole server until it came.  Here C<data> fires
+only for lines already received, so the usual one C<getline> per C<data>
+never waits.
+
+A callback that reads I<more> than what is buffered (a second C<getline>,
+C<read> of more bytes than have arrived, C<eof>) still waits, as 0.04 did:
+for that connection only, the other connections' traffic waits meanwhile.
+The wait is bounded by L</read_timeout> (by default L</timeout>, or 10
+seconds when no timeout is set); when it runs out the method returns undef
+with C<$!> set to ETIMEDOUT, and nothing received is lost.  Write protocols
+that do not need it: use the line C<data> is called with.
+
+=head1 NEW IN 1.00
+
+=head2 More options for new
+
+=over 4
+
+=item framing => 'line' | 'raw'
+
+C<line> (the default) calls C<data> once per line.  C<raw> calls C<data>
+whenever bytes arrive, with everything received so far as the third
+argument; C<< $io->sysread >> and C<< $io->read >> get those bytes.  Use
+C<raw> for byte protocols.
+
+=item max_line => BYTES
+
+The longest line a client may send, C<"\n"> included; default 1048576
+(1 MiB).  A client that sends more without a newline is dropped: C<error>,
+then C<remove>, then the connection is closed; everybody else is served
+on.  This bounds the memory one client can take.
+
+=item max_output => BYTES
+
+The most output that may wait for one client; default 67108864 (64 MiB).
+A C<print> beyond it fails and the client is dropped (C<error>, then
+C<remove>): a client that does not read cannot make the server grow.
+
+=item read_timeout => SECONDS
+
+How long read methods wait inside a callback; see
+L</READING AND WAITING>.
+
+=item linger => SECONDS
+
+How long a connection closed by the server may take to receive the output
+still queued for it; default 30.  Then it is closed anyway.
+
+=item backlog => N
+
+The listen queue length; default SOMAXCONN.
+
+=item backend => 'epoll' | 'kqueue' | 'poll'
+
+The event backend; default: the best one built in.  The environment
+variable C<IO_SOCKET_INET_DAEMON_BACKEND> sets it too (the test suite uses
+it to run everything on C<poll>).
+
+=back
+
+=head2 listen
+
+    $server->listen or die "cannot listen: $!";
+    my $port = $server->sockport;
+
+Binds and listens now, without running: to learn the port chosen for
+C<< port => 0 >>, or to fork workers after binding.  Returns true, or
+false with C<$!> set.  L</run> calls it when needed.
+
+=head2 sockport
+
+=head2 sockhost
+
+The port and address the server listens on (after L</listen> or
+L</run>), or undef.
+
+=head2 connections
+
+    $_->print("Server going down\n") for $server->connections;
+
+The C<$io> objects of the open connections, in no particular order.
+
+=head2 backend
+
+=head2 backends
+
+    print $server->backend;                          # "epoll"
+    print join ' ', IO::Socket::INET::Daemon::backends();  # "epoll poll"
+
+The event backend the server uses, and the ones built in.
+
+=head1 SIGNALS
+
+C<run> waits inside C, but C<%SIG> handlers run within milliseconds of the
+signal, even without a C<timeout>:
+
+    $SIG{TERM} = sub { $server->stop };
+
+SIGPIPE never kills the process because of a client that went away: the
+server's writes never raise it.
+
+=head1 SEE ALSO
+
+The F<eg/> directory of the distribution: F<echo.pl>, F<reverse.pl> (a 0.04
+style script) and F<chat.pl>.
+
+L<IO::Socket::INET>, L<AnyEvent::Handle>, L<POE::Component::Server::TCP>,
+L<Mojo::IOLoop>.
+
+=head1 AUTHORS
+
+IO-Socket-INET-Daemon 1.x developers.  Version 0.04 and the interface by
+Jonas Kramer.
+
+=head1 COPYRIGHT AND LICENSE
+
+This library is free software, published under the terms of the Artistic
+License 2.0, as 0.04 was.
+
+=cut
