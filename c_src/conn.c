@@ -257,7 +257,8 @@ static void conn_finish(isd_conn *c)
         c->io.fd = -1;
     }
     c->flags = (c->flags & ~(ISD_C_CLOSING | ISD_C_FAILED)) | ISD_C_CLOSED;
-    isd_buf_free(&c->in);
+    if (!(c->flags & ISD_C_INMSG))      /* on_message's msg points into it */
+        isd_buf_free(&c->in);
     isd_outq_clear(&c->out);
     if (s) {
         pend(c);        /* the server's reference goes when the batch ends */
@@ -289,7 +290,8 @@ void isd_conn_close(isd_conn *c)
         c->flags &= ~ISD_C_OPEN;
         s->nopen--;
     }
-    isd_buf_free(&c->in);
+    if (!(c->flags & ISD_C_INMSG))      /* on_message's msg points into it */
+        isd_buf_free(&c->in);
     c->scan = 0;
     if (!c->out.bytes) {
         conn_finish(c);
@@ -508,8 +510,10 @@ static void conn_process(isd_conn *c)
         c->flags |= ISD_C_INMSG;
         h->on_message(c, isd_buf_head(&c->in), (size_t)m);
         c->flags &= ~ISD_C_INMSG;
-        if (!(c->flags & ISD_C_OPEN))
+        if (!(c->flags & ISD_C_OPEN)) {
+            isd_buf_free(&c->in);       /* closed by the handler */
             return;
+        }
         if (!c->consumed)
             isd_conn_consume(c, (size_t)m);
     }

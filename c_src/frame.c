@@ -35,8 +35,9 @@ static const char *find_sep(const char *p, size_t len, const char *sep,
 ssize_t isd_frame_next(const isd_framing *f, const char *p, size_t len,
                        size_t *scan)
 {
-    const char *sep = f->sep ? f->sep : "\n";
-    size_t seplen = f->sep ? f->seplen : 1;
+    int dflt = !f->sep || !f->seplen;
+    const char *sep = dflt ? "\n" : f->sep;
+    size_t seplen = dflt ? 1 : f->seplen;
     size_t max = f->max ? f->max : SIZE_MAX;
     size_t from, limit, msglen;
     const char *hit;

@@ -51,7 +51,8 @@ void isd_buf_consume(isd_buf *b, size_t n);
 int  isd_buf_prepend(isd_buf *b, const void *p, size_t n);
 
 static inline size_t isd_buf_len(const isd_buf *b) { return b->wpos - b->rpos; }
-static inline char  *isd_buf_head(const isd_buf *b) { return b->data + b->rpos; }
+static inline char  *isd_buf_head(const isd_buf *b)
+{ return b->data ? b->data + b->rpos : (char *)""; }  /* never NULL + 0 */
 
 /* Output queue: a list of chunks, written with writev.  Small appends fill
  * the tail chunk; large ones get a chunk of their own.  bytes = total queued. */
@@ -79,7 +80,7 @@ enum { ISD_FRAME_LINE = 0, ISD_FRAME_RAW = 1 };
  * (default "\n"); RAW: whatever is buffered.  max bounds one message. */
 typedef struct isd_framing {
     int         kind;
-    const char *sep;      /* LINE: terminator; NULL means "\n" */
+    const char *sep;      /* LINE: terminator; NULL or seplen 0 mean "\n" */
     size_t      seplen;
     size_t      max;      /* longest message in bytes, terminator included */
 } isd_framing;

@@ -64,6 +64,8 @@ struct isd_loop {
     size_t      nheap, heapcap;
     isd_hook   *hooks;
     int         running;
+    int         in_timers;   /* inside run_timers */
+    uint64_t    timer_now;   /* the clock run_timers compares with */
 };
 
 /* Grow l->fired to hold at least n entries.  0 or -1/ENOMEM. */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <time.h>
 #include <pthread.h>
+#include <limits.h>
 
 static const isd_backend *const all_backends[] = {
 #ifdef ISD_HAVE_EPOLL
@@ -214,6 +215,8 @@ void isd_timer_stop(isd_loop *l, isd_timer *t)
 
 int isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms)
 {
+    uint64_t now;
+
     isd_timer_stop(l, t);
     if (l->nheap + 1 >= l->heapcap) {
         size_t cap = l->heapcap ? l->heapcap * 2 : 16;
@@ -225,7 +228,12 @@ int isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms)
         l->heap = h;
         l->heapcap = cap;
     }
-    t->at = isd_now_ms() + ms;
+    now = isd_now_ms();
+
+    /* A timer armed by a timer callback never fires in the same pass. */
+    if (l->in_timers && now <= l->timer_now)
+        now = l->timer_now + 1;
+    t->at = ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
     l->heap[++l->nheap] = t;
     t->hidx = l->nheap;
     heap_up(l, l->nheap);
@@ -236,11 +244,14 @@ static void run_timers(isd_loop *l)
 {
     uint64_t now = isd_now_ms();
 
+    l->timer_now = now;
+    l->in_timers++;
     while (l->nheap && l->heap[1]->at <= now) {
         isd_timer *t = l->heap[1];
         isd_timer_stop(l, t);
         t->cb(l, t);
     }
+    l->in_timers--;
 }
 
 /* ------------------------------------------------------------------- hooks */
@@ -320,10 +331,11 @@ int isd_loop_run_once(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
         timeout_ms = 0;
     if (l->nheap) {
         now = isd_now_ms();
-        if (l->heap[1]->at <= now)
-            timeout_ms = 0;
-        else if (timeout_ms < 0 || l->heap[1]->at - now < (uint64_t)timeout_ms)
-            timeout_ms = (int)(l->heap[1]->at - now);
+        uint64_t wait = l->heap[1]->at > now ? l->heap[1]->at - now : 0;
+        if (wait > INT_MAX)
+            wait = INT_MAX;
+        if (timeout_ms < 0 || wait < (uint64_t)timeout_ms)
+            timeout_ms = (int)wait;
     }
     l->nfired = 0;
     rc = l->be->wait(l, timeout_ms, waitmask);

@@ -1,0 +1,55 @@
+#!/usr/bin/perl
+# A chat room.  The server asks "NICK?", answers "WELCOME <nick>", then
+# every line a member sends goes to everybody else as "<nick> line".
+#
+#   perl -Mblib eg/chat.pl [port]             (default 5002)
+#   then several:  nc localhost 5002
+use strict;
+use warnings;
+use IO::Socket::INET::Daemon;
+
+my %nick;    # $io => nick; $io is the same object for the whole connection
+
+sub others {
+    my ($server, $me, $text) = @_;
+    for my $peer ($server->connections) {
+        $peer->print($text) if $peer != $me and exists $nick{$peer};
+    }
+}
+
+my $server = IO::Socket::INET::Daemon->new(
+    port     => shift || 5002,
+    callback => {
+        add => sub {
+            my ($io) = @_;
+            $io->print("NICK?\n");
+            return 1;
+        },
+        data => sub {
+            my ($io, $server, $line) = @_;
+            $line =~ s/\r?\n\z//;
+            if (!exists $nick{$io}) {
+                return 1 unless length $line;       # ask again, politely
+                if ($line !~ /\A\w{1,20}\z/) {
+                    $io->print("NICK? (letters, digits and _ only)\n");
+                    return 1;
+                }
+                $nick{$io} = $line;
+                $io->print("WELCOME $line\n");
+                others($server, $io, "* $line joined\n");
+                return 1;
+            }
+            return 0 if $line eq '/quit';
+            others($server, $io, "<$nick{$io}> $line\n");
+            return 1;
+        },
+        remove => sub {
+            my ($io, $server) = @_;
+            my $who = delete $nick{$io};
+            others($server, $io, "* $who left\n") if defined $who;
+        },
+    },
+);
+
+$SIG{INT} = $SIG{TERM} = sub { $server->stop };
+$server->run or die "chat: cannot listen: $!\n";

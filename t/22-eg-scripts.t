@@ -1,0 +1,134 @@
+#!/usr/bin/perl
+# The eg/ scripts work as documented: each is started as its own process
+# (perl -Mblib eg/X.pl PORT) and talked to by real clients.
+use strict;
+use warnings;
+use Test::More;
+use IO::Socket::INET;
+use IO::Select;
+use File::Spec;
+use Time::HiRes qw(time sleep);
+use POSIX ();
+
+alarm 60;
+
+# A free port: bind 0, note it, let it go (SO_REUSEADDR on the server side).
+sub free_port {
+    my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 1, ReuseAddr => 1) or die "bind: $!";
+    my $p = $s->sockport;
+    close $s;
+    return $p;
+}
+
+sub start {
+    my ($script, @args) = @_;
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        open STDERR, '>', File::Spec->devnull;
+        exec $^X, '-Mblib', $script, @args or POSIX::_exit(127);
+    }
+    return $pid;
+}
+
+sub connect_to {
+    my ($port) = @_;
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                      Timeout => 2);
+        return $c if $c;
+        sleep 0.05;
+    }
+    die "cannot connect to $port: $!";
+}
+
+sub line {
+    my ($c, $timeout) = @_;
+    my $buf = '';
+    my $sel = IO::Select->new($c);
+    my $deadline = time + ($timeout || 5);
+    while ($buf !~ /\n/) {
+        my $left = $deadline - time;
+        return undef if $left <= 0 or !$sel->can_read($left);
+        my $n = sysread $c, $buf, 1, length $buf;
+        return length $buf ? $buf : undef unless $n;
+    }
+    return $buf;
+}
+
+sub stop {
+    my ($pid) = @_;
+    kill 'TERM', $pid;
+    my $deadline = time + 10;
+    while (time < $deadline) {
+        return $? if waitpid($pid, POSIX::WNOHANG()) == $pid;
+        sleep 0.05;
+    }
+    kill 'KILL', $pid;
+    waitpid $pid, 0;
+    return -1;
+}
+
+use lib 'blib/lib', 'blib/arch';
+use IO::Socket::INET::Daemon ();
+
+# Every script once per backend, forced through the environment.
+for my $be (IO::Socket::INET::Daemon::backends()) {
+local $ENV{IO_SOCKET_INET_DAEMON_BACKEND} = $be;
+
+subtest "eg/echo.pl, backend $be" => sub {
+    my $port = free_port();
+    my $pid = start('eg/echo.pl', $port, '127.0.0.1');
+    my $c = connect_to($port);
+    print $c "hello\nworld\n";
+    is(line($c), "hello\n", 'first line echoed');
+    is(line($c), "world\n", 'second line echoed');
+    my $d = connect_to($port);
+    print $d "other\n";
+    is(line($d), "other\n", 'a second client is served');
+    close $c;
+    close $d;
+    is(stop($pid), 0, 'SIGTERM stops it cleanly (exit 0)');
+};
+
+subtest "eg/reverse.pl, backend $be" => sub {
+    my $port = free_port();
+    my $pid = start('eg/reverse.pl', $port);
+    my $c = connect_to($port);
+    like(line($c), qr/^Welcome, 127\.0\.0\.1\./, 'welcome names the peer');
+    print $c "stressed\r\n";
+    is(line($c), "desserts\n", 'line reversed (CRLF accepted)');
+    print $c "quit\n";
+    is(line($c), "Bye.\n", 'quit says Bye.');
+    is(line($c, 2), undef, 'then the server closes');
+    is(stop($pid), 0, 'SIGTERM stops it cleanly');
+};
+
+subtest "eg/chat.pl, backend $be" => sub {
+    my $port = free_port();
+    my $pid = start('eg/chat.pl', $port);
+    my $a = connect_to($port);
+    is(line($a), "NICK?\n", 'asks for a nick');
+    print $a "alice\n";
+    is(line($a), "WELCOME alice\n", 'welcomes alice');
+    my $b = connect_to($port);
+    is(line($b), "NICK?\n", 'asks bob');
+    print $b "bad nick!\n";
+    like(line($b), qr/^NICK\?/, 'a bad nick is asked again');
+    print $b "bob\n";
+    is(line($b), "WELCOME bob\n", 'welcomes bob');
+    is(line($a), "* bob joined\n", 'alice hears bob join');
+    print $a "hi bob\n";
+    is(line($b), "<alice> hi bob\n", 'bob gets alice\'s line');
+    print $b "hi alice\n";
+    is(line($a), "<bob> hi alice\n", 'alice gets bob\'s line');
+    close $a;
+    is(line($b), "* alice left\n", 'bob hears alice leave');
+    print $b "/quit\n";
+    is(line($b, 2), undef, '/quit closes the connection');
+    is(stop($pid), 0, 'SIGTERM stops it cleanly');
+};
+}
+
+done_testing;
