@@ -557,7 +557,21 @@ static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
     isd_conn_unref(c);
 }
 
+static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask);
+
 ssize_t isd_conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
+{
+    ssize_t n = conn_fill(c, timeout_ms, waitmask);
+    int e = errno;
+
+    /* The contract: *waitmask is in force on return, whichever way. */
+    if (waitmask)
+        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
+    errno = e;
+    return n;
+}
+
+static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
 {
     uint64_t deadline = timeout_ms >= 0 ? isd_now_ms() + (uint64_t)timeout_ms
                                         : 0;
@@ -606,8 +620,6 @@ ssize_t isd_conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
         pfd.events = (short)(POLLIN | (c->out.bytes ? POLLOUT : 0));
         pfd.revents = 0;
         r = isd_poll_fds(&pfd, 1, left, waitmask);
-        if (waitmask)
-            pthread_sigmask(SIG_SETMASK, waitmask, NULL);
         if (r < 0)
             return -1;      /* EINTR: the caller deals with the signal */
         if (r == 0) {
