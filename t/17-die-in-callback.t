@@ -1,0 +1,173 @@
+#!perl
+# A die in any callback never kills the server: the error callback gets the
+# message (or it is warned), a die in data drops that connection (remove is
+# called), a die in add drops it (no remove).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use TestISD;
+use Test::More;
+
+my $die_in_add = 0;
+my $die_in_remove = 0;
+my $die_in_tick = 0;
+my $ticks = 0;
+
+sub add {
+    my ($io) = @_;
+    log_event('add %s', $io->peerport);
+    if ($die_in_add) { $die_in_add = 0; $io->print("dying in add\n"); die "add-died\n" }
+    $io->print("welcome\n");
+    1;
+}
+
+sub data {
+    my ($io, $d) = @_;
+    my $l = $io->getline;
+    log_event('data %s %s', $io->peerport, $l);
+    if ($l eq "die\n")       { die "data-died at user level\n" }
+    if ($l eq "dieobj\n")    { die { code => 42 } }
+    if ($l eq "dieremove\n") { $die_in_remove = 1; $io->print("ok\n"); return 1 }
+    if ($l eq "dieadd\n")    { $die_in_add = 1; $io->print("ok\n"); return 1 }
+    if ($l eq "dietick\n")   { $die_in_tick = 1; $io->print("ok\n"); return 1 }
+    if ($l eq "ticks\n")     { $io->print("ticks=$ticks\n"); return 1 }
+    $io->print("R:$l");
+    1;
+}
+
+sub remove {
+    my ($io) = @_;
+    log_event('remove %s', $io->peerport);
+    if ($die_in_remove) { $die_in_remove = 0; die "remove-died\n" }
+}
+
+sub tick {
+    $ticks++;
+    if ($die_in_tick) { $die_in_tick = 0; die "tick-died\n" }
+}
+
+sub error {
+    my ($io, $d, $msg) = @_;
+    log_event('error %s %s %s', defined $io ? $io->peerport : 'undef', ref $d, $msg);
+}
+
+for my $be (backends()) {
+    isd_subtest "with an error callback, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => 0.05,
+                               callback => { add => \&add, data => \&data, remove => \&remove,
+                                             tick => \&tick, error => \&error });
+        my $other = client($srv);
+        is(read_line($other), "welcome\n", 'other client');
+
+        # die in data
+        my $c = client($srv);
+        my $p = $c->sockport;
+        read_line($c);
+        print $c "die\nnever\n";
+        is(read_until_eof($c, 3), '', 'die in data: connection dropped');
+        ok(got_eof($c), 'closed');
+        close $c;
+        ok($srv->wait_event(qr/^error $p /), 'error callback called');
+        my ($ev) = $srv->grep_events(qr/^error $p /);
+        like($ev, qr/^error $p IO::Socket::INET::Daemon .*data-died at user level/s,
+             'error gets ($io, $daemon, message including $@)');
+        ok($srv->wait_event(qr/^remove $p$/), 'remove called for the dropped peer');
+        is($srv->count(qr/^data $p never/), 0, 'no more data for it');
+        print $other "x\n";
+        is(read_line($other), "R:x\n", 'others still served');
+
+        # die with a reference
+        $c = client($srv);
+        $p = $c->sockport;
+        read_line($c);
+        print $c "dieobj\n";
+        read_until_eof($c, 3);
+        ok(got_eof($c), 'die with a hashref: dropped');
+        ok($srv->wait_event(qr/^error $p /), 'error callback called');
+        ok($srv->wait_event(qr/^remove $p$/), 'remove called');
+        close $c;
+
+        # die in add
+        print $other "dieadd\n";
+        is(read_line($other), "ok\n", 'armed add');
+        $c = client($srv);
+        $p = $c->sockport;
+        my $got = read_until_eof($c, 3);
+        ok(got_eof($c), 'die in add: connection dropped');
+        ok($srv->wait_event(qr/^error $p .*add-died/), 'error callback with the add message');
+        close $c;
+        Time::HiRes::sleep(0.2);
+        is($srv->count(qr/^remove $p$/), 0, 'no remove for a peer whose add died');
+
+        # die in remove
+        print $other "dieremove\n";
+        is(read_line($other), "ok\n", 'armed remove');
+        $c = client($srv);
+        $p = $c->sockport;
+        read_line($c);
+        close $c;
+        ok($srv->wait_event(qr/^error $p .*remove-died/), 'die in remove reported');
+        Time::HiRes::sleep(0.1);
+        is($srv->count(qr/^remove $p$/), 1, 'remove called once despite dying');
+
+        # die in tick
+        print $other "dietick\n";
+        is(read_line($other), "ok\n", 'armed tick');
+        ok($srv->wait_event(qr/^error undef IO::Socket::INET::Daemon .*tick-died/s),
+           'die in tick reported with $io undef');
+        print $other "ticks\n";
+        my ($t1) = (read_line($other) // '') =~ /ticks=(\d+)/;
+        Time::HiRes::sleep(0.3);
+        print $other "ticks\n";
+        my ($t2) = (read_line($other) // '') =~ /ticks=(\d+)/;
+        ok(defined $t2 && $t2 > $t1 + 1, 'ticks continue after a die in tick');
+
+        print $other "y\n";
+        is(read_line($other), "R:y\n", 'server survives everything');
+        ok($srv->alive, 'alive');
+        close $other;
+        is($srv->stop, 15, 'SIGTERM still ends the server (no signal left blocked)');
+    };
+
+    isd_subtest "no error callback: warn, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => 1,
+                               callback => { add => \&add, data => \&data, remove => \&remove });
+        my $c = client($srv);
+        my $p = $c->sockport;
+        read_line($c);
+        print $c "die\n";
+        read_until_eof($c, 3);
+        ok(got_eof($c), 'dropped');
+        ok($srv->wait_event(qr/^remove $p$/), 'remove called');
+        ok(wait_until(sub { $srv->stderr =~ /^IO::Socket::INET::Daemon: .*data-died at user level/m }, 3),
+           'warned "IO::Socket::INET::Daemon: ..." with the message')
+            or diag 'stderr: ' . $srv->stderr;
+        close $c;
+        my $o = client($srv);
+        is(read_line($o), "welcome\n", 'still serving');
+        close $o;
+        ok($srv->alive, 'alive');
+        is($srv->stop, 15, 'SIGTERM still ends the server (no signal left blocked)');
+    };
+
+    isd_subtest "die in the error callback, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => 1,
+                               callback => { add => \&add, data => \&data,
+                                             error => sub { log_event('error'); die "error-died\n" } });
+        my $c = client($srv);
+        read_line($c);
+        print $c "die\n";
+        read_until_eof($c, 3);
+        ok(got_eof($c), 'dropped');
+        ok($srv->wait_event(qr/^error$/), 'error callback ran');
+        close $c;
+        my $o = client($srv);
+        is(read_line($o), "welcome\n", 'a die in error does not kill the server');
+        close $o;
+        ok($srv->alive, 'alive');
+        is($srv->stop, 15, 'SIGTERM still ends the server (no signal left blocked)');
+    };
+}
+
+done_testing;
