@@ -59,7 +59,8 @@ for my $be (backends()) {
             is(read_line($c), "R:$i\n", "reply $i") or last;
         }
         my $during = scalar(ticks($srv)) - $before;
-        ok($during >= 20, "at least one tick per busy cycle ($during for 20 round trips)");
+        # the tick starting the cycle after reply 20 may not be logged yet
+        ok($during >= 19, "at least one tick per busy cycle ($during for 20 round trips)");
         close $c;
         is($srv->stop, 15, 'SIGTERM still ends the server (no signal left blocked)');
     };
