@@ -250,7 +250,7 @@ static void conn_finish(isd_conn *c)
     if (c->io.fd >= 0) {
         /* Unread input makes close() send RST, which can destroy replies
          * still in flight to the peer: read what is already here first. */
-        for (i = 0; i < 16; i++)
+        for (i = 0; i < 16 && !(c->flags & ISD_C_EOF); i++)
             if (recv(c->io.fd, junk, sizeof junk, 0) <= 0)
                 break;
         close(c->io.fd);
@@ -779,6 +779,7 @@ int isd_server_listen_fd(isd_server *s, int fd)
                           sizeof in6addr_any) == 0);
     if (isd_fd_nonblock_cloexec(fd) < 0)
         return -1;
+    isd_nodelay(fd);
     isd_io_init(&s->lio, fd, listen_cb);
     if (isd_io_set(s->loop, &s->lio, ISD_READ) < 0) {
         s->lio.fd = -1;

@@ -85,5 +85,6 @@ extern const isd_backend isd_backend_kqueue;
 
 /* sock.c */
 int isd_fd_nonblock_cloexec(int fd);
+void isd_nodelay(int fd);
 
 #endif /* ISD_INT_H */

@@ -18,6 +18,16 @@
 #include <stdio.h>
 #include <errno.h>
 
+void isd_nodelay(int fd)
+{
+    int one = 1;
+
+    /* Replies are batched per wake-up already; Nagle would only add
+     * delayed-ACK stalls to a request/reply protocol.  Not a TCP socket
+     * (UNIX, later): harmless failure. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 int isd_fd_nonblock_cloexec(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
@@ -166,12 +176,15 @@ int isd_accept(int lfd, isd_addr *peer)
     }
     if (fd >= 0) {
         int one = 1;
-        /* Replies are batched per wake-up already; Nagle would only add
-         * delayed-ACK stalls to a request/reply protocol. */
+#ifndef __linux__
+        /* Linux inherits TCP_NODELAY from the listener (isd_nodelay);
+         * elsewhere set it on each connection. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#endif
 #ifdef SO_NOSIGPIPE
         setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
 #endif
+        ISD_UNUSED(one);
     }
     return fd;
 }

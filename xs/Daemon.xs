@@ -471,6 +471,26 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
 
 /* -------------------------------------------------------------- waiting */
 
+/* Whether %SIG has a Perl handler for any signal: only then can a signal
+ * need dispatching after the wait, and only then is the blocked-mask dance
+ * around the wait worth its two syscalls. */
+static int perl_handles_signals(pTHX)
+{
+    int i;
+
+    for (i = 1; i < SIG_SIZE; i++) {
+        SV *h = PL_psig_ptr[i];
+        if (!h)
+            continue;
+        if (SvROK(h) || isGV_with_GP(h))
+            return 1;
+        if (SvPOK(h) && SvCUR(h) && strNE(SvPVX(h), "IGNORE")
+            && strNE(SvPVX(h), "DEFAULT"))
+            return 1;
+    }
+    return 0;
+}
+
 /* Block signals, and say whether Perl has one pending (then unblock). */
 static int block_signals(pTHX_ sigset_t *old)
 {
@@ -513,12 +533,13 @@ static ssize_t fill(pTHX_ isd_conn *c)
     for (;;) {
         uint64_t now = isd_now_ms();
         int left = now >= deadline ? 0 : (int)(deadline - now);
+        int sigs = perl_handles_signals(aTHX);
 
-        if (block_signals(aTHX_ &old)) {
+        if (sigs && block_signals(aTHX_ &old)) {
             PERL_ASYNC_CHECK();
             continue;
         }
-        n = isd_conn_fill(c, left, &old);
+        n = isd_conn_fill(c, left, sigs ? &old : NULL);
         if (n < 0 && errno == EINTR) {
             PERL_ASYNC_CHECK();
             continue;
@@ -776,7 +797,7 @@ void
 run(SV *self)
   PREINIT:
     xd *d;
-    int timeout, n;
+    int timeout, n, sigs;
     sigset_t old;
   PPCODE:
     d = xd_from(aTHX_ self, "run");
@@ -804,11 +825,12 @@ run(SV *self)
             timeout = ms_of(aTHX_ opt(aTHX_ d, "timeout"), -1);
             if (isd_loop_prepare(d->loop) || d->stop)
                 timeout = 0;
-            if (block_signals(aTHX_ &old)) {
+            sigs = perl_handles_signals(aTHX);
+            if (sigs && block_signals(aTHX_ &old)) {
                 PERL_ASYNC_CHECK();
                 continue;
             }
-            n = isd_loop_run_once(d->loop, timeout, &old);
+            n = isd_loop_run_once(d->loop, timeout, sigs ? &old : NULL);
             if (n < 0 && errno != EINTR) {
                 int e = errno;
                 report(aTHX_ d, NULL, sv_2mortal(newSVpvf("%s wait: %s",
