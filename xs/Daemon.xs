@@ -55,6 +55,11 @@ typedef struct xd {
     isd_server_cfg cfg;
     char        backend[16];
     char        err[256];
+    /* The message data() is running for: while nothing of it has been
+     * consumed, getline returns this SV (no second scan, no copy). */
+    isd_conn   *cur_conn;
+    SV         *cur_line;
+    size_t      cur_len;
 #ifdef PERL_IMPLICIT_CONTEXT
     void       *perl;
 #endif
@@ -295,7 +300,13 @@ static void on_message(isd_conn *c, const char *msg, size_t len)
     line = sv_2mortal(newSVpvn(msg, len));
     if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
         SvUTF8_on(line);
+    if (d->cfg.framing.kind == ISD_FRAME_LINE) {
+        d->cur_conn = c;
+        d->cur_line = line;
+        d->cur_len = len;
+    }
     ok = call_cb(aTHX_ d, cb, "data", io, line);
+    d->cur_conn = NULL;
     if (ok > 0 || !isd_conn_is_open(c) || peer_rv(c) != io)
         return;
     /* false (or died): remove callback, then close */
@@ -588,6 +599,17 @@ static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n)
     return sv;
 }
 
+/* Consuming input from outside the core's dispatch: the current message
+ * is no longer at the head. */
+static void consume(pTHX_ isd_conn *c, size_t n)
+{
+    xd *d = conn_xd(c);
+
+    if (d && d->cur_conn == c)
+        d->cur_conn = NULL;
+    isd_conn_consume(c, n);
+}
+
 /* The next record per $/ (NULL at EOF with nothing left or on error). */
 static SV *read_record(pTHX_ isd_conn *c)
 {
@@ -601,6 +623,13 @@ static SV *read_record(pTHX_ isd_conn *c)
     const char *sep = NULL;
     int para = 0, slurp = 0;
 
+    /* data()'s own line, with the default $/: hand back that SV */
+    if (d && d->cur_conn == c && SvPOK(rs) && SvCUR(rs) == 1
+        && SvPVX(rs)[0] == '\n' && !d->cfg.framing.sep) {
+        SV *sv = SvREFCNT_inc_simple_NN(d->cur_line);
+        consume(aTHX_ c, d->cur_len);
+        return sv;
+    }
     if (!SvOK(rs)) {
         slurp = 1;
     } else if (SvROK(rs)) {
@@ -628,7 +657,7 @@ static SV *read_record(pTHX_ isd_conn *c)
             while (k < len && p[k] == '\n')
                 k++;
             if (k) {
-                isd_conn_consume(c, k);
+                consume(aTHX_ c, k);
                 p = isd_conn_in(c, &len);
                 scan = 0;
             }
@@ -647,7 +676,7 @@ static SV *read_record(pTHX_ isd_conn *c)
             }
             if (m > 0) {
                 SV *sv = new_in(aTHX_ c, p, (size_t)m);
-                isd_conn_consume(c, (size_t)m);
+                consume(aTHX_ c, (size_t)m);
                 return sv;
             }
         }
@@ -656,7 +685,7 @@ static SV *read_record(pTHX_ isd_conn *c)
                 return NULL;
             {
                 SV *sv = new_in(aTHX_ c, p, len);
-                isd_conn_consume(c, len);
+                consume(aTHX_ c, len);
                 return sv;
             }
         }
@@ -710,7 +739,7 @@ static ssize_t take(pTHX_ isd_conn *c, SV *buf, size_t want, SSize_t off,
     dst[off + n] = '\0';
     SvPOK_only(buf);
     SvSETMAGIC(buf);
-    isd_conn_consume(c, n);
+    consume(aTHX_ c, n);
     return (ssize_t)n;
 }
 
@@ -1138,6 +1167,7 @@ ungetc(SV *self, IV ord)
   PPCODE:
     c = conn_from(aTHX_ self, "ungetc");
     ch = (char)ord;
+    consume(aTHX_ c, 0);
     if (isd_conn_unread(c, &ch, 1) < 0)
         XSRETURN_UNDEF;
     XSRETURN_IV(ord);
