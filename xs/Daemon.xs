@@ -223,27 +223,39 @@ static void drop_conn(pTHX_ isd_conn *c, int abort_now)
         SvREFCNT_dec(io);
 }
 
-static HV *peer_stash, *tie_stash;
+/* Per interpreter (threads): the stashes peers are blessed into. */
+#define MY_CXT_KEY PKG "::_guts" XS_VERSION
+typedef struct {
+    HV *peer_stash, *tie_stash;
+} my_cxt_t;
+START_MY_CXT
+
+static void init_cxt(pTHX_ my_cxt_t *cx)
+{
+    cx->peer_stash = gv_stashpv(PEER_PKG, GV_ADD);
+    cx->tie_stash = gv_stashpv(TIE_PKG, GV_ADD);
+}
 
 /* A new $io: blessed glob, tied IO, both carrying the connection. */
 static SV *make_peer(pTHX_ isd_conn *c)
 {
+    dMY_CXT;
     GV *gv = (GV *)newSV(0);
     SV *tobj = newSV(0), *trv, *rv;
     IO *io;
 
-    gv_init_pvn(gv, peer_stash, "__ANONIO__", 10, 0);
+    gv_init_pvn(gv, MY_CXT.peer_stash, "__ANONIO__", 10, 0);
     io = GvIOn(gv);
     sv_magicext((SV *)io, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
     isd_conn_ref(c);
     sv_upgrade(tobj, SVt_PVMG);
     sv_magicext(tobj, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
     isd_conn_ref(c);
-    trv = sv_bless(newRV_noinc(tobj), tie_stash);
+    trv = sv_bless(newRV_noinc(tobj), MY_CXT.tie_stash);
     sv_magic((SV *)io, trv, PERL_MAGIC_tiedscalar, NULL, 0);
     SvREFCNT_dec(trv);          /* the tie magic holds it now */
     rv = newRV_noinc((SV *)gv);
-    return sv_bless(rv, peer_stash);
+    return sv_bless(rv, MY_CXT.peer_stash);
 }
 
 static SV *errmsg(pTHX_ isd_conn *c, int err)
@@ -771,9 +783,20 @@ BOOT:
     PERL_HASH(h_error, "error", 5);
     PERL_HASH(h_callback, "callback", 8);
     PERL_HASH(h_timeout, "timeout", 7);
-    peer_stash = gv_stashpv(PEER_PKG, GV_ADD);
-    tie_stash = gv_stashpv(TIE_PKG, GV_ADD);
+    {
+        MY_CXT_INIT;
+        init_cxt(aTHX_ &MY_CXT);
+    }
 }
+
+void
+CLONE(...)
+  CODE:
+    {
+        MY_CXT_CLONE;
+        init_cxt(aTHX_ &MY_CXT);
+    }
+    PERL_UNUSED_VAR(items);
 
 void
 _init(SV *self)
