@@ -60,12 +60,18 @@ typedef struct xd {
     isd_conn   *cur_conn;
     SV         *cur_line;
     size_t      cur_len;
+    /* Callback cache (counted): the slot of $self->{callback}, the hash it
+     * pointed to, and the value slot of each callback found in it. */
+    SV         *cb_slot;
+    HV         *cb_hv;
+    SV         *cb_val[5];
 #ifdef PERL_IMPLICIT_CONTEXT
     void       *perl;
 #endif
 } xd;
 
 static U32 h_add, h_remove, h_data, h_tick, h_error, h_callback, h_timeout;
+enum { CB_add, CB_remove, CB_data, CB_tick, CB_error, CB_N };
 
 /* ------------------------------------------------------------------ magic */
 
@@ -130,21 +136,53 @@ static xd *conn_xd(isd_conn *c)
 
 /* ---------------------------------------------------------------- helpers */
 
-static SV *fetch_cb(pTHX_ xd *d, const char *name, I32 len, U32 hash)
+static void cb_forget(pTHX_ xd *d)
 {
-    SV **svp = hv_common_key_len(d->self, "callback", 8, HV_FETCH_JUST_SV,
-                                 NULL, h_callback);
-    HV *cbs;
+    int i;
 
-    if (!svp || !SvROK(*svp) || SvTYPE(SvRV(*svp)) != SVt_PVHV)
-        return NULL;
-    cbs = (HV *)SvRV(*svp);
-    svp = hv_common_key_len(cbs, name, len, HV_FETCH_JUST_SV, NULL, hash);
-    if (!svp || !SvTRUE(*svp))      /* 0.04: a false callback is none */
-        return NULL;
-    return *svp;
+    for (i = 0; i < CB_N; i++) {
+        SvREFCNT_dec(d->cb_val[i]);
+        d->cb_val[i] = NULL;
+    }
+    SvREFCNT_dec((SV *)d->cb_hv);
+    SvREFCNT_dec(d->cb_slot);
+    d->cb_hv = NULL;
+    d->cb_slot = NULL;
 }
-#define CB(d, n) fetch_cb(aTHX_ (d), #n, (I32)sizeof(#n) - 1, h_##n)
+
+/* The callback called name, or NULL.  Looked up in $self->{callback} like
+ * 0.04 did, but the value slots found are kept (counted): assigning to
+ * $cb{data} changes the slot we hold, and a slot or hash that only we
+ * still hold was deleted or replaced, so it is looked up again. */
+static SV *fetch_cb(pTHX_ xd *d, int which, const char *name, I32 len,
+                    U32 hash)
+{
+    SV **svp, *v;
+
+    if (!(d->cb_slot && SvREFCNT(d->cb_slot) > 1 && SvROK(d->cb_slot)
+          && SvRV(d->cb_slot) == (SV *)d->cb_hv
+          && SvREFCNT((SV *)d->cb_hv) > 1)) {
+        cb_forget(aTHX_ d);
+        svp = hv_common_key_len(d->self, "callback", 8, HV_FETCH_JUST_SV,
+                                NULL, h_callback);
+        if (!svp || !SvROK(*svp) || SvTYPE(SvRV(*svp)) != SVt_PVHV)
+            return NULL;
+        d->cb_slot = SvREFCNT_inc_simple_NN(*svp);
+        d->cb_hv = (HV *)SvREFCNT_inc_simple_NN(SvRV(*svp));
+    }
+    v = d->cb_val[which];
+    if (!v || SvREFCNT(v) == 1) {
+        SvREFCNT_dec(v);
+        d->cb_val[which] = NULL;
+        svp = hv_common_key_len(d->cb_hv, name, len, HV_FETCH_JUST_SV, NULL,
+                                hash);
+        if (!svp)
+            return NULL;
+        v = d->cb_val[which] = SvREFCNT_inc_simple_NN(*svp);
+    }
+    return SvTRUE(v) ? v : NULL;     /* 0.04: a false callback is none */
+}
+#define CB(d, n) fetch_cb(aTHX_ (d), CB_##n, #n, (I32)sizeof(#n) - 1, h_##n)
 
 static SV *peer_rv(isd_conn *c) { return (SV *)isd_conn_data(c); }
 
@@ -309,6 +347,8 @@ static void on_message(isd_conn *c, const char *msg, size_t len)
 
     if (!io || !(cb = CB(d, data)))
         return;
+    ENTER;              /* the mortals made here go with this message */
+    SAVETMPS;
     line = sv_2mortal(newSVpvn(msg, len));
     if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
         SvUTF8_on(line);
@@ -319,13 +359,15 @@ static void on_message(isd_conn *c, const char *msg, size_t len)
     }
     ok = call_cb(aTHX_ d, cb, "data", io, line);
     d->cur_conn = NULL;
-    if (ok > 0 || !isd_conn_is_open(c) || peer_rv(c) != io)
-        return;
-    /* false (or died): remove callback, then close */
-    if ((cb = CB(d, remove)))
-        call_cb(aTHX_ d, cb, "remove", io, NULL);
-    if (isd_conn_is_open(c) && peer_rv(c) == io)
-        drop_conn(aTHX_ c, 0);
+    if (ok <= 0 && isd_conn_is_open(c) && peer_rv(c) == io) {
+        /* false (or died): remove callback, then close */
+        if ((cb = CB(d, remove)))
+            call_cb(aTHX_ d, cb, "remove", io, NULL);
+        if (isd_conn_is_open(c) && peer_rv(c) == io)
+            drop_conn(aTHX_ c, 0);
+    }
+    FREETMPS;
+    LEAVE;
 }
 
 static void on_close(isd_conn *c, int err)
@@ -336,6 +378,8 @@ static void on_close(isd_conn *c, int err)
 
     if (!io)
         return;
+    ENTER;
+    SAVETMPS;
     if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM)
         report(aTHX_ d, io, sv_2mortal(errmsg(aTHX_ c, err)));
     if ((cb = CB(d, remove)))
@@ -344,6 +388,8 @@ static void on_close(isd_conn *c, int err)
         isd_conn_set_data(c, NULL);
         SvREFCNT_dec(io);
     }
+    FREETMPS;
+    LEAVE;
 }
 
 static void on_error(isd_server *s, int err, const char *what)
@@ -351,7 +397,11 @@ static void on_error(isd_server *s, int err, const char *what)
     xd *d = isd_server_data(s);
     dXD_THX(d);
 
+    ENTER;
+    SAVETMPS;
     report(aTHX_ d, NULL, sv_2mortal(newSVpvf("%s: %s", what, strerror(err))));
+    FREETMPS;
+    LEAVE;
 }
 
 static const isd_handlers handlers = { on_accept, on_message, on_close, on_error };
@@ -487,6 +537,8 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
         isd_loop_free(d->loop);
     if (d->lfd >= 0)
         close(d->lfd);
+    if (!PL_dirty)
+        cb_forget(aTHX_ d);
     Safefree(d);
     mg->mg_ptr = NULL;
     return 0;
@@ -868,8 +920,10 @@ run(SV *self)
         d->stop = 0;
         d->self_rv = newSVsv(self);
         SAVEFREESV(d->self_rv);
+        SAVETMPS;
         while (!d->stop) {
             SV *cb = CB(d, tick);
+            FREETMPS;       /* whatever the last cycle left */
             if (cb)
                 call_cb(aTHX_ d, cb, "tick", NULL, NULL);
             if (d->stop || !d->srv)
@@ -981,6 +1035,12 @@ backends(...)
             q = p + strlen(p);
         XPUSHs(sv_2mortal(newSVpvn(p, (STRLEN)(q - p))));
     }
+
+void
+_forget_callbacks(SV *self)
+  PPCODE:
+    cb_forget(aTHX_ xd_from(aTHX_ self, "callback"));
+    XSRETURN_EMPTY;
 
 SV *
 _connections(SV *self)

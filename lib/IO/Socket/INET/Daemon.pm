@@ -76,6 +76,7 @@ sub new {
 sub callback {
     my ($self, %callback) = @_;
     @{$self->{callback}}{keys %callback} = values %callback;
+    $self->_forget_callbacks;
     return $self;
 }
 
