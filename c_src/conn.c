@@ -69,6 +69,7 @@ struct isd_server {
     size_t         nopen;
     isd_conn      *pending;
     isd_hook       hook;
+    isd_buf        spare;      /* an emptied input buffer, for the next read */
 };
 
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev);
@@ -455,11 +456,32 @@ int isd_conn_unread(isd_conn *c, const void *p, size_t n)
     return 0;
 }
 
+/* Idle connections keep no input buffer (memory per idle connection is
+ * what bounds how many we hold); the server keeps one spare so that a busy
+ * server does not malloc and free a buffer for every read. */
+static void in_release(isd_server *s, isd_conn *c)
+{
+    if (!c->in.data || isd_buf_len(&c->in))
+        return;
+    if (s && !s->spare.data && c->in.cap <= READ_MIN * 4) {
+        s->spare = c->in;
+        s->spare.rpos = s->spare.wpos = 0;
+        isd_buf_init(&c->in);
+    } else {
+        isd_buf_free(&c->in);
+    }
+}
+
 /* One non-blocking read into c->in: >0 bytes, 0 EOF, -1 errno. */
 static ssize_t conn_read1(isd_conn *c)
 {
+    isd_server *s = c->srv;
     ssize_t n;
 
+    if (!c->in.data && s && s->spare.data) {
+        c->in = s->spare;
+        isd_buf_init(&s->spare);
+    }
     if (isd_buf_reserve(&c->in, READ_MIN) < 0)
         return -1;
     do
@@ -549,10 +571,7 @@ static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
             conn_flush(c);
         if (!(c->flags & ISD_C_CLOSED))
             conn_interest(c);
-        /* An idle connection keeps no input buffer (memory per idle
-         * connection is what bounds how many we hold). */
-        if (!isd_buf_len(&c->in))
-            isd_buf_free(&c->in);
+        in_release(c->srv, c);
     }
     isd_conn_unref(c);
 }
@@ -947,5 +966,6 @@ void isd_server_free(isd_server *s)
         drop_sref(s, c);
     }
     isd_loop_del_hook(s->loop, &s->hook);
+    isd_buf_free(&s->spare);
     free(s);
 }
