@@ -687,10 +687,21 @@ static SV *read_record(pTHX_ isd_conn *c)
     const char *sep = NULL;
     int para = 0, slurp = 0;
 
-    /* data()'s own line, with the default $/: hand back that SV */
+    /* data()'s own line, with the default $/: a copy-on-write copy of
+     * the SV data() got, unless the callback changed that one (then the
+     * bytes still at the head).  Never the same SV: changing one must not
+     * change the other. */
     if (d && d->cur_conn == c && SvPOK(rs) && SvCUR(rs) == 1
         && SvPVX(rs)[0] == '\n' && !d->cfg.framing.sep) {
-        SV *sv = SvREFCNT_inc_simple_NN(d->cur_line);
+        SV *cur = d->cur_line, *sv;
+        p = isd_conn_in(c, &len);
+        if (SvPOK(cur) && !SvMAGICAL(cur) && SvCUR(cur) == d->cur_len
+            && len >= d->cur_len && memcmp(SvPVX(cur), p, d->cur_len) == 0
+            && (!SvUTF8(cur)) == !(*isd_conn_uflags(c) & UF_UTF8
+                                   && is_utf8_string((U8 *)p, d->cur_len)))
+            sv = newSVsv(cur);
+        else
+            sv = new_in(aTHX_ c, p, d->cur_len);
         consume(aTHX_ c, d->cur_len);
         return sv;
     }

@@ -1201,11 +1201,11 @@ static void test_linger(void)
     isd_conn_write(c, p, big);           /* the client never reads */
     free(p);
     ok(isd_conn_out_bytes(c) > 0, T("output queued (%zu)"), isd_conn_out_bytes(c));
+    t0 = isd_now_ms();                  /* the linger timer starts here */
     isd_conn_close(c);
     ok(isd_conn_flags(c) & ISD_C_CLOSING, T("closing, flushing"));
     ok(!isd_conn_is_open(c), T("no longer open"));
     is_int(isd_server_nconns(x.s), 0, T("not counted as open"));
-    t0 = isd_now_ms();
     while (!(isd_conn_flags(c) & ISD_C_CLOSED) && isd_now_ms() - t0 < 3000)
         isd_loop_run_once(x.l, 10, NULL);
     ok(isd_conn_flags(c) & ISD_C_CLOSED,
