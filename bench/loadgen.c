@@ -1,0 +1,1081 @@
+/*
+ * loadgen - load generator for line-echo servers (bench/ of
+ * IO-Socket-INET-Daemon).  Linux, epoll, non-blocking, single thread.
+ *
+ *   loadgen echo    -p PORT [-c CONNS] [-d DEPTH] [-t SECS] [-w WARMUP]
+ *                           [-s LINELEN] [-g GRACE] [-C CONNECT_TIMEOUT]
+ *                           [-P SERVER_PID]
+ *   loadgen connect -p PORT [-c CONNS] [-t SECS] [-w WARMUP] [-s LINELEN]
+ *                           [-P SERVER_PID]
+ *   loadgen idle    -p PORT -P SERVER_PID [-n CONNS] [-t SECS] [-s LINELEN]
+ *
+ * Common: -H HOST (default 127.0.0.1, numeric IPv4 only), -B SRC (bind
+ * connections to 64 source addresses from SRC on, e.g. 127.23.5.1: in
+ * connect mode one address has only ~28k ports, and a closed port stays in
+ * TIME_WAIT for a second before reuse, which would cap the rate), -v
+ * (progress on stderr).
+ *
+ * echo:    CONNS connections each keep DEPTH lines in flight; every reply
+ *          is compared byte for byte with the line sent (each line carries
+ *          its connection number and sequence number, so a wrong reply is
+ *          classified as lost, reordered or corrupt).  Runs WARMUP seconds
+ *          unmeasured, then SECS measured, then stops sending and waits for
+ *          the replies still in flight (GRACE seconds without progress at
+ *          most); what never comes back is counted as lost.
+ * connect: CONNS slots each loop: connect, send one line, read the reply,
+ *          check it, close.
+ * idle:    opens CONNS connections, each proven live with one request and
+ *          its reply, then reports the growth of the server's VmRSS
+ *          (from /proc/PID/status) per connection.  SECS bounds the whole
+ *          run (the connections proven by then are the ones counted).
+ *
+ * With -P, echo and connect also report the server's CPU time during the
+ * measured window: srv_cpu (in CPUs, 1.0 = one core busy all the time) and
+ * srv_ns_per_req (server CPU nanoseconds per request or connection), from
+ * /proc/PID/schedstat: a cost per request that other load on the machine
+ * disturbs much less than requests/s.  lg_cpu is the load generator's own
+ * CPU use in the window (near 1.0: it, not the server, set the pace).
+ *
+ * Output: one line of key=value pairs on stdout, e.g.
+ *   mode=echo status=OK c=50 d=16 secs=2.000 reqs=... rps=... p50_us=...
+ * status is OK, LOST/REORDERED, CORRUPT, CLOSED, STALLED, CONNECT_FAILED or
+ * ERROR; details=... says more (no spaces).  Exit code 0 when the run
+ * completed (whatever the status), 2 on a usage error, 1 on a local
+ * failure (cannot create sockets, ...).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------ */
+/* options                                                            */
+
+static const char *opt_host = "127.0.0.1";
+static int opt_port = 0;
+static int opt_conns = 1;
+static int opt_depth = 1;
+static double opt_secs = 5.0;
+static double opt_warm = 1.0;
+static double opt_grace = 2.0;
+static double opt_ctimeout = 15.0;
+static int opt_linelen = 32;
+static int opt_pid = 0;
+static int opt_verbose = 0;
+
+static struct sockaddr_in g_addr;
+static struct sockaddr_in g_src;   /* -B: source address to bind */
+static int g_have_src;
+
+static void die(const char *what)
+{
+    fprintf(stderr, "loadgen: %s: %s\n", what, strerror(errno));
+    printf("mode=error status=ERROR details=%s:%s\n", what, strerror(errno));
+    fflush(stdout);
+    exit(1);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Raise RLIMIT_NOFILE to what is needed (up to the hard limit, or above
+ * it when we may). */
+static void raise_nofile(long need)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    if ((long)rl.rlim_cur >= need)
+        return;
+    if ((long)rl.rlim_max < need) {
+        struct rlimit want = { (rlim_t)need, (rlim_t)need };
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if ((long)rl.rlim_cur < need)
+        fprintf(stderr, "loadgen: warning: RLIMIT_NOFILE is %ld, %ld wanted\n",
+                (long)rl.rlim_cur, need);
+}
+
+/* ------------------------------------------------------------------ */
+/* latency histogram: log-linear, 1/128 relative precision            */
+
+#define H_EXP 48
+static uint64_t hist[H_EXP][256];
+static uint64_t hist_n;
+
+/* row 0 holds 0..255 ns exactly; row e >= 1 holds v >> e in 128..255 */
+static void hist_add(uint64_t ns)
+{
+    int e = 0;
+    while ((ns >> e) >= 256)
+        e++;
+    if (e >= H_EXP) {
+        e = H_EXP - 1;
+        ns = (uint64_t)255 << e;
+    }
+    hist[e][ns >> e]++;
+    hist_n++;
+}
+
+/* the p-quantile in microseconds (bucket lower bound, < 1% low) */
+static double hist_pct(double p)
+{
+    if (!hist_n)
+        return -1;
+    uint64_t want = (uint64_t)(p * hist_n);
+    if (want >= hist_n)
+        want = hist_n - 1;
+    uint64_t seen = 0;
+    for (int e = 0; e < H_EXP; e++)
+        for (int i = 0; i < 256; i++) {
+            seen += hist[e][i];
+            if (seen > want)
+                return ((uint64_t)i << e) / 1000.0;
+        }
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* lines: "CCCCCC SSSSSSSSSSSS xxx...x\n", LINELEN bytes               */
+
+static void make_line(char *buf, int conn, uint64_t seq)
+{
+    /* conn: 6 digits, seq: 12 digits */
+    char *p = buf;
+    int c = conn;
+    for (int i = 5; i >= 0; i--) { p[i] = '0' + c % 10; c /= 10; }
+    p[6] = ' ';
+    uint64_t s = seq;
+    for (int i = 18; i >= 7; i--) { p[i] = '0' + s % 10; s /= 10; }
+    p[19] = ' ';
+    /* the rest is filler, prepared once per buffer by init_line */
+}
+
+static void init_line(char *buf)
+{
+    memset(buf, 'x', opt_linelen - 1);
+    buf[opt_linelen - 1] = '\n';
+}
+
+/* Parse a received (wrong) line: returns 1 and sets conn/seq when it has
+ * our format. */
+static int parse_line(const char *buf, int len, int *conn, uint64_t *seq)
+{
+    if (len < 20)
+        return 0;
+    int c = 0;
+    uint64_t s = 0;
+    for (int i = 0; i < 6; i++) {
+        if (buf[i] < '0' || buf[i] > '9') return 0;
+        c = c * 10 + (buf[i] - '0');
+    }
+    if (buf[6] != ' ') return 0;
+    for (int i = 7; i < 19; i++) {
+        if (buf[i] < '0' || buf[i] > '9') return 0;
+        s = s * 10 + (uint64_t)(buf[i] - '0');
+    }
+    *conn = c;
+    *seq = s;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* sockets                                                            */
+
+static int g_ep;
+
+/* slot: connections are spread over 64 source addresses from -B on */
+static int start_connect(int slot)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (g_have_src) {
+#ifdef IP_BIND_ADDRESS_NO_PORT
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
+        struct sockaddr_in src = g_src;
+        src.sin_addr.s_addr = htonl(ntohl(g_src.sin_addr.s_addr) + slot % 64);
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+    }
+    if (connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr) < 0 &&
+        errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static int sock_error(int fd)
+{
+    int err = 0;
+    socklen_t l = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+        return errno;
+    return err;
+}
+
+static void ep_set(int fd, int op, uint32_t ev, uint32_t id)
+{
+    struct epoll_event e;
+    e.events = ev;
+    e.data.u64 = id;
+    if (epoll_ctl(g_ep, op, fd, &e) < 0 && op != EPOLL_CTL_DEL)
+        die("epoll_ctl");
+}
+
+/* ------------------------------------------------------------------ */
+/* server CPU time (-P PID): nanoseconds on CPU, from /proc/PID/schedstat,
+ * else from the utime+stime ticks of /proc/PID/stat; -1 if unknown      */
+
+static double server_cpu_ns(void)
+{
+    if (opt_pid <= 0)
+        return -1;
+    char path[64];
+    unsigned long long ns;
+    snprintf(path, sizeof path, "/proc/%d/schedstat", opt_pid);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int ok = fscanf(f, "%llu", &ns) == 1;
+        fclose(f);
+        if (ok && ns > 0)
+            return (double)ns;
+    }
+    snprintf(path, sizeof path, "/proc/%d/stat", opt_pid);
+    f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return -1;
+    unsigned long long ut, st;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+               &ut, &st) != 2)
+        return -1;
+    return (ut + st) * 1e9 / sysconf(_SC_CLK_TCK);
+}
+
+static double own_cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+}
+
+static double cpu_at_start = -1;
+static double cpu_used_ns = -1;
+static double own_at_start, own_used_s = -1;
+
+static void cpu_window_start(void)
+{
+    cpu_at_start = server_cpu_ns();
+    own_at_start = own_cpu_s();
+}
+
+static void cpu_window_end(void)
+{
+    double now = server_cpu_ns();
+    cpu_used_ns = cpu_at_start >= 0 && now >= 0 ? now - cpu_at_start : -1;
+    own_used_s = own_cpu_s() - own_at_start;
+}
+
+/* " srv_cpu=F srv_ns_per_req=N lg_cpu=F" for the report line; lg_cpu is
+ * the load generator's own CPU use (1.0: it was the bottleneck) */
+static const char *cpu_report(double secs, uint64_t reqs)
+{
+    static char b[128];
+    double lg = secs > 0 && own_used_s >= 0 ? own_used_s / secs : -1;
+    if (cpu_used_ns < 0 || secs <= 0) {
+        snprintf(b, sizeof b, " srv_cpu=-1 srv_ns_per_req=-1 lg_cpu=%.3f", lg);
+        return b;
+    }
+    snprintf(b, sizeof b, " srv_cpu=%.3f srv_ns_per_req=%.0f lg_cpu=%.3f",
+             cpu_used_ns / 1e9 / secs, reqs ? cpu_used_ns / reqs : -1.0, lg);
+    return b;
+}
+
+/* ------------------------------------------------------------------ */
+/* echo mode                                                          */
+
+enum { C_CONNECTING, C_OPEN, C_DEAD };
+
+struct conn {
+    int fd;
+    int state;
+    int id;
+    uint64_t sseq;        /* next sequence number to send */
+    uint64_t rseq;        /* next sequence number expected back */
+    uint64_t *stime;      /* send time per in-flight slot (depth ring) */
+    char *obuf;           /* unsent bytes */
+    int olen, ooff;
+    int want_out;
+    char *exp;            /* expected line being received */
+    int rpos;             /* bytes of it matched so far */
+    char bad[96];         /* received bytes of a wrong line, for details */
+    int badlen;
+};
+
+static struct conn *conns;
+static uint64_t n_ok, n_lost, n_reord, n_corrupt, n_closed, n_connfail;
+static int measuring, sending = 1;
+static char details[256] = "-";
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void note(const char *fmt, ...)
+{
+    if (strcmp(details, "-") != 0)
+        return; /* keep the first */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(details, sizeof details, fmt, ap);
+    va_end(ap);
+    for (char *p = details; *p; p++)
+        if (*p == ' ' || *p == '\n' || *p == '\t')
+            *p = '_';
+}
+
+static void conn_kill(struct conn *c)
+{
+    if (c->state == C_DEAD)
+        return;
+    epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    c->state = C_DEAD;
+}
+
+static void conn_queue(struct conn *c, uint64_t t)
+{
+    int L = opt_linelen;
+    if (c->ooff == c->olen)
+        c->ooff = c->olen = 0;
+    if (c->olen + L > opt_depth * L) {
+        /* compact */
+        memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
+        c->olen -= c->ooff;
+        c->ooff = 0;
+    }
+    char *p = c->obuf + c->olen;
+    init_line(p);
+    make_line(p, c->id, c->sseq);
+    c->stime[c->sseq % opt_depth] = t;
+    c->sseq++;
+    c->olen += L;
+}
+
+static void conn_flush(struct conn *c)
+{
+    while (c->ooff < c->olen) {
+        ssize_t w = write(c->fd, c->obuf + c->ooff, c->olen - c->ooff);
+        if (w > 0) {
+            c->ooff += w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!c->want_out) {
+                ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, c->id);
+                c->want_out = 1;
+            }
+            return;
+        }
+        if (measuring || sending)
+            n_closed++;
+        note("conn_%d:write:%s", c->id, strerror(errno));
+        conn_kill(c);
+        return;
+    }
+    c->ooff = c->olen = 0;
+    if (c->want_out) {
+        ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN, c->id);
+        c->want_out = 0;
+    }
+}
+
+static void conn_bad_line(struct conn *c, const char *data, int avail)
+{
+    /* The wrong line: what matched so far plus what is at hand. */
+    int n = c->rpos;
+    if (n > (int)sizeof c->bad - 1)
+        n = sizeof c->bad - 1;
+    memcpy(c->bad, c->exp, n);
+    int m = avail;
+    if (n + m > (int)sizeof c->bad - 1)
+        m = sizeof c->bad - 1 - n;
+    memcpy(c->bad + n, data, m);
+    c->badlen = n + m;
+    int oc;
+    uint64_t os;
+    if (parse_line(c->bad, c->badlen, &oc, &os) && oc == c->id) {
+        if (os > c->rseq) {
+            n_lost++;
+            note("conn_%d:expected_seq_%llu_got_%llu(lost_or_reordered)", c->id,
+                 (unsigned long long)c->rseq, (unsigned long long)os);
+        } else {
+            n_reord++;
+            note("conn_%d:expected_seq_%llu_got_%llu(reordered_or_duplicated)",
+                 c->id, (unsigned long long)c->rseq, (unsigned long long)os);
+        }
+    } else if (parse_line(c->bad, c->badlen, &oc, &os)) {
+        n_reord++;
+        note("conn_%d:got_line_of_conn_%d", c->id, oc);
+    } else {
+        n_corrupt++;
+        note("conn_%d:corrupt_reply_at_seq_%llu", c->id,
+             (unsigned long long)c->rseq);
+    }
+    conn_kill(c);
+}
+
+/* Process received bytes; returns number of completed lines. */
+static int conn_input(struct conn *c, const char *data, int len, uint64_t t)
+{
+    int L = opt_linelen;
+    int done = 0;
+    while (len > 0) {
+        if (c->rseq >= c->sseq) {
+            /* a reply to nothing we sent */
+            n_corrupt++;
+            note("conn_%d:unsolicited_bytes_after_seq_%llu", c->id,
+                 (unsigned long long)c->rseq);
+            conn_kill(c);
+            return done;
+        }
+        if (c->rpos == 0) {
+            init_line(c->exp);
+            make_line(c->exp, c->id, c->rseq);
+        }
+        int n = L - c->rpos;
+        if (n > len)
+            n = len;
+        if (memcmp(c->exp + c->rpos, data, n) != 0) {
+            /* find the first differing byte, then classify */
+            conn_bad_line(c, data, len);
+            return done;
+        }
+        c->rpos += n;
+        data += n;
+        len -= n;
+        if (c->rpos == L) {
+            c->rpos = 0;
+            if (measuring) {
+                hist_add(t - c->stime[c->rseq % opt_depth]);
+                n_ok++;
+            }
+            c->rseq++;
+            done++;
+            if (sending)
+                conn_queue(c, t);
+        }
+    }
+    return done;
+}
+
+static int open_all(int first, int n, double deadline)
+{
+    /* connect with at most 128 in flight */
+    int next = first, open = 0, inflight = 0, failed = 0;
+    n += first;
+    struct epoll_event evs[256];
+    while ((open + failed < n - first) && now_s() < deadline) {
+        while (next < n && inflight < 128) {
+            struct conn *c = &conns[next];
+            c->fd = start_connect(c->id);
+            if (c->fd < 0) {
+                note("connect:%s", strerror(errno));
+                c->state = C_DEAD;
+                failed++;
+                next++;
+                continue;
+            }
+            c->state = C_CONNECTING;
+            ep_set(c->fd, EPOLL_CTL_ADD, EPOLLOUT, c->id);
+            inflight++;
+            next++;
+        }
+        int k = epoll_wait(g_ep, evs, 256, 50);
+        for (int i = 0; i < k; i++) {
+            struct conn *c = &conns[evs[i].data.u64];
+            if (c->state != C_CONNECTING)
+                continue;
+            inflight--;
+            int err = sock_error(c->fd);
+            if (err) {
+                errno = err;
+                note("connect:%s", strerror(err));
+                conn_kill(c);
+                failed++;
+                continue;
+            }
+            c->state = C_OPEN;
+            ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN, c->id);
+            open++;
+        }
+    }
+    if (opt_verbose)
+        fprintf(stderr, "loadgen: %d/%d connected, %d failed\n",
+                open, n - first, failed);
+    /* anything still connecting is given up */
+    for (int i = first; i < n; i++)
+        if (conns[i].state == C_CONNECTING) {
+            conn_kill(&conns[i]);
+            failed++;
+        }
+    n_connfail += failed;
+    return open;
+}
+
+static void alloc_conns(int n)
+{
+    conns = calloc(n, sizeof *conns);
+    if (!conns)
+        die("calloc");
+    for (int i = 0; i < n; i++) {
+        conns[i].id = i;
+        conns[i].fd = -1;
+        conns[i].state = C_DEAD;
+        conns[i].stime = calloc(opt_depth, sizeof(uint64_t));
+        conns[i].obuf = malloc((size_t)opt_depth * opt_linelen);
+        conns[i].exp = malloc(opt_linelen);
+        if (!conns[i].stime || !conns[i].obuf || !conns[i].exp)
+            die("malloc");
+    }
+}
+
+static char rbuf[1 << 16];
+
+/* One pass of the event loop for echo-like traffic. */
+static int pump(int timeout_ms)
+{
+    static struct epoll_event evs[1024];
+    int k = epoll_wait(g_ep, evs, 1024, timeout_ms);
+    if (k < 0) {
+        if (errno == EINTR)
+            return 0;
+        die("epoll_wait");
+    }
+    uint64_t t = now_ns();
+    int lines = 0;
+    for (int i = 0; i < k; i++) {
+        struct conn *c = &conns[evs[i].data.u64];
+        if (c->state != C_OPEN)
+            continue;
+        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+            ssize_t r = read(c->fd, rbuf, sizeof rbuf);
+            if (r > 0) {
+                lines += conn_input(c, rbuf, (int)r, t);
+                if (c->state != C_OPEN)
+                    continue;
+            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                n_closed++;
+                note("conn_%d:server_closed(%s)_after_%llu_replies", c->id,
+                     r == 0 ? "eof" : strerror(errno),
+                     (unsigned long long)c->rseq);
+                conn_kill(c);
+                continue;
+            }
+        }
+        if (c->ooff < c->olen)
+            conn_flush(c);
+    }
+    return lines;
+}
+
+static void report_echo(const char *mode, double secs, int n, int open)
+{
+    const char *status = "OK";
+    if (n_corrupt)
+        status = "CORRUPT";
+    else if (n_lost || n_reord)
+        status = "LOST/REORDERED";
+    else if (n_closed)
+        status = "CLOSED";
+    else if (open < n || n_connfail)
+        status = "CONNECT_FAILED";
+    double rps = secs > 0 ? n_ok / secs : 0;
+    printf("mode=%s status=%s c=%d d=%d secs=%.3f reqs=%llu rps=%.1f "
+           "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f lost=%llu "
+           "reordered=%llu corrupt=%llu closed=%llu connect_failed=%llu "
+           "open=%d%s details=%s\n",
+           mode, status, n, opt_depth, secs, (unsigned long long)n_ok, rps,
+           hist_pct(0.50), hist_pct(0.99), hist_pct(0.999), hist_pct(1.0),
+           (unsigned long long)n_lost, (unsigned long long)n_reord,
+           (unsigned long long)n_corrupt, (unsigned long long)n_closed,
+           (unsigned long long)n_connfail, open, cpu_report(secs, n_ok),
+           details);
+    fflush(stdout);
+}
+
+static int run_echo(void)
+{
+    int n = opt_conns;
+    raise_nofile(n + 64);
+    alloc_conns(n);
+    double t0 = now_s();
+    int open = open_all(0, n, t0 + opt_ctimeout);
+    if (open == 0) {
+        printf("mode=echo status=CONNECT_FAILED c=%d d=%d secs=0 reqs=0 rps=0 "
+               "p50_us=-1 p99_us=-1 p999_us=-1 max_us=-1 lost=0 reordered=0 "
+               "corrupt=0 closed=0 connect_failed=%llu open=0 details=%s\n",
+               n, opt_depth, (unsigned long long)n_connfail, details);
+        return 0;
+    }
+    /* first wave: DEPTH lines per connection */
+    uint64_t t = now_ns();
+    for (int i = 0; i < n; i++) {
+        struct conn *c = &conns[i];
+        if (c->state != C_OPEN)
+            continue;
+        for (int j = 0; j < opt_depth; j++)
+            conn_queue(c, t);
+        conn_flush(c);
+    }
+    double start = now_s();
+    double mstart = start + opt_warm;
+    double mend = mstart + opt_secs;
+    double tnow;
+    while ((tnow = now_s()) < mstart)
+        pump(10);
+    measuring = 1;
+    n_ok = 0;
+    memset(hist, 0, sizeof hist);
+    hist_n = 0;
+    double real_start = now_s();
+    cpu_window_start();
+    while ((tnow = now_s()) < mend)
+        pump(10);
+    measuring = 0;
+    sending = 0;
+    double real_secs = now_s() - real_start;
+    cpu_window_end();
+    uint64_t measured = n_ok;
+    /* drain: wait for everything in flight, GRACE seconds of silence at
+     * most, 10 * GRACE in all */
+    double last = now_s(), dl = last + 10 * opt_grace;
+    for (;;) {
+        uint64_t pending = 0;
+        for (int i = 0; i < n; i++)
+            if (conns[i].state == C_OPEN)
+                pending += conns[i].sseq - conns[i].rseq;
+        if (!pending)
+            break;
+        double tn = now_s();
+        if (tn - last > opt_grace || tn > dl) {
+            /* these never came back */
+            int stalled_conns = 0;
+            for (int i = 0; i < n; i++)
+                if (conns[i].state == C_OPEN &&
+                    conns[i].sseq != conns[i].rseq)
+                    stalled_conns++;
+            n_lost += pending;
+            note("%llu_replies_never_came_back_on_%d_connections(%.1fs_"
+                 "without_progress)", (unsigned long long)pending,
+                 stalled_conns, opt_grace);
+            break;
+        }
+        if (pump(10) > 0)
+            last = now_s();
+    }
+    n_ok = measured;
+    report_echo("echo", real_secs, n, open);
+    for (int i = 0; i < n; i++)
+        conn_kill(&conns[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* connect mode                                                       */
+
+struct slot {
+    int fd;
+    int state; /* 0 idle, 1 connecting, 2 waiting reply */
+    int rpos;
+    uint64_t t0;
+    uint64_t seq;
+};
+
+static int run_connect(void)
+{
+    int n = opt_conns;
+    raise_nofile(n + 64);
+    struct slot *s = calloc(n, sizeof *s);
+    char *line = malloc(opt_linelen), *exp = malloc(opt_linelen);
+    if (!s || !line || !exp)
+        die("calloc");
+    uint64_t seq = 0, n_done = 0, n_fail = 0, n_bad = 0, n_eof = 0;
+    double start = now_s(), mstart = start + opt_warm,
+           mend = mstart + opt_secs;
+    int meas = 0;
+    double real_start = 0;
+    struct epoll_event evs[256];
+    for (;;) {
+        double tn = now_s();
+        if (!meas && tn >= mstart) {
+            meas = 1;
+            n_done = 0;
+            memset(hist, 0, sizeof hist);
+            hist_n = 0;
+            real_start = tn;
+            cpu_window_start();
+        }
+        int stopping = tn >= mend;
+        if (stopping && meas == 1) {
+            cpu_window_end();
+            meas = 2;
+        }
+        int busy = 0;
+        for (int i = 0; i < n; i++) {
+            if (s[i].state == 0 && !stopping) {
+                s[i].fd = start_connect(i);
+                if (s[i].fd < 0) {
+                    n_fail++;
+                    note("connect:%s", strerror(errno));
+                    if (errno == EMFILE || errno == ENFILE)
+                        die("socket");
+                    continue;
+                }
+                s[i].state = 1;
+                s[i].t0 = now_ns();
+                s[i].seq = seq++;
+                s[i].rpos = 0;
+                ep_set(s[i].fd, EPOLL_CTL_ADD, EPOLLOUT, i);
+            }
+            if (s[i].state)
+                busy++;
+        }
+        if (stopping && !busy)
+            break;
+        if (stopping && tn > mend + 10 * opt_grace) {
+            n_fail += busy;
+            note("%d_connections_got_no_reply_in_%.1fs", busy,
+                 10 * opt_grace);
+            for (int i = 0; i < n; i++)
+                if (s[i].state) {
+                    close(s[i].fd);
+                    s[i].state = 0;
+                }
+            break;
+        }
+        int k = epoll_wait(g_ep, evs, 256, 10);
+        uint64_t t = now_ns();
+        for (int j = 0; j < k; j++) {
+            struct slot *x = &s[evs[j].data.u64];
+            int id = (int)evs[j].data.u64;
+            if (x->state == 1) {
+                int err = sock_error(x->fd);
+                if (err) {
+                    n_fail++;
+                    note("connect:%s", strerror(err));
+                    close(x->fd);
+                    x->state = 0;
+                    continue;
+                }
+                init_line(line);
+                make_line(line, id, x->seq);
+                ssize_t w = write(x->fd, line, opt_linelen);
+                if (w != opt_linelen) {
+                    n_fail++;
+                    note("write:%s", w < 0 ? strerror(errno) : "short");
+                    close(x->fd);
+                    x->state = 0;
+                    continue;
+                }
+                x->state = 2;
+                ep_set(x->fd, EPOLL_CTL_MOD, EPOLLIN, id);
+            } else if (x->state == 2) {
+                char b[512];
+                ssize_t r = read(x->fd, b, sizeof b);
+                if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                    continue;
+                if (r <= 0) {
+                    n_eof++;
+                    note("server_closed_before_reply(%s)",
+                         r == 0 ? "eof" : strerror(errno));
+                    close(x->fd);
+                    x->state = 0;
+                    continue;
+                }
+                init_line(exp);
+                make_line(exp, id, x->seq);
+                if (x->rpos + r > opt_linelen ||
+                    memcmp(exp + x->rpos, b, r) != 0) {
+                    n_bad++;
+                    note("wrong_reply_on_slot_%d", id);
+                    close(x->fd);
+                    x->state = 0;
+                    continue;
+                }
+                x->rpos += r;
+                if (x->rpos == opt_linelen) {
+                    close(x->fd);
+                    x->state = 0;
+                    if (meas == 1 && !stopping) {
+                        n_done++;
+                        hist_add(t - x->t0);
+                    }
+                }
+            }
+        }
+    }
+    double secs = (meas ? (mend < now_s() ? mend : now_s()) - real_start : 0);
+    const char *status = n_bad ? "LOST/REORDERED"
+                       : n_eof ? "CLOSED"
+                       : n_fail ? "CONNECT_FAILED" : "OK";
+    printf("mode=connect status=%s c=%d secs=%.3f conns=%llu cps=%.1f "
+           "p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f "
+           "connect_failed=%llu wrong=%llu closed=%llu%s details=%s\n",
+           status, n, secs, (unsigned long long)n_done,
+           secs > 0 ? n_done / secs : 0, hist_pct(0.5), hist_pct(0.99),
+           hist_pct(0.999), hist_pct(1.0), (unsigned long long)n_fail,
+           (unsigned long long)n_bad, (unsigned long long)n_eof,
+           cpu_report(secs, n_done), details);
+    fflush(stdout);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* idle mode                                                          */
+
+static long read_rss_kb(int pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kb = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+/* RSS once it holds still: two equal readings 100 ms apart (2 s max). */
+static long settled_rss(int pid)
+{
+    long prev = read_rss_kb(pid);
+    for (int i = 0; i < 20; i++) {
+        usleep(100000);
+        long cur = read_rss_kb(pid);
+        if (cur == prev)
+            return cur;
+        prev = cur;
+    }
+    return prev;
+}
+
+/* Prove `count` connections starting at conns[first] live: one line each,
+ * reply checked.  Returns how many answered before the deadline. */
+static int prove(int first, int count, double deadline)
+{
+    uint64_t t = now_ns();
+    int want = 0;
+    for (int i = first; i < first + count; i++) {
+        struct conn *c = &conns[i];
+        if (c->state != C_OPEN)
+            continue;
+        conn_queue(c, t);
+        conn_flush(c);
+        if (c->state == C_OPEN)
+            want++;
+    }
+    int got = 0;
+    while (got < want && now_s() < deadline) {
+        got += pump(20);
+        /* dead connections no longer count */
+        int alive_pending = 0;
+        for (int i = first; i < first + count; i++)
+            if (conns[i].state == C_OPEN && conns[i].sseq != conns[i].rseq)
+                alive_pending++;
+        if (!alive_pending)
+            break;
+    }
+    return got;
+}
+
+static int run_idle(void)
+{
+    int n = opt_conns;
+    if (opt_pid <= 0) {
+        fprintf(stderr, "loadgen: idle needs -P SERVER_PID\n");
+        return 2;
+    }
+    raise_nofile(n + 64);
+    opt_depth = 1;
+    int warm = 64;
+    alloc_conns(n + warm);
+    double t0 = now_s(), deadline = t0 + opt_secs;
+    sending = 0; /* no follow-up request after a reply */
+    measuring = 0;
+
+    /* warm-up: a few connections opened, used and closed, so that the
+     * server's one-time allocations are not counted */
+    int wopen = open_all(n, warm, deadline);
+    int wgot = prove(n, warm, deadline);
+    for (int i = n; i < n + warm; i++)
+        conn_kill(&conns[i]);
+    usleep(200000);
+    if (opt_verbose)
+        fprintf(stderr, "loadgen: idle warm-up %d/%d proven\n", wgot, wopen);
+
+    long before = settled_rss(opt_pid);
+
+    /* open in batches of 500, proving each batch */
+    int proven = 0, opened = 0;
+    for (int b = 0; b < n && now_s() < deadline; b += 500) {
+        int cnt = n - b < 500 ? n - b : 500;
+        opened += open_all(b, cnt, deadline);
+        proven += prove(b, cnt, deadline);
+        if (opt_verbose)
+            fprintf(stderr, "loadgen: idle %d opened, %d proven, %.1fs\n",
+                    opened, proven, now_s() - t0);
+    }
+    double took = now_s() - t0;
+    usleep(300000);
+    long after = settled_rss(opt_pid);
+    /* still alive? count connections the server closed meanwhile */
+    int alive = 0;
+    for (int i = 0; i < n; i++)
+        if (conns[i].state == C_OPEN) {
+            char b;
+            ssize_t r = recv(conns[i].fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                alive++;
+        }
+    double per = proven > 0 && before >= 0 && after >= 0
+                     ? (after - before) * 1024.0 / proven : -1;
+    const char *status = proven == n && alive == n ? "OK"
+                       : n_lost || n_reord || n_corrupt ? "LOST/REORDERED"
+                       : proven < n && now_s() >= deadline ? "TIMEOUT"
+                       : "INCOMPLETE";
+    printf("mode=idle status=%s n=%d opened=%d proven=%d alive=%d "
+           "rss_before_kb=%ld rss_after_kb=%ld bytes_per_conn=%.1f "
+           "secs=%.3f connect_failed=%llu closed=%llu details=%s\n",
+           status, n, opened, proven, alive, before, after, per, took,
+           (unsigned long long)n_connfail, (unsigned long long)n_closed,
+           details);
+    fflush(stdout);
+    for (int i = 0; i < n; i++)
+        conn_kill(&conns[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void usage(void)
+{
+    fprintf(stderr,
+        "usage: loadgen echo    -p PORT [-c C] [-d D] [-t S] [-w S] [-s LEN] "
+        "[-g S] [-C S]\n"
+        "       loadgen connect -p PORT [-c C] [-t S] [-w S]\n"
+        "       loadgen idle    -p PORT -P PID [-n N] [-t S]\n"
+        "       common: -H HOST (IPv4 address, default 127.0.0.1) -B SRC -v\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        usage();
+    const char *mode = argv[1];
+    optind = 2;
+    int ch;
+    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:v")) != -1) {
+        switch (ch) {
+        case 'H': opt_host = optarg; break;
+        case 'B':
+            memset(&g_src, 0, sizeof g_src);
+            g_src.sin_family = AF_INET;
+            if (inet_pton(AF_INET, optarg, &g_src.sin_addr) != 1) {
+                fprintf(stderr, "loadgen: -B wants a numeric IPv4 address\n");
+                return 2;
+            }
+            g_have_src = 1;
+            break;
+        case 'p': opt_port = atoi(optarg); break;
+        case 'c': case 'n': opt_conns = atoi(optarg); break;
+        case 'd': opt_depth = atoi(optarg); break;
+        case 't': opt_secs = atof(optarg); break;
+        case 'w': opt_warm = atof(optarg); break;
+        case 's': opt_linelen = atoi(optarg); break;
+        case 'g': opt_grace = atof(optarg); break;
+        case 'C': opt_ctimeout = atof(optarg); break;
+        case 'P': opt_pid = atoi(optarg); break;
+        case 'v': opt_verbose = 1; break;
+        default: usage();
+        }
+    }
+    if (opt_port <= 0 || opt_port > 65535 || opt_conns < 1 ||
+        opt_conns > 999999 || opt_depth < 1 || opt_depth > 4096 ||
+        opt_linelen < 21 || opt_linelen > 4096 || opt_secs <= 0 ||
+        opt_warm < 0)
+        usage();
+    memset(&g_addr, 0, sizeof g_addr);
+    g_addr.sin_family = AF_INET;
+    g_addr.sin_port = htons(opt_port);
+    if (inet_pton(AF_INET, opt_host, &g_addr.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: -H wants a numeric IPv4 address\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    g_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (g_ep < 0)
+        die("epoll_create1");
+    if (!strcmp(mode, "echo"))
+        return run_echo();
+    if (!strcmp(mode, "connect"))
+        return run_connect();
+    if (!strcmp(mode, "idle"))
+        return run_idle();
+    usage();
+    return 2;
+}
