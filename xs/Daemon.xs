@@ -428,6 +428,14 @@ static SV *opt(pTHX_ xd *d, const char *k)
     return svp && SvOK(*svp) ? *svp : NULL;
 }
 
+/* $self->{timeout}, read every cycle as 0.04 did: with its hash precomputed. */
+static SV *timeout_sv(pTHX_ xd *d)
+{
+    SV **svp = hv_common_key_len(d->self, "timeout", 7, HV_FETCH_JUST_SV,
+                                 NULL, h_timeout);
+    return svp && SvOK(*svp) ? *svp : NULL;
+}
+
 /* Bind and listen now (no loop yet: that is made by run, in the process
  * that serves).  0, or -1 with errno and d->err. */
 static int xd_listen(pTHX_ xd *d)
@@ -591,7 +599,7 @@ static int read_timeout(pTHX_ xd *d)
         return 0;
     if (d->read_timeout_ms >= 0)
         return d->read_timeout_ms;
-    return ms_of(aTHX_ opt(aTHX_ d, "timeout"), 10000);
+    return ms_of(aTHX_ timeout_sv(aTHX_ d), 10000);
 }
 
 /* Read more into c for a reading method: waits for this connection only,
@@ -939,7 +947,7 @@ run(SV *self)
                 call_cb(aTHX_ d, cb, "tick", NULL, NULL);
             if (d->stop || !d->srv)
                 break;
-            timeout = ms_of(aTHX_ opt(aTHX_ d, "timeout"), -1);
+            timeout = ms_of(aTHX_ timeout_sv(aTHX_ d), -1);
             if (isd_loop_prepare(d->loop) || d->stop)
                 timeout = 0;
             sigs = perl_handles_signals(aTHX);
