@@ -9,6 +9,14 @@
  * isd_outq keeps output as a list of chunks so that a large print is copied
  * once (into a chunk of its own) instead of being re-copied by every
  * realloc of one growing buffer; writev sends many chunks in one syscall.
+ *
+ * Memory of BIG_MIN bytes and more (a long line, a large print) is mapped
+ * pages of its own, so it goes back to the system the moment it is freed.
+ * Through malloc it would not stay so: glibc raises its mmap threshold to
+ * the size of each mapped block it frees, after which megabyte buffers come
+ * from the heap, and a few hostile clients with megabyte lines leave the
+ * heap fragmented and the server's RSS up by tens of MiB for good
+ * (xt/hostile-memory.t measures it).
  */
 #include "isd_int.h"
 
@@ -16,8 +24,68 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/uio.h>
+#include <sys/mman.h>
 
 #define BUF_MIN 4096
+
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#  define MAP_ANONYMOUS MAP_ANON
+#endif
+#define BIG_MIN ((size_t)128 * 1024)   /* used only with MAP_ANONYMOUS */
+
+/* mem_alloc/mem_free/mem_grow: malloc below BIG_MIN, pages of their own
+ * from there on.  The size decides which, so callers pass it back. */
+static void *mem_alloc(size_t n)
+{
+#ifdef MAP_ANONYMOUS
+    if (n >= BIG_MIN) {
+        void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? NULL : p;
+    }
+#endif
+    return malloc(n);
+}
+
+static void mem_free(void *p, size_t n)
+{
+    (void)n;
+    if (!p)
+        return;
+#ifdef MAP_ANONYMOUS
+    if (n >= BIG_MIN) {
+        munmap(p, n);
+        return;
+    }
+#endif
+    free(p);
+}
+
+/* Grow p (size old, first keep bytes in use) to n > old bytes. */
+static void *mem_grow(void *p, size_t old, size_t n, size_t keep)
+{
+#ifdef MAP_ANONYMOUS
+    void *q;
+
+    if (n >= BIG_MIN) {
+#  if defined(__linux__) && defined(MREMAP_MAYMOVE)
+        if (p && old >= BIG_MIN) {
+            q = mremap(p, old, n, MREMAP_MAYMOVE);
+            return q == MAP_FAILED ? NULL : q;
+        }
+#  endif
+        q = mem_alloc(n);
+        if (!q)
+            return NULL;
+        if (keep)
+            memcpy(q, p, keep);
+        mem_free(p, old);
+        return q;
+    }
+#endif
+    (void)old;
+    (void)keep;
+    return realloc(p, n);
+}
 
 void isd_buf_init(isd_buf *b)
 {
@@ -27,7 +95,7 @@ void isd_buf_init(isd_buf *b)
 
 void isd_buf_free(isd_buf *b)
 {
-    free(b->data);
+    mem_free(b->data, b->cap);
     isd_buf_init(b);
 }
 
@@ -59,20 +127,20 @@ int isd_buf_reserve(isd_buf *b, size_t n)
         cap *= 2;
     }
     if (b->rpos == 0) {
-        p = realloc(b->data, cap);
+        p = mem_grow(b->data, b->cap, cap, len);
         if (!p) {
             errno = ENOMEM;
             return -1;
         }
     } else {
-        p = malloc(cap);
+        p = mem_alloc(cap);
         if (!p) {
             errno = ENOMEM;
             return -1;
         }
         if (len)
             memcpy(p, b->data + b->rpos, len);
-        free(b->data);
+        mem_free(b->data, b->cap);
     }
     b->data = p;
     b->cap = cap;
@@ -154,7 +222,7 @@ int isd_outq_append(isd_outq *q, const void *p, size_t n)
         errno = ENOMEM;
         return -1;
     }
-    c = malloc(sizeof *c + cap);
+    c = mem_alloc(sizeof *c + cap);
     if (!c) {
         errno = ENOMEM;
         return -1;
@@ -202,7 +270,7 @@ void isd_outq_consume(isd_outq *q, size_t n)
         q->head = c->next;
         if (!q->head)
             q->tail = NULL;
-        free(c);
+        mem_free(c, sizeof *c + c->cap);
     }
 }
 
@@ -212,7 +280,7 @@ void isd_outq_clear(isd_outq *q)
 
     for (; c; c = next) {
         next = c->next;
-        free(c);
+        mem_free(c, sizeof *c + c->cap);
     }
     isd_outq_init(q);
 }
