@@ -103,6 +103,43 @@ for my $be (backends()) {
         $srv->stop;
     };
 
+    # While traffic flows, run waits without blocking signals first (capped
+    # at 10 ms); then the traffic stops: handlers must stay prompt in both.
+    isd_subtest "signals during and right after traffic, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => undef,
+                               callback => { data => \&data, tick => sub { log_event('tick') } },
+                               child_init => \&handlers);
+        my $c = client($srv);
+        my ($n, $bad, @lat) = (0, 0);
+        for my $round (1 .. 20) {
+            for (1 .. 25) {             # ping-pong: the server is busy
+                print $c "p$n\n";
+                $bad++ unless (read_line($c) // '') eq "R:p$n\n";
+                $n++;
+            }
+            # a signal right after a reply (odd rounds: the capped wait),
+            # or once the server has gone back to the exact wait
+            Time::HiRes::sleep(0.05) unless $round % 2;
+            my $t0 = now();
+            kill 'USR1', $srv->pid;
+            $srv->wait_event(qr/^sig USR1 /, 2, $round);
+            my ($t) = (($srv->grep_events(qr/^sig USR1 /))[$round - 1] // '') =~ /([\d.]+)$/;
+            push @lat, defined $t ? $t - $t0 : 99;
+        }
+        is($bad, 0, "$n replies, all right");
+        is($srv->count(qr/^sig USR1 /), 20, 'USR1 handler ran once per signal');
+        my ($max) = sort { $b <=> $a } @lat;
+        ok($max < 0.2, sprintf 'slowest handler ran %.4fs after its kill (< 0.2s)', $max);
+        my $ticks = $srv->count(qr/^tick$/);
+        diag "$ticks ticks for $n lines and 20 signals" if $ENV{TEST_VERBOSE};
+        ok($ticks <= $n + 20 + 10, "no extra ticks from the capped waits ($ticks ticks for $n lines, 20 signals)");
+        Time::HiRes::sleep(0.3);    # quiet again: the exact wait
+        my $lat = latency($srv, 'HUP');
+        ok($lat < 0.2, sprintf 'HUP handler ran %.3fs after the kill, traffic over', $lat);
+        close $c;
+        $srv->stop;
+    };
+
     # Reading methods that wait for input (getline, read, eof...) must leave
     # the signal mask as they found it, whichever way they return.
     for my $how (qw(kernel-data closed-io eof-wait)) {
