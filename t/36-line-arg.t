@@ -3,7 +3,10 @@
 # returned by $io->getline (POD, CALLBACKS).  They are two views of the bytes
 # received: a callback that changes its $_[2] (chomp, s///, undef) must still
 # get the line as received from getline, and changing what getline returned
-# (an alias of it, as foreach makes) must not change $_[2].
+# (an alias of it, as foreach makes) must not change $_[2].  The SV passed
+# as $_[2] is reused for the next message only when nothing kept it: a kept
+# reference, or a $_[2] made a number, a reference, UTF-8 or read-only, must
+# neither change nor leak into the next message.
 use strict;
 use warnings;
 use FindBin;
@@ -39,6 +42,56 @@ for my $be (backends()) {
         print $c "alias line\n";
         is(read_line($c), "arg=alias line\\n\n", 'chomp on what getline returned leaves $_[2] alone');
         is(read_line($c), "getline=alias line\\n\n", 'getline returned the line');
+        close $c;
+        is($srv->stop, 15, 'SIGTERM ends the server');
+    };
+}
+
+# Each message's $_[2], kept (by reference, or changed into something else)
+# or not, against the messages that follow it.
+my (@kept, $odd);
+sub keeper {
+    my ($io, $d) = @_;
+    # (no capturing match on $_[2]: that makes it copy-on-write, and such
+    # an SV is never reused anyway)
+    my ($w, $n) = split ' ', $_[2];
+    my $flags = (utf8::is_utf8($_[2]) ? 'U' : '') . (ref $_[2] ? 'R' : '');
+    my $len = length $_[2];
+    if    ($w eq 'keep')  { push @kept, \$_[2] }
+    elsif ($w eq 'num')   { $_[2] = 42 + $n }
+    elsif ($w eq 'ref')   { $_[2] = [$n] }
+    elsif ($w eq 'utf8')  { utf8::upgrade($_[2]); $_[2] .= "\x{263a}" }
+    elsif ($w eq 'ro')    { Internals::SvREADONLY($_[2], 1) }
+    elsif ($w eq 'big')   { $_[2] x= 1000 }
+    elsif ($w eq 'show')  {
+        $io->print(join(',', map { $$_ =~ s/\n//r } @kept) . "\n");
+        return 1;
+    }
+    $io->print("$w $n [$flags] $len\n") if $w ne 'big';
+    $io->print("big $n\n") if $w eq 'big';
+    return 1;
+}
+
+for my $be (backends()) {
+    isd_subtest "\$_[2] reused only when nothing kept it, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => 1, callback => { data => \&keeper });
+        my $c = client($srv);
+        my @w = qw(plain keep plain num plain keep ref plain utf8 plain ro plain big plain keep);
+        my $n = 0;
+        my (@want, @got);
+        for my $w (@w) {
+            $n++;
+            print $c "$w $n\n";            # one at a time, and then pipelined
+        }
+        print $c "show 0\n";
+        for my $i (0 .. $#w) {
+            my $line = "$w[$i] " . ($i + 1) . "\n";
+            push @want, $w[$i] eq 'big' ? "big " . ($i + 1) . "\n" : "$w[$i] " . ($i + 1) . " [] " . length($line) . "\n";
+            push @got, read_line($c);
+        }
+        is_deeply(\@got, \@want, 'every message arrived as a plain byte string of its own length');
+        is(read_line($c), join(',', map { "keep $_" } grep { $w[$_ - 1] eq 'keep' } 1 .. @w) . "\n",
+           'the kept $_[2]s still hold their own messages');
         close $c;
         is($srv->stop, 15, 'SIGTERM ends the server');
     };

@@ -56,10 +56,13 @@ typedef struct xd {
     char        backend[16];
     char        err[256];
     /* The message data() is running for: while nothing of it has been
-     * consumed, getline returns this SV (no second scan, no copy). */
+     * consumed, getline returns a copy of its cur_len bytes at the head
+     * of the input (no second scan). */
     isd_conn   *cur_conn;
-    SV         *cur_line;
     size_t      cur_len;
+    /* The SV data() got as $_[2], kept for the next message when nothing
+     * else holds it (counted; NULL while a callback has it). */
+    SV         *spare_line;
     /* Callback cache (counted): the slot of $self->{callback}, the hash it
      * pointed to, and the value slot of each callback found in it. */
     SV         *cb_slot;
@@ -338,36 +341,74 @@ static void on_accept(isd_server *s, isd_conn *c)
         drop_conn(aTHX_ c, 0);      /* refused: no remove callback */
 }
 
+/* The hot path: one scope, no call_cb.  $io is held by a count of ours
+ * rather than a mortal for the call (the callback may remove it). */
 static void on_message(isd_conn *c, const char *msg, size_t len)
 {
     xd *d = conn_xd(c);
     dXD_THX(d);
-    SV *io = peer_rv(c), *cb, *line;
-    int ok;
+    SV *io = peer_rv(c), *cb, *line, *res;
+    int ok, n;
 
     if (!io || !(cb = CB(d, data)))
         return;
-    ENTER;              /* the mortals made here go with this message */
-    SAVETMPS;
-    line = sv_2mortal(newSVpvn(msg, len));
-    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
-        SvUTF8_on(line);
-    if (d->cfg.framing.kind == ISD_FRAME_LINE) {
-        d->cur_conn = c;
-        d->cur_line = line;
-        d->cur_len = len;
+    {
+        dSP;
+        ENTER;          /* the mortals made here go with this message */
+        SAVETMPS;
+        /* $_[2]: last message's SV when nothing else holds it and the
+         * callback left it a plain string (no malloc), else a new one */
+        line = d->spare_line;
+        d->spare_line = NULL;
+        if (line && SvREFCNT(line) == 1 && SvTYPE(line) == SVt_PV
+            && !(SvFLAGS(line) & (SVf_ROK | SVf_READONLY | SVf_PROTECT))
+            && !SvIsCOW(line)) {
+            SvUTF8_off(line);
+            sv_setpvn(line, msg, len);
+        } else {
+            SvREFCNT_dec(line);
+            line = newSVpvn(msg, len);
+        }
+        SAVEFREESV(line);
+        if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
+            SvUTF8_on(line);
+        if (d->cfg.framing.kind == ISD_FRAME_LINE) {
+            d->cur_conn = c;
+            d->cur_len = len;
+        }
+        SvREFCNT_inc_simple_void_NN(io);
+        PUSHMARK(SP);
+        EXTEND(SP, 3);
+        PUSHs(io);
+        PUSHs(d->self_rv ? d->self_rv : &PL_sv_undef);
+        PUSHs(line);
+        PUTBACK;
+        n = call_sv(cb, G_SCALAR | G_EVAL);
+        SPAGAIN;
+        res = n > 0 ? POPs : &PL_sv_undef;
+        ok = SvTRUE(res) ? 1 : 0;
+        PUTBACK;
+        d->cur_conn = NULL;
+        if (UNLIKELY(SvTRUE(ERRSV))) {
+            SV *m = sv_2mortal(newSVpvf("data callback died: %" SVf, SVfARG(ERRSV)));
+            if (SvCUR(m) && SvPVX(m)[SvCUR(m) - 1] == '\n')
+                SvCUR_set(m, SvCUR(m) - 1);
+            report(aTHX_ d, io, m);
+            ok = 0;
+        }
+        if (!ok && isd_conn_is_open(c) && peer_rv(c) == io) {
+            /* false (or died): remove callback, then close */
+            if ((cb = CB(d, remove)))
+                call_cb(aTHX_ d, cb, "remove", io, NULL);
+            if (isd_conn_is_open(c) && peer_rv(c) == io)
+                drop_conn(aTHX_ c, 0);
+        }
+        FREETMPS;
+        if (SvREFCNT(line) == 1 && !d->spare_line)
+            d->spare_line = SvREFCNT_inc_simple_NN(line);   /* LEAVE frees ours */
+        LEAVE;
+        SvREFCNT_dec_NN(io);
     }
-    ok = call_cb(aTHX_ d, cb, "data", io, line);
-    d->cur_conn = NULL;
-    if (ok <= 0 && isd_conn_is_open(c) && peer_rv(c) == io) {
-        /* false (or died): remove callback, then close */
-        if ((cb = CB(d, remove)))
-            call_cb(aTHX_ d, cb, "remove", io, NULL);
-        if (isd_conn_is_open(c) && peer_rv(c) == io)
-            drop_conn(aTHX_ c, 0);
-    }
-    FREETMPS;
-    LEAVE;
 }
 
 static void on_close(isd_conn *c, int err)
@@ -545,8 +586,10 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
         isd_loop_free(d->loop);
     if (d->lfd >= 0)
         close(d->lfd);
-    if (!PL_dirty)
+    if (!PL_dirty) {
         cb_forget(aTHX_ d);
+        SvREFCNT_dec(d->spare_line);
+    }
     Safefree(d);
     mg->mg_ptr = NULL;
     return 0;
@@ -698,21 +741,13 @@ static SV *read_record(pTHX_ isd_conn *c)
     const char *sep = NULL;
     int para = 0, slurp = 0;
 
-    /* data()'s own line, with the default $/: a copy-on-write copy of
-     * the SV data() got, unless the callback changed that one (then the
-     * bytes still at the head).  Never the same SV: changing one must not
-     * change the other. */
+    /* data()'s own line, with the default $/: its bytes at the head of
+     * the input, no scan.  A copy: changing it must not change $_[2]. */
     if (d && d->cur_conn == c && SvPOK(rs) && SvCUR(rs) == 1
         && SvPVX(rs)[0] == '\n' && !d->cfg.framing.sep) {
-        SV *cur = d->cur_line, *sv;
+        SV *sv;
         p = isd_conn_in(c, &len);
-        if (SvPOK(cur) && !SvMAGICAL(cur) && SvCUR(cur) == d->cur_len
-            && len >= d->cur_len && memcmp(SvPVX(cur), p, d->cur_len) == 0
-            && (!SvUTF8(cur)) == !(*isd_conn_uflags(c) & UF_UTF8
-                                   && is_utf8_string((U8 *)p, d->cur_len)))
-            sv = newSVsv(cur);
-        else
-            sv = new_in(aTHX_ c, p, d->cur_len);
+        sv = new_in(aTHX_ c, p, d->cur_len);
         consume(aTHX_ c, d->cur_len);
         return sv;
     }
