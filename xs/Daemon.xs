@@ -287,14 +287,15 @@ static SV *make_peer(pTHX_ isd_conn *c)
 
     gv_init_pvn(gv, MY_CXT.peer_stash, "__ANONIO__", 10, 0);
     io = GvIOn(gv);
-    sv_magicext((SV *)io, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
-    isd_conn_ref(c);
     sv_upgrade(tobj, SVt_PVMG);
     sv_magicext(tobj, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
     isd_conn_ref(c);
     trv = sv_bless(newRV_noinc(tobj), MY_CXT.tie_stash);
     sv_magic((SV *)io, trv, PERL_MAGIC_tiedscalar, NULL, 0);
     SvREFCNT_dec(trv);          /* the tie magic holds it now */
+    /* last, so that it heads the chain: conn_from finds it first */
+    sv_magicext((SV *)io, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
+    isd_conn_ref(c);
     rv = newRV_noinc((SV *)gv);
     return sv_bless(rv, MY_CXT.peer_stash);
 }
