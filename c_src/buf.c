@@ -31,13 +31,25 @@
 #if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
 #  define MAP_ANONYMOUS MAP_ANON
 #endif
-#define BIG_MIN ((size_t)128 * 1024)   /* used only with MAP_ANONYMOUS */
+/* Under AddressSanitizer everything stays with malloc, which it checks
+ * byte by byte (a mapping is only checked at its page-rounded end). */
+#if defined(__SANITIZE_ADDRESS__)
+#  define ISD_MALLOC_ONLY 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define ISD_MALLOC_ONLY 1
+#  endif
+#endif
+#if defined(MAP_ANONYMOUS) && !defined(ISD_MALLOC_ONLY)
+#  define ISD_BIG_MAPS 1
+#endif
+#define BIG_MIN ((size_t)128 * 1024)   /* used only with ISD_BIG_MAPS */
 
 /* mem_alloc/mem_free/mem_grow: malloc below BIG_MIN, pages of their own
  * from there on.  The size decides which, so callers pass it back. */
 static void *mem_alloc(size_t n)
 {
-#ifdef MAP_ANONYMOUS
+#ifdef ISD_BIG_MAPS
     if (n >= BIG_MIN) {
         void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         return p == MAP_FAILED ? NULL : p;
@@ -51,7 +63,7 @@ static void mem_free(void *p, size_t n)
     (void)n;
     if (!p)
         return;
-#ifdef MAP_ANONYMOUS
+#ifdef ISD_BIG_MAPS
     if (n >= BIG_MIN) {
         munmap(p, n);
         return;
@@ -63,7 +75,7 @@ static void mem_free(void *p, size_t n)
 /* Grow p (size old, first keep bytes in use) to n > old bytes. */
 static void *mem_grow(void *p, size_t old, size_t n, size_t keep)
 {
-#ifdef MAP_ANONYMOUS
+#ifdef ISD_BIG_MAPS
     void *q;
 
     if (n >= BIG_MIN) {
