@@ -206,7 +206,12 @@ struct isd_chunk {
     char       data[];
 };
 
-#define CHUNK_SIZE 16384 /* tail chunk size for small appends */
+/* Small appends go to a tail chunk that starts small and doubles up to
+ * CHUNK_SIZE: a one-line reply costs a 512-byte block (malloc's fast
+ * path), not 16 KiB, so a batch that answers a thousand connections stays
+ * within the caches; a stream of prints still ends up in 16 KiB chunks. */
+#define CHUNK_SIZE  16384
+#define CHUNK_FIRST (512 - sizeof(isd_chunk))
 
 void isd_outq_init(isd_outq *q)
 {
@@ -227,9 +232,18 @@ int isd_outq_append(isd_outq *q, const void *p, size_t n)
         q->bytes += n;
         return 0;
     }
-    /* Small appends share a fresh CHUNK_SIZE chunk; a large one gets an
-     * exact-size chunk of its own (one copy, no waste). */
-    cap = n < CHUNK_SIZE ? CHUNK_SIZE : n;
+    /* Small appends share a fresh chunk, twice the last one's size (up to
+     * CHUNK_SIZE); a large one gets an exact-size chunk of its own (one
+     * copy, no waste). */
+    if (n >= CHUNK_SIZE)
+        cap = n;
+    else {
+        cap = t ? (t->cap >= CHUNK_SIZE / 2 ? CHUNK_SIZE : t->cap * 2 + sizeof *c) : CHUNK_FIRST;
+        while (cap < n)
+            cap = cap * 2 + sizeof *c;
+        if (cap > CHUNK_SIZE)
+            cap = CHUNK_SIZE;
+    }
     if (cap > SIZE_MAX - sizeof *c) {
         errno = ENOMEM;
         return -1;
