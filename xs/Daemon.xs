@@ -214,6 +214,17 @@ static void report(pTHX_ xd *d, SV *io, SV *msg)
     }
 }
 
+/* Report the die of callback name (in $@), as one line. */
+static void report_died(pTHX_ xd *d, const char *name, SV *io)
+{
+    SV *msg = sv_2mortal(newSVpvf("%s callback died: %" SVf, name,
+                                  SVfARG(ERRSV)));
+    /* one line: strip the trailing newline of "... line N.\n" */
+    if (SvCUR(msg) && SvPVX(msg)[SvCUR(msg) - 1] == '\n')
+        SvCUR_set(msg, SvCUR(msg) - 1);
+    report(aTHX_ d, io, msg);
+}
+
 /* Call a callback with ($io, $daemon[, $arg]).  1: true, 0: false,
  * -1: it died (already reported). */
 static int call_cb(pTHX_ xd *d, SV *cb, const char *name, SV *io, SV *arg)
@@ -237,12 +248,7 @@ static int call_cb(pTHX_ xd *d, SV *cb, const char *name, SV *io, SV *arg)
     ret = SvTRUE(res) ? 1 : 0;
     PUTBACK;
     if (SvTRUE(ERRSV)) {
-        SV *msg = sv_2mortal(newSVpvf("%s callback died: %" SVf, name,
-                                      SVfARG(ERRSV)));
-        /* one line: strip the trailing newline of "... line N.\n" */
-        if (SvCUR(msg) && SvPVX(msg)[SvCUR(msg) - 1] == '\n')
-            SvCUR_set(msg, SvCUR(msg) - 1);
-        report(aTHX_ d, io, msg);
+        report_died(aTHX_ d, name, io);
         ret = -1;
     }
     FREETMPS;
@@ -391,10 +397,7 @@ static void on_message(isd_conn *c, const char *msg, size_t len)
         PUTBACK;
         d->cur_conn = NULL;
         if (UNLIKELY(SvTRUE(ERRSV))) {
-            SV *m = sv_2mortal(newSVpvf("data callback died: %" SVf, SVfARG(ERRSV)));
-            if (SvCUR(m) && SvPVX(m)[SvCUR(m) - 1] == '\n')
-                SvCUR_set(m, SvCUR(m) - 1);
-            report(aTHX_ d, io, m);
+            report_died(aTHX_ d, "data", io);
             ok = 0;
         }
         if (!ok && isd_conn_is_open(c) && peer_rv(c) == io) {
