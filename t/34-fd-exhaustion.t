@@ -36,13 +36,6 @@ sub fds_below {
     return $n;
 }
 
-sub ping {
-    my ($c, $msg, $t) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, $t || 3);
-    return defined $r && $r eq "$msg\n";
-}
-
 for my $be (backends()) {
     isd_subtest "descriptor exhaustion, backend $be" => sub {
         my $srv = start_server(
@@ -53,7 +46,7 @@ for my $be (backends()) {
             });
         my $pid = $srv->pid;
         my $vip = client($srv);
-        ok(ping($vip, 'before'), 'a client is served before the flood');
+        ok(echo_ping($vip, 'before'), 'a client is served before the flood');
         my $nfd0 = proc_nfds($pid);
         ok(set_nofile($pid, $nfd0 + 20), "server RLIMIT_NOFILE lowered to " . ($nfd0 + 20))
             or return;
@@ -71,7 +64,7 @@ for my $be (backends()) {
         while (now() - $t0 < $FLOOD_SECS) {
             push @flood, grep { defined } map { flood_one($srv->port) } 1 .. 5;
             my $t = now();
-            $vip_ok++ if ping($vip, "during $vip_ok");
+            $vip_ok++ if echo_ping($vip, "during $vip_ok");
             $vip_slow = now() - $t if now() - $t > $vip_slow;
             Time::HiRes::sleep(0.05);
         }
@@ -114,14 +107,14 @@ for my $be (backends()) {
         my $t1 = now();
         wait_until(sub {
             my $c = TestISD::try_client($srv->port, timeout => 1) or return 0;
-            $back = ping($c, 'after', 1);
+            $back = echo_ping($c, 'after', 1);
             close $c;
             $back;
         }, 15, 0.05);
         # (the dead connections still queued are accepted as descriptors
         # allow: about 20 per 100 ms pause here)
         ok($back, sprintf 'a new client is served again %.2fs after the flood ended', now() - $t1);
-        ok(ping($vip, 'still'), 'and the old one too');
+        ok(echo_ping($vip, 'still'), 'and the old one too');
         figure("$be.flood_recovery_secs", sprintf '%.2f', now() - $t1) if $ENV{ISD_FIGURES};
         close $vip;
         ok(wait_until(sub { proc_nfds($pid) <= $nfd0 }, 5), 'the server is back to its descriptors before the flood');

@@ -30,19 +30,12 @@ my $soft = raise_nofile($N + 256);
 plan skip_all => "RLIMIT_NOFILE is $soft and cannot be raised to " . ($N + 256) if $soft < $N + 256;
 my $CPU_MAX = asan_build() ? 0.5 : 0.2;
 
-sub ping {
-    my ($c, $msg, $t) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, $t || 3);
-    return defined $r && $r eq "$msg\n";
-}
-
 for my $be (backends()) {
     isd_subtest "$N connections against $LIMIT descriptors for ${SECS}s, backend $be" => sub {
         my $srv = echo_server(backend => $be, child_deadline => 200, backlog => 8192);
         my $pid = $srv->pid;
         my $vip = client($srv);
-        ok(ping($vip, 'before'), 'served before the flood');
+        ok(echo_ping($vip, 'before'), 'served before the flood');
         ok(set_nofile($pid, $LIMIT), "server RLIMIT_NOFILE set to $LIMIT") or return;
 
         # the flood runs in the background; we watch the server meanwhile
@@ -60,7 +53,7 @@ for my $be (backends()) {
         $t0 = now();
         while (now() - $t0 < $SECS - 1.5) {
             my $t = now();
-            $vip_ok++ if ping($vip, "during $vip_ok");
+            $vip_ok++ if echo_ping($vip, "during $vip_ok");
             $vip_max = now() - $t if now() - $t > $vip_max;
             Time::HiRes::sleep(0.1);
         }
@@ -84,13 +77,13 @@ for my $be (backends()) {
         my $back;
         wait_until(sub {
             my $c = TestISD::try_client($srv->port, timeout => 1) or return 0;
-            $back = ping($c, 'after', 1);
+            $back = echo_ping($c, 'after', 1);
             close $c;
             $back;
         }, 60, 0.1);
         my $rec = now() - $t_end;
         ok($back, sprintf 'a new client is served %.2fs after the flood ended', $rec);
-        ok(ping($vip, 'still'), 'and the earlier one still is');
+        ok(echo_ping($vip, 'still'), 'and the earlier one still is');
         close $vip;
         ok(wait_until(sub { stats($srv)->{open} == 1 }, 60), 'every flood connection closed on the server');
         my $st = stats($srv);

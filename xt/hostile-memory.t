@@ -23,19 +23,12 @@ my $MiB = 1048576;
 my $ENDLESS = 32;
 my $RANDOM = 8;
 
-sub ping {
-    my ($c, $msg) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, 5);
-    return defined $r && $r eq "$msg\n";
-}
-
 for my $be (backends()) {
     isd_subtest "$ENDLESS endless lines at once, backend $be" => sub {
         my $srv = echo_server(backend => $be, child_deadline => 200);
         my $pid = $srv->pid;
         my $probe = client($srv);
-        ok(ping($probe, 'warm'), 'served');
+        ok(echo_ping($probe, 'warm', 5), 'served');
         my $rss0 = proc_rss_kb($pid);
 
         my @c = map { client($srv) } 1 .. $ENDLESS;
@@ -53,7 +46,7 @@ for my $be (backends()) {
                 elsif (!$!{EAGAIN}) { $done{$i} = 'error' }
                 $done{$i} = 'sent' if $sent{$i} >= 4 * $MiB;
             }
-            $pings++ if ping($probe, "p$pings");
+            $pings++ if echo_ping($probe, "p$pings", 5);
         }
         ok($pings > 0, "the probe was answered $pings times meanwhile");
         my $hwm = proc_hwm_kb($pid);
@@ -81,7 +74,7 @@ for my $be (backends()) {
         }
         figure("$be.endless_peak_bytes_per_client", sprintf '%.0f', $per);
         figure("$be.endless_rss_drift_kb", $rss1 - $rss0);
-        ok(ping($probe, 'after'), 'still serving');
+        ok(echo_ping($probe, 'after', 5), 'still serving');
         close $probe;
         is($srv->stop, 15, 'SIGTERM ends the server');
     };

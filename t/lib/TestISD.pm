@@ -28,7 +28,7 @@ our @ISA    = ('Exporter');
 our @EXPORT = qw(
     backends isd_subtest start_server log_event local_events
     client try_client read_line read_n read_for read_until_eof got_eof
-    send_all wait_until now
+    send_all wait_until now echo_ping
 );
 
 our $DEADLINE = 60;      # whole test file
@@ -390,6 +390,15 @@ sub read_line {
 }
 
 # read_n($sock, $n, $timeout): $n bytes, or fewer at EOF/timeout.
+# echo_ping($sock, $msg, $timeout): send "$msg\n" to an echo server; true
+# when it comes back unchanged within $timeout seconds (3).
+sub echo_ping {
+    my ($sock, $msg, $timeout) = @_;
+    print $sock "$msg\n";
+    my $r = read_line($sock, $timeout || 3);
+    return defined $r && $r eq "$msg\n";
+}
+
 sub read_n {
     my ($sock, $want, $timeout) = @_;
     my $deadline = now() + (defined $timeout ? $timeout : 5);
