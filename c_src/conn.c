@@ -44,6 +44,7 @@ struct isd_conn {
     int         err;         /* why it failed, for on_close */
     size_t      scan;        /* framing resume offset into in */
     size_t      consumed;    /* bytes consumed during on_message */
+    size_t      msg_len;     /* length of the message on_message has */
     isd_buf     in;
     isd_outq    out;
     isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
@@ -529,6 +530,7 @@ static void conn_process(isd_conn *c)
             m = (ssize_t)len;   /* final unterminated message */
         }
         c->consumed = 0;
+        c->msg_len = (size_t)m;
         c->flags |= ISD_C_INMSG;
         h->on_message(c, isd_buf_head(&c->in), (size_t)m);
         c->flags &= ~ISD_C_INMSG;
@@ -536,9 +538,31 @@ static void conn_process(isd_conn *c)
             isd_buf_free(&c->in);       /* closed by the handler */
             return;
         }
-        if (!c->consumed)
-            isd_conn_consume(c, (size_t)m);
+        if (!c->consumed)               /* msg_len: isd_conn_next moves on */
+            isd_conn_consume(c, c->msg_len);
     }
+}
+
+int isd_conn_next(isd_conn *c, const char **msg, size_t *len)
+{
+    isd_server *s = c->srv;
+    ssize_t m;
+
+    if (!(c->flags & ISD_C_INMSG) || !s
+        || (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
+           != ISD_C_OPEN)
+        return 0;
+    if (!c->consumed)
+        isd_conn_consume(c, c->msg_len);    /* consumed is not 0 now */
+    m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in),
+                       isd_buf_len(&c->in), &c->scan);
+    if (m <= 0)
+        return 0;       /* none yet, or over max: conn_process's business */
+    c->consumed = 0;
+    c->msg_len = (size_t)m;
+    *msg = isd_buf_head(&c->in);
+    *len = (size_t)m;
+    return 1;
 }
 
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)

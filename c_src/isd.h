@@ -209,7 +209,8 @@ typedef struct isd_handlers {
     void (*on_accept)(isd_server *s, isd_conn *c);
     /* A complete message is at the head of c's input: msg[0..len).  Whatever
      * the handler consumes with isd_conn_consume stays consumed; if it
-     * consumes nothing, the message is dropped when it returns. */
+     * consumes nothing, the message is dropped when it returns.  It may
+     * take the messages after it itself with isd_conn_next. */
     void (*on_message)(isd_conn *c, const char *msg, size_t len);
     /* The core ends c: err 0 = the peer sent EOF (all its messages were
      * delivered), else why (ECONNRESET, EMSGSIZE: message over max,
@@ -299,6 +300,13 @@ size_t isd_conn_out_bytes(const isd_conn *c);
 /* Unread input: the bytes received and not yet consumed. */
 const char *isd_conn_in(const isd_conn *c, size_t *len);
 void isd_conn_consume(isd_conn *c, size_t n);
+/* Inside on_message only: drop the current message (unless the handler
+ * consumed input itself) and make the next complete message in c's input
+ * the current one: 1 with *msg, *len (at the head of the input), or 0 when
+ * there is none yet or c no longer reads.  A handler that loops on it
+ * delivers a whole read with one call from the core; what it leaves
+ * (partial messages, EOF, a message over max) is the core's as usual. */
+int  isd_conn_next(isd_conn *c, const char **msg, size_t *len);
 /* Put bytes back in front of the unread input.  0 or -1/ENOMEM. */
 int  isd_conn_unread(isd_conn *c, const void *p, size_t n);
 /* Wait up to timeout_ms (-1: forever) for this connection alone to become

@@ -72,6 +72,10 @@ typedef struct srvctx {
     int         close_in_close;    /* isd_conn_close(c) inside on_close */
     int         nolog;             /* do not log message contents */
     int         check_msg;         /* re-read msg after the actions above */
+    int         take_next;         /* take the following ones: isd_conn_next */
+    int         consume_self;      /* isd_conn_consume each message */
+    int         in_next;
+    int         ncalls;            /* on_message calls from the core */
     /* observations */
     isd_conn   *refd[16];
     int         nrefd;
@@ -162,6 +166,7 @@ static void h_message(isd_conn *c, const char *msg, size_t len)
         isd_conn_consume(c, len);
         isd_conn_unread(c, "pushed\n", 7);
     }
+    if (x->consume_self) isd_conn_consume(c, len);
     if (x->fail_on_msg) isd_conn_fail(c, EPROTO);
     if (x->close_on_msg) isd_conn_close(c);
     if (x->abort_on_msg) isd_conn_abort(c);
@@ -179,6 +184,17 @@ static void h_message(isd_conn *c, const char *msg, size_t len)
         }
         if (memcmp(copy, msg, clen) != 0) x->msg_intact = 0;
         for (k = 0; k < 8; k++) free(junk[k]);
+    }
+    if (!x->in_next) {
+        x->ncalls++;
+        if (x->take_next) {
+            const char *m2;
+            size_t l2;
+            x->in_next = 1;
+            while (isd_conn_next(c, &m2, &l2))
+                h_message(c, m2, l2);
+            x->in_next = 0;
+        }
     }
 }
 
@@ -644,6 +660,84 @@ static void test_max(void)
     shutdown(c1, SHUT_WR);
     pump_until(&x, &x.nclose, 1, 3000);
     is_str(x.log, "A M1234567 C0", T("7-byte final line at EOF, max 8: delivered"));
+    close(c1);
+    teardown(&x);
+}
+
+/* A handler taking the messages after its own with isd_conn_next: one
+ * call per read, none lost or repeated, and what it cannot take (a partial
+ * line, EOF, a line over max) stays the core's. */
+static void test_next(void)
+{
+    srvctx x;
+    isd_server_cfg cfg = cfg_line(8);
+    int c1, eof;
+    char buf[256], want[64];
+    size_t n, one;
+    const char *m;
+
+    if (setup(&x, &cfg) < 0) { fail(T("setup")); teardown(&x); return; }
+    x.echo = 1;
+    x.take_next = 1;
+    x.take_ref = 1;
+    c1 = cli_connect(x.port);
+    cli_sends(&x, c1, "a\nb\nc\n");
+    ok(pump_until(&x, &x.nmsg, 3, 3000), T("three messages delivered"));
+    pump(&x, 20);
+    is_str(x.log, "A Ma\n Mb\n Mc\n", T("in order, each once"));
+    is_int(x.ncalls, 1, T("in one on_message call"));
+    n = cli_recv(&x, c1, buf, sizeof buf, 6, 3000, &eof);
+    is_mem(buf, n, "a\nb\nc\n", 6, T("all three echoed"));
+    ok(x.inptr_ok && x.inmsg_ok, T("each at the head of the input, INMSG set"));
+
+    x.loglen = 0; x.log[0] = 0; x.ncalls = 0;
+    cli_sends(&x, c1, "d\ne");
+    ok(pump_until(&x, &x.nmsg, 4, 3000), T("d delivered"));
+    pump(&x, 30);
+    is_str(x.log, "Md\n", T("the partial e waits"));
+    cli_sends(&x, c1, "\nf\n");
+    ok(pump_until(&x, &x.nmsg, 6, 3000), T("e and f delivered"));
+    is_str(x.log, "Md\n Me\n Mf\n", T("e completed by the next read, then f"));
+    is_int(x.ncalls, 2, T("one call per read"));
+
+    x.loglen = 0; x.log[0] = 0;
+    x.consume_self = 1;
+    cli_sends(&x, c1, "g\nh\ni\n");
+    ok(pump_until(&x, &x.nmsg, 9, 3000), T("g, h, i delivered"));
+    pump(&x, 20);
+    is_str(x.log, "Mg\n Mh\n Mi\n",
+           T("a handler consuming its own message loses nothing after it"));
+    x.consume_self = 0;
+    n = cli_recv(&x, c1, buf, sizeof buf, 12, 3000, &eof);
+    is_mem(buf, n, "d\ne\nf\ng\nh\ni\n", 12, T("echoes in order"));
+
+    is_int(isd_conn_next(x.refd[0], &m, &one), 0,
+           T("isd_conn_next outside on_message: 0"));
+
+    x.loglen = 0; x.log[0] = 0;
+    cli_sends(&x, c1, "j\n123456789\nk\n");
+    ok(pump_until(&x, &x.nclose, 1, 3000), T("on_close after the long line"));
+    snprintf(want, sizeof want, "Mj\n C%d", EMSGSIZE);
+    is_str(x.log, want, T("j, then the line over max fails c (EMSGSIZE)"));
+    close(c1);
+
+    x.loglen = 0; x.log[0] = 0; x.nclose = 0; x.ncalls = 0;
+    c1 = cli_connect(x.port);
+    cli_sends(&x, c1, "l\nm\nn");
+    shutdown(c1, SHUT_WR);
+    ok(pump_until(&x, &x.nclose, 1, 3000), T("on_close after EOF"));
+    is_str(x.log, "A Ml\n Mm\n Mn C0",
+           T("l and m taken, the unterminated n from the core, on_close(0)"));
+    is_int(x.ncalls, 2, T("two calls: l (with m), and n"));
+    close(c1);
+
+    x.loglen = 0; x.log[0] = 0; x.nclose = 0;
+    x.close_on_msg = 1;
+    c1 = cli_connect(x.port);
+    cli_sends(&x, c1, "o\np\n");
+    ok(pump_until(&x, &x.nmsg, 1, 3000), T("o delivered"));
+    pump(&x, 30);
+    is_str(x.log, "A Mo\n", T("closed in on_message: isd_conn_next gives nothing more"));
     close(c1);
     teardown(&x);
 }
@@ -1632,6 +1726,7 @@ int main(void)
         RUN(test_echo);
         RUN(test_eof);
         RUN(test_max);
+        RUN(test_next);
         RUN(test_close_in_message_close);
         RUN(test_close_in_message_abort);
         RUN(test_close_in_message_fail);
