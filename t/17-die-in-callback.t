@@ -170,4 +170,111 @@ for my $be (backends()) {
     };
 }
 
+# Several lines arriving in one read are delivered under one eval: a die
+# in any of them drops that connection after the lines before it were
+# answered; an answer whose overloaded bool dies counts as a die; each data
+# call starts with $@ empty.
+{
+    package TestISD::BoolBomb;
+    use overload 'bool' => sub { die "bool-died\n" }, fallback => 1;
+    sub new { bless {}, shift }
+}
+{
+    package TestISD::BoolFalse;
+    use overload 'bool' => sub { 0 }, fallback => 1;
+    sub new { bless {}, shift }
+}
+
+sub batch_data {
+    my ($io) = @_;
+    my $l = $io->getline;
+    log_event('data %s %s', $io->peerport, $l);
+    if ($l eq "die\n")      { die "data-died\n" }
+    if ($l eq "boolbomb\n") { $io->print("bb\n"); return TestISD::BoolBomb->new }
+    if ($l eq "boolfalse\n") { $io->print("bf\n"); return TestISD::BoolFalse->new }
+    if ($l eq "seterr\n")   { eval { die "leftover\n" }; $io->print("set\n"); return 1 }
+    if ($l eq "showerr\n")  { $io->print("err=[$@]\n"); return 1 }
+    $io->print("R:$l");
+    1;
+}
+
+my $add_answer = '';
+sub batch_add {
+    my ($io) = @_;
+    return TestISD::BoolBomb->new if $add_answer eq 'bomb';
+    return TestISD::BoolFalse->new if $add_answer eq 'false';
+    1;
+}
+
+for my $be (backends()) {
+    isd_subtest "one read, several lines, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => 1,
+                               callback => { add => \&batch_add, data => \&batch_data,
+                                             remove => \&remove, error => \&error });
+        my $other = client($srv);
+
+        my $c = client($srv);
+        my $p = $c->sockport;
+        print $c "a\nb\ndie\nc\n";
+        is(read_until_eof($c, 3), "R:a\nR:b\n", 'the lines before the die answered, then dropped');
+        ok(got_eof($c), 'closed');
+        close $c;
+        ok($srv->wait_event(qr/^error $p .*data callback died: data-died/), 'the die reported');
+        ok($srv->wait_event(qr/^remove $p$/), 'remove called');
+        is($srv->count(qr/^data $p c/), 0, 'nothing delivered after the die');
+
+        for my $case (["boolbomb\n", 'alone'], ["x\nboolbomb\ny\n", 'in a batch']) {
+            $c = client($srv);
+            $p = $c->sockport;
+            print $c $case->[0];
+            my $want = $case->[1] eq 'alone' ? "bb\n" : "R:x\nbb\n";
+            is(read_until_eof($c, 3), $want, "answer with a dying bool, $case->[1]: dropped");
+            ok(got_eof($c), 'closed');
+            close $c;
+            ok($srv->wait_event(qr/^error $p .*data callback died: bool-died/),
+               'reported as a die in data');
+            is($srv->count(qr/^data $p y/), 0, 'nothing delivered after it');
+        }
+
+        $c = client($srv);
+        print $c "x\nboolfalse\ny\n";
+        is(read_until_eof($c, 3), "R:x\nbf\n", 'an answer whose bool is false closes');
+        close $c;
+
+        $c = client($srv);
+        print $c "seterr\nshowerr\n";
+        is(read_line($c), "set\n", 'a callback leaving $@ set');
+        is(read_line($c), "err=[]\n", 'the next call in the same read starts with $@ empty');
+        close $c;
+
+        print $other "x\n";
+        is(read_line($other), "R:x\n", 'still serving');
+        close $other;
+        $srv->stop;
+    };
+
+    for my $answer (qw(bomb false)) {
+        isd_subtest "add answering an object with a $answer bool, backend $be" => sub {
+            $add_answer = $answer;
+            my $srv = start_server(backend => $be, timeout => 1,
+                                   callback => { add => \&batch_add, data => \&batch_data,
+                                                 remove => \&remove, error => \&error });
+            my $c = client($srv);
+            my $p = $c->sockport;
+            is(read_until_eof($c, 3), '', 'refused');
+            ok(got_eof($c), 'closed');
+            close $c;
+            if ($answer eq 'bomb') {
+                ok($srv->wait_event(qr/^error $p .*add callback died: bool-died/),
+                   'reported as a die in add');
+            }
+            Time::HiRes::sleep(0.1);
+            is($srv->count(qr/^remove $p$/), 0, 'no remove for a refused peer');
+            ok($srv->alive, 'alive');
+            is($srv->stop, 15, 'SIGTERM still ends it');
+            $add_answer = '';
+        };
+    }
+}
+
 done_testing;

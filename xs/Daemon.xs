@@ -189,6 +189,61 @@ static SV *fetch_cb(pTHX_ xd *d, int which, const char *name, I32 len,
 
 static SV *peer_rv(isd_conn *c) { return (SV *)isd_conn_data(c); }
 
+/* Per interpreter (threads): the stashes peers are blessed into, and two
+ * anonymous XSUBs through which Perl code runs under one eval (a die in
+ * them unwinds to that eval, never through the core). */
+#define MY_CXT_KEY PKG "::_guts" XS_VERSION
+struct batch;
+typedef struct {
+    HV *peer_stash, *tie_stash;
+    CV *deliver_cv;            /* data() for the messages of one read */
+    CV *truth_cv;              /* the truth of an overloaded answer */
+    struct batch *batch;       /* what deliver_cv is to deliver */
+} my_cxt_t;
+START_MY_CXT
+
+XS_INTERNAL(xs_deliver);
+XS_INTERNAL(xs_truth);
+
+static void init_cxt(pTHX_ my_cxt_t *cx)
+{
+    cx->peer_stash = gv_stashpv(PEER_PKG, GV_ADD);
+    cx->tie_stash = gv_stashpv(TIE_PKG, GV_ADD);
+    cx->deliver_cv = newXS(NULL, xs_deliver, __FILE__);
+    cx->truth_cv = newXS(NULL, xs_truth, __FILE__);
+    cx->batch = NULL;
+}
+
+/* The truth of a callback's answer: 1 or 0, or -1 when an overloaded bool
+ * died ($@ is set).  Overloading runs Perl code: under an eval of its own. */
+static int answer(pTHX_ SV *res)
+{
+    dSP;
+    dMY_CXT;
+    int n, ok;
+
+    if (LIKELY(!SvAMAGIC(res)))
+        return SvTRUE(res) ? 1 : 0;
+    PUSHMARK(SP);
+    XPUSHs(res);
+    PUTBACK;
+    n = call_sv((SV *)MY_CXT.truth_cv, G_SCALAR | G_EVAL);
+    SPAGAIN;
+    ok = n > 0 && SvTRUE(POPs);
+    PUTBACK;
+    return SvTRUE(ERRSV) ? -1 : ok;
+}
+
+XS_INTERNAL(xs_truth)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(cv);
+    if (items < 1)
+        XSRETURN_NO;
+    ST(0) = boolSV(SvTRUE(ST(0)));
+    XSRETURN(1);
+}
+
 /* Report a problem: the `error` callback, or a warn. */
 static void report(pTHX_ xd *d, SV *io, SV *msg)
 {
@@ -245,12 +300,10 @@ static int call_cb(pTHX_ xd *d, SV *cb, const char *name, SV *io, SV *arg)
     n = call_sv(cb, G_SCALAR | G_EVAL);
     SPAGAIN;
     res = n > 0 ? POPs : &PL_sv_undef;
-    ret = SvTRUE(res) ? 1 : 0;
     PUTBACK;
-    if (SvTRUE(ERRSV)) {
+    ret = SvTRUE(ERRSV) ? -1 : answer(aTHX_ res);
+    if (ret < 0)
         report_died(aTHX_ d, name, io);
-        ret = -1;
-    }
     FREETMPS;
     LEAVE;
     return ret;
@@ -268,19 +321,6 @@ static void drop_conn(pTHX_ isd_conn *c, int abort_now)
         isd_conn_close(c);
     if (io)
         SvREFCNT_dec(io);
-}
-
-/* Per interpreter (threads): the stashes peers are blessed into. */
-#define MY_CXT_KEY PKG "::_guts" XS_VERSION
-typedef struct {
-    HV *peer_stash, *tie_stash;
-} my_cxt_t;
-START_MY_CXT
-
-static void init_cxt(pTHX_ my_cxt_t *cx)
-{
-    cx->peer_stash = gv_stashpv(PEER_PKG, GV_ADD);
-    cx->tie_stash = gv_stashpv(TIE_PKG, GV_ADD);
 }
 
 /* A new $io: blessed glob, tied IO, both carrying the connection. */
@@ -348,71 +388,162 @@ static void on_accept(isd_server *s, isd_conn *c)
         drop_conn(aTHX_ c, 0);      /* refused: no remove callback */
 }
 
-/* The hot path: one scope, no call_cb.  $io is held by a count of ours
- * rather than a mortal for the call (the callback may remove it). */
+/* The hot path.  One read's messages of one connection are a batch: the
+ * only one gets a G_EVAL call of its own; several go through deliver_cv
+ * under one eval, which takes them from the core with isd_conn_next (the
+ * core's frames are not on the C stack while Perl runs).  $io is held by
+ * a count of ours, not a mortal (the callback may remove it). */
+typedef struct batch {
+    xd         *d;
+    isd_conn   *c;
+    SV         *io, *cb;
+    const char *msg;          /* the current message */
+    size_t      len;
+    SV         *line;         /* its $_[2] while data() runs (counted) */
+    int         ok;           /* 0: data() answered false */
+} batch;
+
+/* $_[2]: the last message's SV when nothing else holds it and the callback
+ * left it a plain string (no malloc), else a new one. */
+static SV *line_sv(pTHX_ xd *d, isd_conn *c, const char *msg, size_t len)
+{
+    SV *line = d->spare_line;
+
+    d->spare_line = NULL;
+    if (line && SvREFCNT(line) == 1 && SvTYPE(line) == SVt_PV
+        && !(SvFLAGS(line) & (SVf_ROK | SVf_READONLY | SVf_PROTECT))
+        && !SvIsCOW(line)) {
+        SvUTF8_off(line);
+        sv_setpvn(line, msg, len);
+    } else {
+        SvREFCNT_dec(line);
+        line = newSVpvn(msg, len);
+    }
+    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
+        SvUTF8_on(line);
+    return line;
+}
+
+/* The call is over: keep its $_[2] for the next one if nothing else has it. */
+static void line_done(pTHX_ xd *d, SV *line)
+{
+    if (SvREFCNT(line) == 1 && !d->spare_line)
+        d->spare_line = line;
+    else
+        SvREFCNT_dec_NN(line);
+}
+
+/* data($io, $daemon, $line) for b's current message; its answer (a
+ * mortal).  flags G_EVAL or 0 (a die then unwinds to the caller's eval). */
+static SV *deliver(pTHX_ batch *b, I32 flags)
+{
+    dSP;
+    xd *d = b->d;
+    int n;
+    SV *res;
+
+    b->line = line_sv(aTHX_ d, b->c, b->msg, b->len);
+    if (d->cfg.framing.kind == ISD_FRAME_LINE) {
+        d->cur_conn = b->c;
+        d->cur_len = b->len;
+    }
+    PUSHMARK(SP);
+    EXTEND(SP, 3);
+    PUSHs(b->io);
+    PUSHs(d->self_rv ? d->self_rv : &PL_sv_undef);
+    PUSHs(b->line);
+    PUTBACK;
+    n = call_sv(b->cb, G_SCALAR | flags);
+    SPAGAIN;
+    res = n > 0 ? POPs : &PL_sv_undef;
+    PUTBACK;
+    d->cur_conn = NULL;
+    return res;
+}
+
+/* The batch: called by on_message under G_EVAL. */
+XS_INTERNAL(xs_deliver)
+{
+    dXSARGS;
+    dMY_CXT;
+    batch *b = MY_CXT.batch;
+
+    PERL_UNUSED_VAR(cv);
+    PERL_UNUSED_VAR(items);
+    while (b) {
+        SV *res = deliver(aTHX_ b, 0), *e;
+
+        b->ok = SvTRUE(res) ? 1 : 0;    /* overloading dies to the eval */
+        FREETMPS;
+        line_done(aTHX_ b->d, b->line);
+        b->line = NULL;
+        if (!b->ok || peer_rv(b->c) != b->io
+            || !(b->cb = CB(b->d, data))
+            || !isd_conn_next(b->c, &b->msg, &b->len))
+            break;
+        /* each data() starts with $@ empty, as with an eval of its own */
+        e = GvSV(PL_errgv);
+        if (!e || !SvPOK(e) || SvCUR(e))
+            CLEAR_ERRSV();
+    }
+    XSRETURN_EMPTY;
+}
+
 static void on_message(isd_conn *c, const char *msg, size_t len)
 {
     xd *d = conn_xd(c);
     dXD_THX(d);
-    SV *io = peer_rv(c), *cb, *line, *res;
-    int ok, n;
+    SV *io = peer_rv(c), *cb, *res;
+    batch b;
+    size_t have;
+    int died;
 
     if (!io || !(cb = CB(d, data)))
         return;
-    {
+    b.d = d;
+    b.c = c;
+    b.io = io;
+    b.cb = cb;
+    b.msg = msg;
+    b.len = len;
+    b.line = NULL;
+    b.ok = 1;
+    SvREFCNT_inc_simple_void_NN(io);
+    ENTER;          /* the mortals made here go with this batch */
+    SAVETMPS;
+    (void)isd_conn_in(c, &have);
+    if (LIKELY(have == len)) {
+        res = deliver(aTHX_ &b, G_EVAL);
+        died = SvTRUE(ERRSV) || (b.ok = answer(aTHX_ res)) < 0;
+    } else {
         dSP;
-        ENTER;          /* the mortals made here go with this message */
-        SAVETMPS;
-        /* $_[2]: last message's SV when nothing else holds it and the
-         * callback left it a plain string (no malloc), else a new one */
-        line = d->spare_line;
-        d->spare_line = NULL;
-        if (line && SvREFCNT(line) == 1 && SvTYPE(line) == SVt_PV
-            && !(SvFLAGS(line) & (SVf_ROK | SVf_READONLY | SVf_PROTECT))
-            && !SvIsCOW(line)) {
-            SvUTF8_off(line);
-            sv_setpvn(line, msg, len);
-        } else {
-            SvREFCNT_dec(line);
-            line = newSVpvn(msg, len);
-        }
-        SAVEFREESV(line);
-        if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
-            SvUTF8_on(line);
-        if (d->cfg.framing.kind == ISD_FRAME_LINE) {
-            d->cur_conn = c;
-            d->cur_len = len;
-        }
-        SvREFCNT_inc_simple_void_NN(io);
+        dMY_CXT;
+        batch *outer = MY_CXT.batch;
+
+        MY_CXT.batch = &b;
         PUSHMARK(SP);
-        EXTEND(SP, 3);
-        PUSHs(io);
-        PUSHs(d->self_rv ? d->self_rv : &PL_sv_undef);
-        PUSHs(line);
         PUTBACK;
-        n = call_sv(cb, G_SCALAR | G_EVAL);
-        SPAGAIN;
-        res = n > 0 ? POPs : &PL_sv_undef;
-        ok = SvTRUE(res) ? 1 : 0;
-        PUTBACK;
-        d->cur_conn = NULL;
-        if (UNLIKELY(SvTRUE(ERRSV))) {
-            report_died(aTHX_ d, "data", io);
-            ok = 0;
-        }
-        if (!ok && isd_conn_is_open(c) && peer_rv(c) == io) {
-            /* false (or died): remove callback, then close */
-            if ((cb = CB(d, remove)))
-                call_cb(aTHX_ d, cb, "remove", io, NULL);
-            if (isd_conn_is_open(c) && peer_rv(c) == io)
-                drop_conn(aTHX_ c, 0);
-        }
-        FREETMPS;
-        if (SvREFCNT(line) == 1 && !d->spare_line)
-            d->spare_line = SvREFCNT_inc_simple_NN(line);   /* LEAVE frees ours */
-        LEAVE;
-        SvREFCNT_dec_NN(io);
+        call_sv((SV *)MY_CXT.deliver_cv, G_DISCARD | G_EVAL);
+        MY_CXT.batch = outer;
+        died = SvTRUE(ERRSV);
     }
+    d->cur_conn = NULL;
+    if (UNLIKELY(died)) {
+        report_died(aTHX_ d, "data", io);
+        b.ok = 0;
+    }
+    if (!b.ok && isd_conn_is_open(c) && peer_rv(c) == io) {
+        /* false (or died): remove callback, then close */
+        if ((cb = CB(d, remove)))
+            call_cb(aTHX_ d, cb, "remove", io, NULL);
+        if (isd_conn_is_open(c) && peer_rv(c) == io)
+            drop_conn(aTHX_ c, 0);
+    }
+    FREETMPS;
+    if (b.line)             /* not yet handed back: the last or died */
+        line_done(aTHX_ d, b.line);
+    LEAVE;
+    SvREFCNT_dec_NN(io);
 }
 
 static void on_close(isd_conn *c, int err)
