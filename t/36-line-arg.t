@@ -97,4 +97,36 @@ for my $be (backends()) {
     };
 }
 
+# getline's result is the caller's own: kept by reference, gathered by map
+# or pushed, each value stays the line it was.
+my (@refs, @pushed);
+sub gatherer {
+    my ($io, $d) = @_;
+    my ($w) = split ' ', $_[2];
+    if ($w eq 'ref')  { push @refs, \ scalar $io->getline; return 1 }
+    if ($w eq 'push') { push @pushed, $io->getline; return 1 }
+    if ($w eq 'map') {
+        $io->getline;
+        my @two = map { scalar $io->getline } 1 .. 2;
+        $io->print(join('|', @two) =~ s/\n/;/gr . "\n");
+        return 1;
+    }
+    $io->getline;
+    $io->print(join('|', (map { $$_ } @refs), @pushed) =~ s/\n/;/gr . "\n");
+    1;
+}
+
+for my $be (backends()) {
+    isd_subtest "getline's values stay apart, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => 1, callback => { data => \&gatherer });
+        my $c = client($srv);
+        print $c "ref 1\nref 2\npush 3\npush 4\nmap\nm1\nm2\nshow\n";
+        is(read_line($c), "m1;|m2;\n", 'map over getline: two lines');
+        is(read_line($c), "ref 1;|ref 2;|push 3;|push 4;\n",
+           'referenced and pushed results keep their own lines');
+        close $c;
+        is($srv->stop, 15, 'SIGTERM ends the server');
+    };
+}
+
 done_testing;

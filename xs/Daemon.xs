@@ -843,10 +843,18 @@ static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
     return 1;
 }
 
-static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n)
+/* Input bytes as a string: into (getline's TARG: its buffer is reused, and
+ * so is that of the variable it is assigned to) or a new SV. */
+static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n, SV *into)
 {
-    SV *sv = newSVpvn(p, n);
+    SV *sv = into;
 
+    if (sv) {
+        sv_setpvn(sv, p, n);
+        SvUTF8_off(sv);
+    } else {
+        sv = newSVpvn(p, n);
+    }
     if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)p, n))
         SvUTF8_on(sv);
     return sv;
@@ -863,8 +871,9 @@ static void consume(pTHX_ isd_conn *c, size_t n)
     isd_conn_consume(c, n);
 }
 
-/* The next record per $/ (NULL at EOF with nothing left or on error). */
-static SV *read_record(pTHX_ isd_conn *c)
+/* The next record per $/ (NULL at EOF with nothing left or on error), in
+ * into if not NULL. */
+static SV *read_record(pTHX_ isd_conn *c, SV *into)
 {
     isd_framing f;
     const char *p;
@@ -882,7 +891,7 @@ static SV *read_record(pTHX_ isd_conn *c)
         && SvPVX(rs)[0] == '\n' && !d->cfg.framing.sep) {
         SV *sv;
         p = isd_conn_in(c, &len);
-        sv = new_in(aTHX_ c, p, d->cur_len);
+        sv = new_in(aTHX_ c, p, d->cur_len, into);
         consume(aTHX_ c, d->cur_len);
         return sv;
     }
@@ -931,7 +940,7 @@ static SV *read_record(pTHX_ isd_conn *c)
                 return NULL;
             }
             if (m > 0) {
-                SV *sv = new_in(aTHX_ c, p, (size_t)m);
+                SV *sv = new_in(aTHX_ c, p, (size_t)m, into);
                 consume(aTHX_ c, (size_t)m);
                 return sv;
             }
@@ -940,7 +949,7 @@ static SV *read_record(pTHX_ isd_conn *c)
             if (!len)
                 return NULL;
             {
-                SV *sv = new_in(aTHX_ c, p, len);
+                SV *sv = new_in(aTHX_ c, p, len, into);
                 consume(aTHX_ c, len);
                 return sv;
             }
@@ -1394,15 +1403,17 @@ getline(SV *self)
   PPCODE:
     c = conn_from(aTHX_ self, "getline");
     if (ix == 1 && GIMME_V == G_LIST) {
-        while ((sv = read_record(aTHX_ c)))
+        while ((sv = read_record(aTHX_ c, NULL)))
             XPUSHs(sv_2mortal(sv));
         XSRETURN(SP - MARK);
     }
-    sv = read_record(aTHX_ c);
-    if (!sv)
-        XSRETURN_UNDEF;
-    ST(0) = sv_2mortal(sv);
-    XSRETURN(1);
+    {
+        dXSTARG;
+        if (!read_record(aTHX_ c, TARG))
+            XSRETURN_UNDEF;
+        ST(0) = TARG;
+        XSRETURN(1);
+    }
 
 void
 getlines(SV *self)
@@ -1413,7 +1424,7 @@ getlines(SV *self)
     c = conn_from(aTHX_ self, "getlines");
     if (GIMME_V != G_LIST)
         croak("Can't call %s::getlines in a scalar context, use getline", PEER_PKG);
-    while ((sv = read_record(aTHX_ c)))
+    while ((sv = read_record(aTHX_ c, NULL)))
         XPUSHs(sv_2mortal(sv));
 
 void
