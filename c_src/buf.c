@@ -221,6 +221,12 @@ void isd_outq_init(isd_outq *q)
 
 int isd_outq_append(isd_outq *q, const void *p, size_t n)
 {
+    return isd_outq_append_spare(q, p, n, NULL);
+}
+
+int isd_outq_append_spare(isd_outq *q, const void *p, size_t n,
+                          isd_chunk **spare)
+{
     isd_chunk *t = q->tail, *c;
     size_t room, cap;
 
@@ -248,7 +254,12 @@ int isd_outq_append(isd_outq *q, const void *p, size_t n)
         errno = ENOMEM;
         return -1;
     }
-    c = mem_alloc(sizeof *c + cap);
+    if (cap == CHUNK_FIRST && spare && *spare) {
+        c = *spare;
+        *spare = NULL;
+    } else {
+        c = mem_alloc(sizeof *c + cap);
+    }
     if (!c) {
         errno = ENOMEM;
         return -1;
@@ -282,6 +293,11 @@ int isd_outq_iov(const isd_outq *q, struct iovec *iov, int max)
 
 void isd_outq_consume(isd_outq *q, size_t n)
 {
+    isd_outq_consume_spare(q, n, NULL);
+}
+
+void isd_outq_consume_spare(isd_outq *q, size_t n, isd_chunk **spare)
+{
     while (n && q->head) {
         isd_chunk *c = q->head;
         size_t have = c->wpos - c->rpos;
@@ -296,8 +312,18 @@ void isd_outq_consume(isd_outq *q, size_t n)
         q->head = c->next;
         if (!q->head)
             q->tail = NULL;
-        mem_free(c, sizeof *c + c->cap);
+        if (c->cap == CHUNK_FIRST && spare && !*spare)
+            *spare = c;
+        else
+            mem_free(c, sizeof *c + c->cap);
     }
+}
+
+void isd_outq_spare_free(isd_chunk **spare)
+{
+    if (*spare)
+        mem_free(*spare, sizeof **spare + (*spare)->cap);
+    *spare = NULL;
 }
 
 void isd_outq_clear(isd_outq *q)

@@ -71,6 +71,7 @@ struct isd_server {
     isd_conn      *pending;
     isd_hook       hook;
     isd_buf        spare;      /* an emptied input buffer, for the next read */
+    isd_chunk     *ospare;     /* an emptied output chunk, for the next reply */
 };
 
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev);
@@ -349,10 +350,14 @@ static int conn_flush(isd_conn *c)
         n = isd_outq_iov(&c->out, iov, IOV_BATCH);
         for (want = 0, i = 0; i < n; i++)
             want += iov[i].iov_len;
-        memset(&mh, 0, sizeof mh);
-        mh.msg_iov = iov;
-        mh.msg_iovlen = n;
-        w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        if (n == 1) {       /* the usual reply: no msghdr for the kernel */
+            w = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        } else {
+            memset(&mh, 0, sizeof mh);
+            mh.msg_iov = iov;
+            mh.msg_iovlen = n;
+            w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+        }
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -361,7 +366,8 @@ static int conn_flush(isd_conn *c)
             conn_fail(c, errno);
             return -1;
         }
-        isd_outq_consume(&c->out, (size_t)w);
+        isd_outq_consume_spare(&c->out, (size_t)w,
+                               c->srv ? &c->srv->ospare : NULL);
         if ((size_t)w < want)
             break;
     }
@@ -404,14 +410,16 @@ int isd_conn_write(isd_conn *c, const void *p, size_t n)
         errno = ENOBUFS;
         return -1;
     }
-    if (isd_outq_append(&c->out, p, n) < 0)
+    if (isd_outq_append_spare(&c->out, p, n, &s->ospare) < 0)
         return -1;
     /* Inside the loop, replies are batched and flushed when the current
      * batch ends; outside it (tick, signal handlers) nobody else would.  A
      * big queue goes out at once: memory stays bounded and a vanished peer
      * is noticed by the writer. */
     if (isd_loop_running(s->loop) && c->out.bytes < WRITE_EARLY) {
-        pend(c);
+        /* c's own on_message: conn_process's callers flush after it */
+        if (!(c->flags & ISD_C_INMSG))
+            pend(c);
         return 0;
     }
     if (conn_flush(c) < 0) {
@@ -991,5 +999,6 @@ void isd_server_free(isd_server *s)
     }
     isd_loop_del_hook(s->loop, &s->hook);
     isd_buf_free(&s->spare);
+    isd_outq_spare_free(&s->ospare);
     free(s);
 }

@@ -71,6 +71,14 @@ int    isd_outq_iov(const isd_outq *q, struct iovec *iov, int max);
 void   isd_outq_consume(isd_outq *q, size_t n);
 /* Drop everything. */
 void   isd_outq_clear(isd_outq *q);
+/* The same, with a spare: consume keeps an emptied small chunk in *spare
+ * (if it is empty) instead of freeing it, and append takes its new small
+ * chunk from there.  One spare shared by many queues (a server's) saves a
+ * malloc and a free per short reply.  spare_free releases it. */
+int    isd_outq_append_spare(isd_outq *q, const void *p, size_t n,
+                             isd_chunk **spare);
+void   isd_outq_consume_spare(isd_outq *q, size_t n, isd_chunk **spare);
+void   isd_outq_spare_free(isd_chunk **spare);
 
 /* ------------------------------------------------------------------ framing */
 

@@ -477,6 +477,54 @@ static void test_outq(void)
 
 /* Random appends (small and large), consumes (also exactly at chunk
  * boundaries) and clears, checked against a model buffer. */
+/* A shared spare chunk: an emptied small chunk is kept instead of freed,
+ * and the next queue's first small append takes it; big chunks are never
+ * kept, a full spare is not overwritten. */
+static void test_outq_spare(void)
+{
+    isd_outq a, b;
+    isd_chunk *spare = NULL, *kept;
+    struct iovec iov[4];
+    unsigned char *big = malloc(20000);
+
+    isd_outq_init(&a);
+    isd_outq_init(&b);
+    is_int(isd_outq_append_spare(&a, "one\n", 4, &spare), 0, "append with an empty spare");
+    ok(spare == NULL, "nothing to take: spare still empty");
+    kept = a.head;
+    isd_outq_consume_spare(&a, 2, &spare);
+    ok(spare == NULL && a.bytes == 2, "partly consumed: the chunk stays queued");
+    isd_outq_consume_spare(&a, 2, &spare);
+    ok(spare == kept && a.head == NULL && a.tail == NULL && a.bytes == 0,
+       "emptied: its chunk became the spare");
+    is_int(isd_outq_append_spare(&b, "two\n", 4, &spare), 0, "another queue appends");
+    ok(b.head == kept && spare == NULL, "and takes the spare");
+    if (isd_outq_iov(&b, iov, 4) == 1)
+        is_mem(iov[0].iov_base, iov[0].iov_len, "two\n", 4, "with the new bytes only");
+    else
+        fail("with the new bytes only");
+    is_int(isd_outq_append_spare(&a, "three\n", 6, &spare), 0, "no spare left: a new chunk");
+    ok(a.head && a.head != kept, "a chunk of its own");
+    isd_outq_consume_spare(&b, 4, &spare);
+    ok(spare == kept, "b's emptied chunk is the spare");
+    isd_outq_consume_spare(&a, 6, &spare);
+    ok(spare == kept, "a full spare is kept, a's chunk freed");
+    memset(big, 'x', 20000);
+    is_int(isd_outq_append_spare(&a, big, 20000, &spare), 0, "a large append");
+    ok(spare == kept, "does not take the small spare");
+    isd_outq_consume_spare(&a, 20000, &spare);
+    isd_outq_spare_free(&spare);
+    ok(spare == NULL, "spare_free empties it");
+    isd_outq_consume_spare(&a, 0, &spare);
+    is_int(isd_outq_append_spare(&a, big, 20000, &spare), 0, "large chunk again");
+    isd_outq_consume_spare(&a, 20000, &spare);
+    ok(spare == NULL, "an emptied large chunk is freed, not kept");
+    isd_outq_clear(&a);
+    isd_outq_clear(&b);
+    isd_outq_spare_free(&spare);
+    free(big);
+}
+
 static void test_outq_model(void)
 {
     isd_outq q;
@@ -571,6 +619,7 @@ int main(void)
     ok(in_child(enomem_buf, "enomem_buf"),
        "isd_buf: -1/ENOMEM for impossible sizes (overflow-safe), buffer unchanged");
     test_outq();
+    test_outq_spare();
     test_outq_model();
     ok(in_child(enomem_outq, "enomem_outq"),
        "isd_outq: -1/ENOMEM for impossible sizes, queue unchanged");
