@@ -185,7 +185,22 @@ static SV *fetch_cb(pTHX_ xd *d, int which, const char *name, I32 len,
     }
     return SvTRUE(v) ? v : NULL;     /* 0.04: a false callback is none */
 }
-#define CB(d, n) fetch_cb(aTHX_ (d), CB_##n, #n, (I32)sizeof(#n) - 1, h_##n)
+/* The same, inline while nothing changed: the slot, the hash and the value
+ * are still held by someone else, and the value is an unblessed (so true)
+ * reference. */
+static inline SV *cached_cb(pTHX_ xd *d, int which, const char *name, I32 len,
+                            U32 hash)
+{
+    SV *v = d->cb_val[which];
+
+    if (LIKELY(v && SvREFCNT(v) > 1 && SvROK(v) && !SvOBJECT(SvRV(v))
+               && d->cb_slot && SvREFCNT(d->cb_slot) > 1 && SvROK(d->cb_slot)
+               && SvRV(d->cb_slot) == (SV *)d->cb_hv
+               && SvREFCNT((SV *)d->cb_hv) > 1))
+        return v;
+    return fetch_cb(aTHX_ d, which, name, len, hash);
+}
+#define CB(d, n) cached_cb(aTHX_ (d), CB_##n, #n, (I32)sizeof(#n) - 1, h_##n)
 
 static SV *peer_rv(isd_conn *c) { return (SV *)isd_conn_data(c); }
 
