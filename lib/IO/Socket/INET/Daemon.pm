@@ -342,8 +342,11 @@ warned, prefixed with C<IO::Socket::INET::Daemon: >.
 =back
 
 A C<die> in a callback never takes the server down: it is reported through
-C<error>; a C<die> in C<data> ends that connection (C<remove> is called),
-one in C<add> refuses it.  C<remove>, C<destroy>, C<stop> and C<print>
+C<error>; a C<die> in C<data> ends that connection (C<remove> is called;
+lines that came after the one it was handling are not delivered), one in
+C<add> refuses it.  An answer whose overloaded C<bool> dies counts as a
+C<die> of the callback that returned it.  Every callback starts with C<$@>
+empty.  C<remove>, C<destroy>, C<stop> and C<print>
 may be called from any callback, on the current connection or any other.
 
 =head1 THE CONNECTION OBJECT
