@@ -277,4 +277,31 @@ for my $be (backends()) {
     }
 }
 
+# A callback that is an object whose overloaded bool dies is no callback
+# (0.04: a false callback is none); the server survives the die.
+for my $be (backends()) {
+    isd_subtest "a callback object whose bool dies, backend $be" => sub {
+        my $bomb_add = bless sub { log_event('add-called'); 1 }, 'TestISD::BoolBomb';
+        my $bomb_data = bless sub { log_event('data-called'); 1 }, 'TestISD::BoolBomb';
+        my $srv = start_server(backend => $be, timeout => 1,
+                               callback => { add => $bomb_add, data => \&batch_data });
+        my $c = client($srv);
+        print $c "x\n";
+        is(read_line($c), "R:x\n", 'add whose bool dies: treated as none, connection accepted');
+        is($srv->count(qr/^add-called$/), 0, 'and not called');
+        close $c;
+        $srv->stop;
+
+        $srv = start_server(backend => $be, timeout => 1,
+                            callback => { data => $bomb_data });
+        $c = client($srv);
+        print $c "y\n";
+        is(read_for($c, 0.3), '', 'data whose bool dies: no answer');
+        is($srv->count(qr/^data-called$/), 0, 'and not called');
+        ok($srv->alive, 'alive');
+        close $c;
+        is($srv->stop, 15, 'SIGTERM still ends it');
+    };
+}
+
 done_testing;

@@ -157,6 +157,8 @@ static void cb_forget(pTHX_ xd *d)
  * 0.04 did, but the value slots found are kept (counted): assigning to
  * $cb{data} changes the slot we hold, and a slot or hash that only we
  * still hold was deleted or replaced, so it is looked up again. */
+static int answer(pTHX_ SV *res);
+
 static SV *fetch_cb(pTHX_ xd *d, int which, const char *name, I32 len,
                     U32 hash)
 {
@@ -183,7 +185,8 @@ static SV *fetch_cb(pTHX_ xd *d, int which, const char *name, I32 len,
             return NULL;
         v = d->cb_val[which] = SvREFCNT_inc_simple_NN(*svp);
     }
-    return SvTRUE(v) ? v : NULL;     /* 0.04: a false callback is none */
+    /* 0.04: a false callback is none (an overloaded bool that dies too) */
+    return answer(aTHX_ v) > 0 ? v : NULL;
 }
 /* The same, inline while nothing changed: the slot, the hash and the value
  * are still held by someone else, and the value is an unblessed (so true)
