@@ -36,23 +36,25 @@
 #define ISD_C_SREF   (1u << 16)  /* the server's reference is still held */
 #define ISD_C_REDO   (1u << 17)  /* input arrived outside dispatch: process */
 
+/* What a request touches comes first (three cache lines of four): a busy
+ * server with thousands of connections misses the cache on each. */
 struct isd_conn {
     isd_io      io;          /* first: the loop hands us &c->io */
     isd_server *srv;         /* NULL once closed */
     unsigned    refcnt;
     unsigned    flags;
     int         err;         /* why it failed, for on_close */
-    size_t      scan;        /* framing resume offset into in */
+    unsigned    uflags;
+    void       *data;
     size_t      consumed;    /* bytes consumed during on_message */
+    size_t      scan;        /* framing resume offset into in */
     size_t      msg_len;     /* length of the message on_message has */
+    isd_conn   *pnext;       /* srv->pending */
     isd_buf     in;
     isd_outq    out;
     isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
-    isd_conn   *pnext;       /* srv->pending */
     isd_timer   linger;
     isd_addr    peer, local;
-    void       *data;
-    unsigned    uflags;
 };
 
 struct isd_server {
