@@ -421,6 +421,23 @@ typedef struct batch {
     int         ok;           /* 0: data() answered false */
 } batch;
 
+/* Input bytes as a string: into, a scalar of ours reused (getline's TARG,
+ * data's last $_[2]: no malloc), or a new SV. */
+static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n, SV *into)
+{
+    SV *sv = into;
+
+    if (sv) {
+        sv_setpvn(sv, p, n);
+        SvUTF8_off(sv);
+    } else {
+        sv = newSVpvn(p, n);
+    }
+    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)p, n))
+        SvUTF8_on(sv);
+    return sv;
+}
+
 /* $_[2]: the last message's SV when nothing else holds it and the callback
  * left it a plain string (no malloc), else a new one. */
 static SV *line_sv(pTHX_ xd *d, isd_conn *c, const char *msg, size_t len)
@@ -428,18 +445,13 @@ static SV *line_sv(pTHX_ xd *d, isd_conn *c, const char *msg, size_t len)
     SV *line = d->spare_line;
 
     d->spare_line = NULL;
-    if (line && SvREFCNT(line) == 1 && SvTYPE(line) == SVt_PV
-        && !(SvFLAGS(line) & (SVf_ROK | SVf_READONLY | SVf_PROTECT))
-        && !SvIsCOW(line)) {
-        SvUTF8_off(line);
-        sv_setpvn(line, msg, len);
-    } else {
-        SvREFCNT_dec(line);
-        line = newSVpvn(msg, len);
+    if (line && !(SvREFCNT(line) == 1 && SvTYPE(line) == SVt_PV
+                  && !(SvFLAGS(line) & (SVf_ROK | SVf_READONLY | SVf_PROTECT))
+                  && !SvIsCOW(line))) {
+        SvREFCNT_dec_NN(line);
+        line = NULL;
     }
-    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)msg, len))
-        SvUTF8_on(line);
-    return line;
+    return new_in(aTHX_ c, msg, len, line);
 }
 
 /* The call is over: keep its $_[2] for the next one if nothing else has it. */
@@ -859,23 +871,6 @@ static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
         return 0;
     }
     return 1;
-}
-
-/* Input bytes as a string: into (getline's TARG: its buffer is reused, and
- * so is that of the variable it is assigned to) or a new SV. */
-static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n, SV *into)
-{
-    SV *sv = into;
-
-    if (sv) {
-        sv_setpvn(sv, p, n);
-        SvUTF8_off(sv);
-    } else {
-        sv = newSVpvn(p, n);
-    }
-    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)p, n))
-        SvUTF8_on(sv);
-    return sv;
 }
 
 /* Consuming input from outside the core's dispatch: the current message
