@@ -500,7 +500,9 @@ XS_INTERNAL(xs_deliver)
 
     PERL_UNUSED_VAR(cv);
     PERL_UNUSED_VAR(items);
-    while (b) {
+    if (!b)                             /* only on_message calls it */
+        XSRETURN_EMPTY;
+    for (;;) {
         SV *res = deliver(aTHX_ b, 0), *e;
 
         b->ok = SvTRUE(res) ? 1 : 0;    /* overloading dies to the eval */
