@@ -106,6 +106,13 @@ void isd_conn_set_data(isd_conn *c, void *data) { c->data = data; }
 size_t isd_conn_out_bytes(const isd_conn *c) { return c->out.bytes; }
 unsigned *isd_conn_uflags(isd_conn *c) { return &c->uflags; }
 
+/* Open, not failed, still reading: its input is delivered. */
+static int conn_reads(const isd_conn *c)
+{
+    return (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
+           == ISD_C_OPEN;
+}
+
 /* --------------------------------------------------------------- pending */
 
 static void pend(isd_conn *c)
@@ -511,8 +518,7 @@ static void conn_process(isd_conn *c)
     isd_server *s = c->srv;
     const isd_handlers *h = s->h;
 
-    while ((c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
-           == ISD_C_OPEN) {
+    while (conn_reads(c)) {
         size_t len = isd_buf_len(&c->in);
         ssize_t m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in),
                                    len, &c->scan);
@@ -558,9 +564,7 @@ int isd_conn_next(isd_conn *c, const char **msg, size_t *len)
     isd_server *s = c->srv;
     ssize_t m;
 
-    if (!(c->flags & ISD_C_INMSG) || !s
-        || (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
-           != ISD_C_OPEN)
+    if (!(c->flags & ISD_C_INMSG) || !s || !conn_reads(c))
         return 0;
     if (!c->consumed)
         isd_conn_consume(c, c->msg_len);    /* consumed is not 0 now */
@@ -632,8 +636,7 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
     ssize_t n;
     int r, left;
 
-    if ((c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
-        != ISD_C_OPEN) {
+    if (!conn_reads(c)) {
         errno = ENOTCONN;
         return -1;
     }
