@@ -389,7 +389,6 @@ sub read_line {
     }
 }
 
-# read_n($sock, $n, $timeout): $n bytes, or fewer at EOF/timeout.
 # echo_ping($sock, $msg, $timeout): send "$msg\n" to an echo server; true
 # when it comes back unchanged within $timeout seconds (3).
 sub echo_ping {
@@ -399,6 +398,7 @@ sub echo_ping {
     return defined $r && $r eq "$msg\n";
 }
 
+# read_n($sock, $n, $timeout): $n bytes, or fewer at EOF/timeout.
 sub read_n {
     my ($sock, $want, $timeout) = @_;
     my $deadline = now() + (defined $timeout ? $timeout : 5);
