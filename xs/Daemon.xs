@@ -431,7 +431,15 @@ static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n, SV *into)
 {
     SV *sv = into;
 
-    if (sv) {
+    if (sv && SvTYPE(sv) == SVt_PV && !SvTHINKFIRST(sv) && !SvOOK(sv)
+        && SvLEN(sv) > n && !TAINTING_get) {
+        /* A plain string with room (a reused $_[2] or getline's TARG):
+         * what sv_setpvn would do, without its checks. */
+        Copy(p, SvPVX(sv), n, char);
+        SvPVX(sv)[n] = '\0';
+        SvCUR_set(sv, n);
+        SvPOK_only(sv);
+    } else if (sv) {
         sv_setpvn(sv, p, n);
         SvUTF8_off(sv);
     } else {
