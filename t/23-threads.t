@@ -51,4 +51,52 @@ for my $be (backends()) {
     };
 }
 
+# A thread started while connections are open gets copies of their $io
+# objects (perl cannot skip cloning a glob object without panicking when
+# that thread ends); the copies refuse to act on a connection that is not
+# theirs, and the daemon's own $io keeps working.
+for my $be (backends()) {
+    subtest "thread started from a callback, backend $be" => sub {
+        my %seen;
+        my $d = IO::Socket::INET::Daemon->new(
+            port => 0, host => '127.0.0.1', backend => $be,
+            callback => {
+                data => sub {
+                    my ($io, $daemon, $line) = @_;
+                    my $t = threads->create(sub {
+                        my @r = (ref $io);
+                        push @r, eval { $io->print("from thread\n"); 1 } ? 'printed' : $@;
+                        push @r, eval { print {$io} "from thread\n"; 1 } ? 'printed' : $@;
+                        push @r, eval { fileno($io) } // $@;
+                        return join "\0", @r;
+                    });
+                    @seen{qw(class method tied fileno)} = split /\0/, $t->join;
+                    $io->print("main: $line");
+                    $daemon->stop;
+                    return 1;
+                },
+            });
+        $d->listen or die "listen: $!";
+        my $port = $d->sockport;
+        my $pid = fork;
+        die "fork: $!" unless defined $pid;
+        if (!$pid) {
+            alarm 10;
+            my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5)
+                or POSIX::_exit(2);
+            print $c "hi\n";
+            my $l = <$c> // '';
+            POSIX::_exit($l eq "main: hi\n" ? 0 : 3);
+        }
+        $d->run;
+        waitpid $pid, 0;
+        is($?, 0, 'the client got the reply written after the thread ended');
+        is($seen{class}, 'IO::Socket::INET::Daemon::Peer', 'the thread saw a peer object');
+        like($seen{method}, qr/^IO::Socket::INET::Daemon::Peer::print: this peer is a copy made for a new thread/,
+             'a method on the copy croaks, naming it');
+        like($seen{tied}, qr/this peer is a copy made for a new thread/, 'so does print {$io} on the copy');
+        like($seen{fileno}, qr/this peer is a copy made for a new thread/, 'and fileno($io)');
+    };
+}
+
 done_testing;

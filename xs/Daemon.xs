@@ -82,7 +82,13 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg);
 static int conn_mg_free(pTHX_ SV *sv, MAGIC *mg);
 
 static MGVTBL xd_vtbl   = { NULL, NULL, NULL, NULL, xd_mg_free, NULL, NULL, NULL };
-static MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_mg_free, NULL, NULL, NULL };
+#ifdef USE_ITHREADS
+static int conn_mg_dup(pTHX_ MAGIC *mg, CLONE_PARAMS *param);
+#  define CONN_MG_DUP conn_mg_dup
+#else
+#  define CONN_MG_DUP NULL
+#endif
+static MGVTBL conn_vtbl = { NULL, NULL, NULL, NULL, conn_mg_free, NULL, CONN_MG_DUP, NULL };
 
 static MAGIC *find_mg(SV *sv, const MGVTBL *vt)
 {
@@ -126,15 +132,34 @@ static isd_conn *conn_from(pTHX_ SV *sv, const char *method)
     }
     if (!mg)
         croak("%s::%s: not called on a peer of %s", PEER_PKG, method, PKG);
+    if (!mg->mg_ptr)
+        croak("%s::%s: this peer is a copy made for a new thread; its "
+              "connection belongs to the daemon of the thread that made it",
+              PEER_PKG, method);
     return (isd_conn *)mg->mg_ptr;
 }
 
 static int conn_mg_free(pTHX_ SV *sv, MAGIC *mg)
 {
     PERL_UNUSED_ARG(sv);
-    isd_conn_unref((isd_conn *)mg->mg_ptr);
+    if (mg->mg_ptr)
+        isd_conn_unref((isd_conn *)mg->mg_ptr);
     return 0;
 }
+
+#ifdef USE_ITHREADS
+/* A thread started while peers exist gets copies of them (CLONE_SKIP
+ * would make perl's own clean-up of that thread panic on the glob's
+ * stash backreference).  The copy does not share the connection: the
+ * core is not thread-safe and the daemon stays with its own thread. */
+static int conn_mg_dup(pTHX_ MAGIC *mg, CLONE_PARAMS *param)
+{
+    PERL_UNUSED_CONTEXT;
+    PERL_UNUSED_ARG(param);
+    mg->mg_ptr = NULL;
+    return 0;
+}
+#endif
 
 static xd *conn_xd(isd_conn *c)
 {
@@ -357,12 +382,14 @@ static SV *make_peer(pTHX_ isd_conn *c)
     gv_init_pvn(gv, MY_CXT.peer_stash, "__ANONIO__", 10, 0);
     io = GvIOn(gv);
     sv_upgrade(tobj, SVt_PVMG);
-    sv_magicext(tobj, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
+    sv_magicext(tobj, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0)
+        ->mg_flags |= MGf_DUP;
     isd_conn_ref(c);
     trv = sv_bless(newRV_noinc(tobj), MY_CXT.tie_stash);
     sv_magic((SV *)io, trv, PERL_MAGIC_tiedscalar, NULL, 0);
     SvREFCNT_dec(trv);          /* the tie magic holds it now */
-    sv_magicext((SV *)gv, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0);
+    sv_magicext((SV *)gv, NULL, PERL_MAGIC_ext, &conn_vtbl, (char *)c, 0)
+        ->mg_flags |= MGf_DUP;
     isd_conn_ref(c);
     rv = newRV_noinc((SV *)gv);
     return sv_bless(rv, MY_CXT.peer_stash);

@@ -100,7 +100,6 @@ sub protocol   { Socket::IPPROTO_TCP() }
 sub error      { 0 }
 sub clearerr   { 0 }
 sub sync       { '0 but true' }
-sub CLONE_SKIP { 1 }
 
 package IO::Socket::INET::Daemon::Peer::Tie;
 
@@ -117,7 +116,6 @@ sub DESTROY { }
 sub OPEN    { Carp::croak('IO::Socket::INET::Daemon::Peer: cannot open a peer handle') }
 sub SEEK    { $! = Errno::ESPIPE(); return 0 }
 sub TELL    { -1 }
-sub CLONE_SKIP { 1 }
 
 require Errno;
 
@@ -537,6 +535,25 @@ two system calls a cycle and waits at most 10 ms at a time instead.)
 
 SIGPIPE never kills the process because of a client that went away: the
 server's writes never raise it.
+
+=head1 THREADS
+
+On a perl built with ithreads a daemon may be created and run in any
+thread; it serves from that thread only.  A thread started later does not
+get a copy of the daemon (in the new thread it is a reference to undef).
+A thread started while connections are open, from a callback for
+instance, gets copies of their C<$io> objects; the copies belong to no
+daemon, and every connection method called on one croaks, naming the
+method:
+
+    data => sub {
+        my $io = shift;
+        threads->create(sub { eval { $io->print("hi\n") }; print $@ })->join;
+        # IO::Socket::INET::Daemon::Peer::print: this peer is a copy made
+        # for a new thread; ...
+        $io->print("hi\n");     # the daemon's own $io still works
+        return 1;
+    },
 
 =head1 SEE ALSO
 
