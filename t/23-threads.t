@@ -15,6 +15,21 @@ use IO::Socket::INET::Daemon;
 use POSIX ();
 use Scalar::Util ();
 
+# A client process: sends "hi\n" to $port and exits 0 if the reply is
+# $want (2: no connection, 3: another reply).  Returns its pid, undef if
+# fork failed.
+sub hi_client {
+    my ($port, $want) = @_;
+    my $pid = fork;
+    return $pid if !defined $pid || $pid;
+    alarm 10;
+    my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5)
+        or POSIX::_exit(2);
+    print $c "hi\n";
+    my $l = <$c> // '';
+    POSIX::_exit($l eq $want ? 0 : 3);
+}
+
 for my $be (backends()) {
     subtest "daemon inside a thread, backend $be" => sub {
         my $outer = IO::Socket::INET::Daemon->new(port => 0, host => '127.0.0.1');
@@ -28,16 +43,8 @@ for my $be (backends()) {
                 });
             $d->listen or return "listen: $!";
             my $port = $d->sockport;
-            my $pid = fork;
+            my $pid = hi_client($port, "thread: hi\n");
             return "fork: $!" unless defined $pid;
-            if (!$pid) {
-                alarm 10;
-                my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5)
-                    or POSIX::_exit(2);
-                print $c "hi\n";
-                my $l = <$c> // '';
-                POSIX::_exit($l eq "thread: hi\n" ? 0 : 3);
-            }
             $d->run;
             waitpid $pid, 0;
             return "child $?";
@@ -78,16 +85,8 @@ for my $be (backends()) {
             });
         $d->listen or die "listen: $!";
         my $port = $d->sockport;
-        my $pid = fork;
+        my $pid = hi_client($port, "main: hi\n");
         die "fork: $!" unless defined $pid;
-        if (!$pid) {
-            alarm 10;
-            my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port", Timeout => 5)
-                or POSIX::_exit(2);
-            print $c "hi\n";
-            my $l = <$c> // '';
-            POSIX::_exit($l eq "main: hi\n" ? 0 : 3);
-        }
         $d->run;
         waitpid $pid, 0;
         is($?, 0, 'the client got the reply written after the thread ended');
