@@ -452,18 +452,37 @@ typedef struct batch {
     int         ok;           /* 0: data() answered false */
 } batch;
 
+/* perl's sv_setsv copies a string rather than sharing it (copy-on-write)
+ * when its buffer has this much room to spare (sv.c's waste threshold, 80
+ * since 5.20).  Our reused scalars keep that room: `my $l = $io->getline`
+ * then copies into $l's own buffer, which $l keeps from call to call,
+ * instead of sharing ours, which the next line would have to unshare and
+ * $l's scope exit to drop (a malloc and a free per line). */
+#define IN_SLACK 80
+
 /* Input bytes as a string: into, a scalar of ours reused (getline's TARG,
- * data's last $_[2]: no malloc), or a new SV. */
-static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n, SV *into)
+ * data's last $_[2]: no malloc), or a new SV; a new one made to be reused
+ * (reuse: data's $_[2]) gets room to spare as well. */
+static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n, SV *into,
+                  int reuse)
 {
     SV *sv = into;
 
+    if (!sv && reuse)
+        sv = newSV(n + 1 + IN_SLACK);   /* SVt_PV, undef, with a buffer */
+    else if (sv && SvTYPE(sv) == SVt_PV
+             && (SvFLAGS(sv) & SVf_THINKFIRST) == SVf_IsCOW)
+        /* shared by copy-on-write once (before it had the room): let go
+         * of the share, its bytes are replaced anyway */
+        sv_force_normal_flags(sv, SV_COW_DROP_PV);
     if (sv && SvTYPE(sv) == SVt_PV && !SvTHINKFIRST(sv) && !SvOOK(sv)
-        && SvLEN(sv) > n && !TAINTING_get) {
-        /* A plain string with room (a reused $_[2] or getline's TARG):
-         * what sv_setpvn would do, without its checks. */
-        Copy(p, SvPVX(sv), n, char);
-        SvPVX(sv)[n] = '\0';
+        && !TAINTING_get) {
+        /* A plain string (a reused $_[2] or getline's TARG): what
+         * sv_setpvn would do, without its checks, keeping the room. */
+        char *buf = SvLEN(sv) > n + IN_SLACK ? SvPVX(sv)
+                                              : sv_grow(sv, n + 1 + IN_SLACK);
+        Copy(p, buf, n, char);
+        buf[n] = '\0';
         SvCUR_set(sv, n);
         SvPOK_only(sv);
     } else if (sv) {
@@ -490,7 +509,7 @@ static SV *line_sv(pTHX_ xd *d, isd_conn *c, const char *msg, size_t len)
         SvREFCNT_dec_NN(line);
         line = NULL;
     }
-    return new_in(aTHX_ c, msg, len, line);
+    return new_in(aTHX_ c, msg, len, line, 1);
 }
 
 /* The call is over: keep its $_[2] for the next one if nothing else has it. */
@@ -945,7 +964,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
         && SvPVX(rs)[0] == '\n' && !d->cfg.framing.sep) {
         SV *sv;
         p = isd_conn_in(c, &len);
-        sv = new_in(aTHX_ c, p, d->cur_len, into);
+        sv = new_in(aTHX_ c, p, d->cur_len, into, 0);
         consume(aTHX_ c, d->cur_len);
         return sv;
     }
@@ -994,7 +1013,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
                 return NULL;
             }
             if (m > 0) {
-                SV *sv = new_in(aTHX_ c, p, (size_t)m, into);
+                SV *sv = new_in(aTHX_ c, p, (size_t)m, into, 0);
                 consume(aTHX_ c, (size_t)m);
                 return sv;
             }
@@ -1003,7 +1022,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
             if (!len)
                 return NULL;
             {
-                SV *sv = new_in(aTHX_ c, p, len, into);
+                SV *sv = new_in(aTHX_ c, p, len, into, 0);
                 consume(aTHX_ c, len);
                 return sv;
             }
