@@ -8,6 +8,7 @@ use lib "$FindBin::Bin/lib";
 use TestISD;
 use Test::More;
 use IO::Socket::INET;
+use POSIX ();
 use IO::Socket::INET::Daemon;
 
 sub can_bind {
@@ -108,6 +109,53 @@ for my $be (backends()) {
         is($srv->wait_exit(5), 0, 'server exited 0');
         is($srv->count(qr/^remove$/), 0, 'destroy calls no remove callback');
         unlike($srv->stderr, qr/panic|Attempt to free|Segmentation/, 'no panic');
+    };
+
+    # fork per request: the child lets go of its copy of the daemon from
+    # inside the callback and returns into run (the core is on its stack:
+    # the copy's loop must outlive that; valgrind-test and asan-test see a
+    # use of freed memory otherwise).  The parent's sockets are untouched.
+    isd_subtest "destroy in a child forked inside data, backend $be" => sub {
+        my $srv = start_server(
+            backend   => $be,
+            timeout   => 1,
+            callback  => { data => sub {
+                my ($io, $d) = @_;
+                my $l = $io->getline;
+                if ($l eq "fork\n") {
+                    my $pid = fork;
+                    if (defined $pid && !$pid) {
+                        $d->destroy;
+                        log_event('child destroyed');
+                        return 1;
+                    }
+                    waitpid($pid, 0) if $pid;
+                    log_event('child status %d', $?);
+                }
+                $io->print("R:$l");
+                1;
+            } },
+            child_run => sub {
+                my ($d) = @_;
+                my $me = $$;
+                $d->run;
+                POSIX::_exit(0) if $$ != $me;       # the forked child
+            },
+        );
+        my $a = client($srv);
+        my $b = client($srv);
+        print $a "fork\n";
+        ok($srv->wait_event(qr/^child destroyed$/), 'the child destroyed its copy');
+        ok($srv->wait_event(qr/^child status /), 'the parent reaped it');
+        is(($srv->grep_events(qr/^child status /))[0], 'child status 0',
+           'the child returned from data and out of run, exit 0');
+        is(read_line($a), "R:fork\n", 'the parent answers the forking peer');
+        print $b "after\n";
+        is(read_line($b), "R:after\n", 'and another peer, sockets intact');
+        print $a "again\n";
+        is(read_line($a), "R:again\n", 'the forking peer still served');
+        unlike($srv->stderr, qr/panic|Attempt to free|Segmentation|ERROR SUMMARY: [1-9]/,
+               'no panic');
     };
 
     isd_subtest "destroy outside callbacks and DESTROY with peers, backend $be" => sub {

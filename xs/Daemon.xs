@@ -44,6 +44,10 @@
 typedef struct xd {
     isd_loop   *loop;
     isd_server *srv;
+    /* A forked copy's, let go of inside run (the core is on the C stack):
+     * freed when run returns. */
+    isd_loop   *gone_loop;
+    isd_server *gone_srv;
     HV         *self;          /* the object (not counted: it owns us) */
     SV         *self_rv;       /* counted, while run() is on the stack */
     int         lfd;           /* listening fd before the server takes it */
@@ -776,8 +780,15 @@ static void xd_close_all(pTHX_ xd *d)
                 SvREFCNT_dec(io);
         }
         isd_server_abandon(d->srv);
-        isd_server_free(d->srv);
-        isd_loop_abandon(d->loop);
+        if (d->running) {
+            /* from a callback (a child of fork destroys its copy): the
+             * core is on the C stack, still to return through these */
+            d->gone_srv = d->srv;
+            d->gone_loop = d->loop;
+        } else {
+            isd_server_free(d->srv);
+            isd_loop_abandon(d->loop);
+        }
         d->srv = NULL;
         d->loop = NULL;
         return;
@@ -793,6 +804,17 @@ static void xd_close_all(pTHX_ xd *d)
     isd_server_close_all(d->srv, (int)d->cfg.linger_ms);
 }
 
+/* Free what a forked copy let go of inside run. */
+static void xd_reap(xd *d)
+{
+    if (d->gone_srv)
+        isd_server_free(d->gone_srv);
+    if (d->gone_loop)
+        isd_loop_abandon(d->gone_loop);
+    d->gone_srv = NULL;
+    d->gone_loop = NULL;
+}
+
 static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
 {
     xd *d = (xd *)mg->mg_ptr;
@@ -802,6 +824,7 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
         return 0;
     if (!PL_dirty)
         xd_close_all(aTHX_ d);
+    xd_reap(d);
     if (d->srv) {
         if (d->pid != getpid())
             isd_server_abandon(d->srv);
@@ -1244,6 +1267,7 @@ run(SV *self)
         }
         LEAVE;
     }
+    xd_reap(d);
     XSRETURN_YES;
 
 void
