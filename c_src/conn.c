@@ -35,6 +35,9 @@
 #define WRITE_EARLY  65536   /* queued bytes that are written at once */
 #define ISD_C_SREF   (1u << 16)  /* the server's reference is still held */
 #define ISD_C_REDO   (1u << 17)  /* input arrived outside dispatch: process */
+#define ISD_C_READY  (1u << 18)  /* on srv->ready (holding a reference) */
+#define ISD_C_TAKEN  (1u << 19)  /* its turn: isd_conn_take found no more */
+#define ISD_C_RDREADY (1u << 20) /* readable: its turn reads (on_ready) */
 
 /* What a request touches comes first (three cache lines of four): a busy
  * server with thousands of connections misses the cache on each. */
@@ -50,6 +53,7 @@ struct isd_conn {
     size_t      scan;        /* framing resume offset into in */
     size_t      msg_len;     /* length of the message on_message has */
     isd_conn   *pnext;       /* srv->pending */
+    isd_conn   *rnext;       /* srv->ready */
     isd_buf     in;
     isd_outq    out;
     isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
@@ -71,6 +75,8 @@ struct isd_server {
     isd_conn      *conns;
     size_t         nopen;
     isd_conn      *pending;
+    isd_conn      *ready;      /* input to deliver (on_ready embedders) */
+    isd_conn     **ready_tail;
     isd_hook       hook;
     isd_buf        spare;      /* an emptied input buffer, for the next read */
     isd_chunk     *ospare;     /* an emptied output chunk, for the next reply */
@@ -184,10 +190,26 @@ static int run_pending(isd_server *s)
     return done;
 }
 
+static void ready_end(isd_server *s);
+
+/* After each batch of events (and before each wait): deliver, then flush
+ * and finish.  Delivery may queue flushes; the pending list may find input
+ * to deliver (unread, or read outside dispatch). */
 static int server_hook(isd_loop *l, void *data)
 {
+    isd_server *s = data;
+    int done = 0, rounds = 0;
+
     ISD_UNUSED(l);
-    return run_pending(data);
+    do {
+        if (s->ready) {
+            done++;
+            s->h->on_ready(s);
+            ready_end(s);
+        }
+        done += run_pending(s);
+    } while (s->ready && ++rounds < 64);  /* the rest: before the next wait */
+    return done;
 }
 
 /* ------------------------------------------------------------- interest */
@@ -512,43 +534,90 @@ static ssize_t conn_read1(isd_conn *c)
     return n;
 }
 
-/* Deliver every complete message in c->in; at EOF, the rest, then on_close. */
+/* The read for a readiness event, into c->in.  A reset ends the stream
+ * like EOF (what was received is still delivered, then on_close(err)). */
+static void conn_read_ev(isd_conn *c)
+{
+    if (conn_read1(c) < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (errno == ENOMEM) {
+            conn_fail(c, errno);
+        } else {
+            c->err = errno;
+            c->flags |= ISD_C_EOF;
+        }
+    }
+}
+
+/* The length of the next message of c to deliver, or 0 if there is none
+ * (incomplete, or c no longer reads).  A message over max fails c; at EOF
+ * the unterminated rest is a message, and once everything is delivered
+ * on_close runs and c is closed. */
+static size_t conn_frame(isd_conn *c)
+{
+    isd_server *s = c->srv;
+    size_t len;
+    ssize_t m;
+
+    if (!conn_reads(c))
+        return 0;
+    len = isd_buf_len(&c->in);
+    m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in), len, &c->scan);
+    if (m < 0) {
+        conn_fail(c, EMSGSIZE);
+        return 0;
+    }
+    if (m > 0)
+        return (size_t)m;
+    if (!(c->flags & ISD_C_EOF))
+        return 0;
+    if (len)
+        return len;             /* final unterminated message */
+    /* Everything delivered: the peer is done.  After a plain EOF c stays
+     * open (writable: the peer may only have half-closed) for the handler,
+     * then closes gracefully; after a reset it is aborted. */
+    {
+        int err = c->err;
+        if (s->h->on_close)
+            s->h->on_close(c, err);
+        if (err)
+            isd_conn_abort(c);
+        else
+            isd_conn_close(c);
+    }
+    return 0;
+}
+
+/* Queue c for the embedder's on_ready (once; the queue holds a reference). */
+static void ready_push(isd_server *s, isd_conn *c)
+{
+    if (c->flags & ISD_C_READY)
+        return;
+    c->flags |= ISD_C_READY;
+    isd_conn_ref(c);
+    c->rnext = NULL;
+    if (!s->ready)
+        s->ready_tail = &s->ready;
+    *s->ready_tail = c;
+    s->ready_tail = &c->rnext;
+}
+
+/* Deliver every complete message in c->in; at EOF, the rest, then on_close.
+ * An on_ready embedder takes them itself, after the batch of events. */
 static void conn_process(isd_conn *c)
 {
     isd_server *s = c->srv;
-    const isd_handlers *h = s->h;
+    size_t m;
 
-    while (conn_reads(c)) {
-        size_t len = isd_buf_len(&c->in);
-        ssize_t m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in),
-                                   len, &c->scan);
-        if (m < 0) {
-            conn_fail(c, EMSGSIZE);
-            return;
-        }
-        if (m == 0) {
-            if (!(c->flags & ISD_C_EOF))
-                return;
-            if (!len) {
-                /* Everything delivered: the peer is done.  After a plain
-                 * EOF c stays open (writable: the peer may only have
-                 * half-closed) for the handler, then closes gracefully;
-                 * after a reset it is aborted. */
-                int err = c->err;
-                if (h->on_close)
-                    h->on_close(c, err);
-                if (err)
-                    isd_conn_abort(c);
-                else
-                    isd_conn_close(c);
-                return;
-            }
-            m = (ssize_t)len;   /* final unterminated message */
-        }
+    if (s->h->on_ready) {
+        if (conn_reads(c) && (isd_buf_len(&c->in) || (c->flags & ISD_C_EOF)))
+            ready_push(s, c);
+        return;
+    }
+    while ((m = conn_frame(c)) > 0) {
         c->consumed = 0;
-        c->msg_len = (size_t)m;
+        c->msg_len = m;
         c->flags |= ISD_C_INMSG;
-        h->on_message(c, isd_buf_head(&c->in), (size_t)m);
+        s->h->on_message(c, isd_buf_head(&c->in), m);
         c->flags &= ~ISD_C_INMSG;
         if (!(c->flags & ISD_C_OPEN)) {
             isd_buf_free(&c->in);       /* closed by the handler */
@@ -556,6 +625,87 @@ static void conn_process(isd_conn *c)
         }
         if (!c->consumed)               /* msg_len: isd_conn_next moves on */
             isd_conn_consume(c, c->msg_len);
+    }
+}
+
+isd_conn *isd_server_ready(isd_server *s)
+{
+    isd_conn *c = s->ready;
+
+    if (!c)
+        return NULL;
+    s->ready = c->rnext;
+    c->rnext = NULL;
+    c->flags &= ~(ISD_C_READY | ISD_C_TAKEN);
+    return c;
+}
+
+/* The current message is over: drop it unless the handler consumed input
+ * itself; a connection closed meanwhile lets go of its input now. */
+static void msg_end(isd_conn *c)
+{
+    if (!(c->flags & ISD_C_INMSG))
+        return;
+    c->flags &= ~ISD_C_INMSG;
+    if (!(c->flags & ISD_C_OPEN))
+        isd_buf_free(&c->in);
+    else if (!c->consumed)
+        isd_conn_consume(c, c->msg_len);
+}
+
+int isd_conn_take(isd_conn *c, const char **msg, size_t *len)
+{
+    size_t m;
+
+    msg_end(c);
+    while (c->srv) {
+        if ((m = conn_frame(c)) > 0) {
+            c->consumed = 0;
+            c->msg_len = m;
+            c->flags |= ISD_C_INMSG;
+            *msg = isd_buf_head(&c->in);
+            *len = m;
+            return 1;
+        }
+        if (!(c->flags & ISD_C_RDREADY) || !conn_reads(c)
+            || (c->flags & ISD_C_EOF))
+            break;
+        c->flags &= ~ISD_C_RDREADY;     /* one read a turn, as on_message */
+        conn_read_ev(c);
+    }
+    c->flags = (c->flags & ~ISD_C_RDREADY) | ISD_C_TAKEN;
+    return 0;
+}
+
+void isd_conn_done(isd_conn *c)
+{
+    isd_server *s = c->srv;
+
+    msg_end(c);
+    if (s && !(c->flags & ISD_C_TAKEN) && conn_reads(c)) {
+        c->flags |= ISD_C_REDO;         /* left some: the next round */
+        pend(c);
+    }
+    c->flags &= ~(ISD_C_TAKEN | ISD_C_RDREADY);
+    if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
+        conn_flush(c);
+    if (!(c->flags & ISD_C_CLOSED))
+        conn_interest(c);
+    in_release(c->srv, c);
+    isd_conn_unref(c);
+}
+
+/* What on_ready left in the queue: its messages are dropped. */
+static void ready_end(isd_server *s)
+{
+    isd_conn *c;
+    const char *m;
+    size_t n;
+
+    while ((c = isd_server_ready(s)) != NULL) {
+        while (isd_conn_take(c, &m, &n))
+            ;
+        isd_conn_done(c);
     }
 }
 
@@ -582,7 +732,6 @@ int isd_conn_next(isd_conn *c, const char **msg, size_t *len)
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
 {
     isd_conn *c = (isd_conn *)w;
-    ssize_t n;
 
     ISD_UNUSED(l);
     isd_conn_ref(c);
@@ -590,26 +739,21 @@ static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
         conn_flush(c);
     if ((ev & ISD_READ) && (c->flags & ISD_C_OPEN)
         && !(c->flags & (ISD_C_FAILED | ISD_C_EOF | ISD_C_RDSHUT))) {
-        n = conn_read1(c);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            if (errno == ENOMEM) {
-                conn_fail(c, errno);
-            } else {
-                /* A reset ends the stream like EOF: what was received is
-                 * still delivered, then on_close(err). */
-                c->err = errno;
-                c->flags |= ISD_C_EOF;
-                conn_process(c);
-            }
-        } else if (n >= 0) {
+        if (c->srv->h->on_ready) {
+            /* its turn reads, right before delivering: one input buffer
+             * (the server's spare) serves the whole batch */
+            c->flags |= ISD_C_RDREADY;
+            ready_push(c->srv, c);
+        } else {
+            conn_read_ev(c);
             conn_process(c);
+            /* Answer now: one write for everything this batch produced. */
+            if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
+                conn_flush(c);
+            if (!(c->flags & ISD_C_CLOSED))
+                conn_interest(c);
+            in_release(c->srv, c);
         }
-        /* Answer now: one write for everything this batch produced. */
-        if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
-            conn_flush(c);
-        if (!(c->flags & ISD_C_CLOSED))
-            conn_interest(c);
-        in_release(c->srv, c);
     }
     isd_conn_unref(c);
 }
@@ -948,6 +1092,19 @@ void isd_server_close_all(isd_server *s, int timeout_ms)
         run_pending(s);
 }
 
+/* Let go of the ready queue without delivering (the server goes). */
+static void ready_drop(isd_server *s)
+{
+    isd_conn *c;
+
+    while ((c = s->ready) != NULL) {
+        s->ready = c->rnext;
+        c->rnext = NULL;
+        c->flags &= ~(ISD_C_READY | ISD_C_TAKEN | ISD_C_RDREADY);
+        isd_conn_unref(c);
+    }
+}
+
 void isd_server_abandon(isd_server *s)
 {
     isd_conn *c, *next;
@@ -976,6 +1133,7 @@ void isd_server_abandon(isd_server *s)
         drop_sref(s, c);
     }
     s->pending = NULL;
+    ready_drop(s);
     s->nopen = 0;
 }
 
@@ -990,6 +1148,7 @@ void isd_server_free(isd_server *s)
         next = c->next;
         isd_conn_abort(c);
     }
+    ready_drop(s);
     /* Whatever is still pending only needs its server reference dropped. */
     while ((c = s->pending) != NULL) {
         s->pending = c->pnext;

@@ -228,6 +228,16 @@ typedef struct isd_handlers {
     void (*on_close)(isd_conn *c, int err);
     /* Something not tied to a connection failed (accept: EMFILE...). */
     void (*on_error)(isd_server *s, int err, const char *what);
+    /* Optional: the embedder takes the messages itself, and on_message is
+     * not used.  A readable connection (or one with input to deliver) is
+     * then queued instead, and when the batch of events is over the core
+     * calls on_ready once for the whole queue.  It takes each queued
+     * connection with isd_server_ready, its messages with isd_conn_take,
+     * and ends its turn with isd_conn_done; no core function is on the C
+     * stack meanwhile (so one guard, a setjmp say, can cover a whole batch
+     * of connections and unwind to itself).  What it leaves in the queue
+     * is dropped when it returns. */
+    void (*on_ready)(isd_server *s);
 } isd_handlers;
 
 /* Connection flags (read with isd_conn_flags). */
@@ -240,7 +250,7 @@ enum {
     ISD_C_WRSHUT  = 1u << 5,  /* shut down writing (after output drains) */
     ISD_C_PENDING = 1u << 6,  /* queued for the end-of-batch hook */
     ISD_C_FAILED  = 1u << 7,  /* error waiting for on_close */
-    ISD_C_INMSG   = 1u << 8   /* inside on_message */
+    ISD_C_INMSG   = 1u << 8   /* inside on_message (or between take and done) */
 };
 
 typedef struct isd_server_cfg {
@@ -315,6 +325,21 @@ void isd_conn_consume(isd_conn *c, size_t n);
  * delivers a whole read with one call from the core; what it leaves
  * (partial messages, EOF, a message over max) is the core's as usual. */
 int  isd_conn_next(isd_conn *c, const char **msg, size_t *len);
+/* For on_ready (see isd_handlers).  isd_server_ready: the next queued
+ * connection, or NULL; its turn holds a reference until isd_conn_done.
+ * isd_conn_take: 1 with the next complete message of c at the head of its
+ * input, msg[0..len), which stays valid until the next take or done (as in
+ * on_message: whatever the embedder consumes itself stays consumed, else
+ * the message is dropped then); 0 when there is none (yet), or c no longer
+ * reads: as for on_message, a message over max fails c, and at EOF the
+ * last one is followed by on_close (called from here).  A connection that
+ * was readable is read once, when take first runs out of messages (so one
+ * input buffer serves a whole batch of connections, one at a time).  isd_conn_done: the
+ * turn is over; output is flushed.  Stopping before take says 0 leaves the
+ * rest of c's messages for another turn after this batch. */
+isd_conn *isd_server_ready(isd_server *s);
+int  isd_conn_take(isd_conn *c, const char **msg, size_t *len);
+void isd_conn_done(isd_conn *c);
 /* Put bytes back in front of the unread input.  0 or -1/ENOMEM. */
 int  isd_conn_unread(isd_conn *c, const void *p, size_t n);
 /* Wait up to timeout_ms (-1: forever) for this connection alone to become

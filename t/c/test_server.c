@@ -32,7 +32,8 @@
 #endif
 
 static const char *BE;                 /* the backend under test */
-#define T(fmt) "[%s] " fmt, BE
+static int PULL;                       /* deliver through on_ready */
+#define T(fmt) "[%s%s] " fmt, BE, PULL ? " pull" : ""
 
 static void msleep(unsigned ms)
 {
@@ -76,6 +77,10 @@ typedef struct srvctx {
     int         consume_self;      /* isd_conn_consume each message */
     int         in_next;
     int         ncalls;            /* on_message calls from the core */
+    int         nready;            /* on_ready calls (PULL) */
+    int         ready_conns;       /* connections taken in the last one */
+    int         ready_max;         /* take at most this many messages a turn */
+    int         ready_leave;       /* take no connection at all */
     /* observations */
     isd_conn   *refd[16];
     int         nrefd;
@@ -222,7 +227,31 @@ static void h_error(isd_server *s, int err, const char *what)
     logf_(x, "E", b, strlen(b));
 }
 
-static const isd_handlers H = { h_accept, h_message, h_close, h_error };
+static const isd_handlers H = { h_accept, h_message, h_close, h_error, NULL };
+
+/* PULL: the same handler, called from on_ready for each message taken. */
+static void h_ready(isd_server *s)
+{
+    srvctx *x = isd_server_data(s);
+    isd_conn *c;
+    const char *m;
+    size_t len;
+    int n;
+
+    x->nready++;
+    x->ready_conns = 0;
+    if (x->ready_leave)
+        return;
+    while ((c = isd_server_ready(s)) != NULL) {
+        x->ready_conns++;
+        for (n = 0; (!x->ready_max || n < x->ready_max)
+                    && isd_conn_take(c, &m, &len); n++)
+            h_message(c, m, len);
+        isd_conn_done(c);
+    }
+}
+
+static const isd_handlers H_PULL = { h_accept, NULL, h_close, h_error, h_ready };
 
 static isd_server_cfg cfg_line(size_t max)
 {
@@ -247,7 +276,7 @@ static int setup(srvctx *x, const isd_server_cfg *cfg)
     if (!x->l) { diag("loop: %s", err); return -1; }
     fd = isd_listen_tcp("127.0.0.1", 0, AF_INET, 64, err, sizeof err);
     if (fd < 0) { diag("listen: %s", err); return -1; }
-    x->s = isd_server_new(x->l, &H, cfg, x);
+    x->s = isd_server_new(x->l, PULL ? &H_PULL : &H, cfg, x);
     if (!x->s) { diag("server_new: %s", strerror(errno)); return -1; }
     if (isd_server_listen_fd(x->s, fd) < 0) {
         diag("listen_fd: %s", strerror(errno));
@@ -1697,6 +1726,76 @@ static void test_cross(void)
     teardown(&x);
 }
 
+/* on_ready (PULL only): one call per batch of events, for every connection
+ * with input; turns that stop early; a queue left alone; a connection
+ * closed by another's turn while queued. */
+static void test_ready(void)
+{
+    srvctx x;
+    isd_server_cfg cfg = cfg_line(0);
+    int c[3], i, eof;
+    char buf[64];
+    size_t n;
+
+    if (!PULL) { pass(T("on_message server: nothing to test")); return; }
+    if (setup(&x, &cfg) < 0) { fail(T("setup")); teardown(&x); return; }
+    x.echo = 1;
+    ok(isd_server_ready(x.s) == NULL, T("nothing queued: isd_server_ready NULL"));
+    for (i = 0; i < 3; i++)
+        c[i] = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 3, 3000), T("three clients"));
+    x.nready = 0;
+    for (i = 0; i < 3; i++)
+        cli_sends(&x, c[i], "x\n");
+    ok(pump_until(&x, &x.nmsg, 3, 3000), T("three messages"));
+    is_int(x.nready, 1, T("in one on_ready call"));
+    is_int(x.ready_conns, 3, T("which took the three connections"));
+    for (i = 0; i < 3; i++) {
+        n = cli_recv(&x, c[i], buf, sizeof buf, 2, 3000, &eof);
+        is_mem(buf, n, "x\n", 2, T("client %d answered"), i);
+    }
+
+    /* one message a turn: the rest in later rounds, in order */
+    x.loglen = 0; x.log[0] = 0; x.nmsg = 0; x.nready = 0;
+    x.ready_max = 1;
+    cli_sends(&x, c[0], "a\nb\nc\n");
+    ok(pump_until(&x, &x.nmsg, 3, 3000), T("a, b, c delivered"));
+    is_str(x.log, "Ma\n Mb\n Mc\n", T("in order, each once"));
+    ok(x.nready >= 3, T("a turn each (%d on_ready calls)"), x.nready);
+    n = cli_recv(&x, c[0], buf, sizeof buf, 6, 3000, &eof);
+    is_mem(buf, n, "a\nb\nc\n", 6, T("all answered"));
+    x.ready_max = 0;
+
+    /* an on_ready that takes nothing: the queue is dropped, not spun on */
+    x.loglen = 0; x.log[0] = 0; x.nmsg = 0; x.nready = 0;
+    x.ready_leave = 1;
+    cli_sends(&x, c[1], "lost\n");
+    pump(&x, 50);
+    is_int(x.nmsg, 0, T("left in the queue: not delivered"));
+    ok(x.nready >= 1 && x.nready < 20, T("on_ready called, not in a loop (%d)"),
+       x.nready);
+    x.ready_leave = 0;
+    cli_sends(&x, c[1], "kept\n");
+    ok(pump_until(&x, &x.nmsg, 1, 3000), T("the next message is delivered"));
+    is_str(x.log, "Mkept\n", T("it alone"));
+    n = cli_recv(&x, c[1], buf, sizeof buf, 5, 3000, &eof);
+    is_mem(buf, n, "kept\n", 5, T("and answered"));
+
+    /* a turn closes the other queued connections: their turns find nothing */
+    x.loglen = 0; x.log[0] = 0; x.nmsg = 0;
+    x.close_others = 1;
+    x.take_ref = 0;
+    for (i = 0; i < 3; i++)
+        cli_sends(&x, c[i], "y\n");
+    ok(pump_until(&x, &x.nmsg, 1, 3000), T("one delivered"));
+    pump(&x, 50);
+    is_int(x.nmsg, 1, T("only one: the others were closed while queued"));
+    is_int((int)isd_server_nconns(x.s), 1, T("one connection left"));
+    for (i = 0; i < 3; i++)
+        close(c[i]);
+    teardown(&x);
+}
+
 static void test_close_in_message_close(void) { test_close_in_message(0); }
 static void test_close_in_message_abort(void) { test_close_in_message(1); }
 static void test_close_in_message_fail(void)  { test_close_in_message(2); }
@@ -1704,7 +1803,8 @@ static void test_close_in_message_fail(void)  { test_close_in_message(2); }
 /* each test function runs in a child process: a crash fails it alone */
 #define RUN(fn) do { \
         char name_[64]; \
-        snprintf(name_, sizeof name_, "[%s] %s", BE ? BE : "-", #fn); \
+        snprintf(name_, sizeof name_, "[%s%s] %s", BE ? BE : "-", \
+                 PULL ? " pull" : "", #fn); \
         tap_subtest(fn, name_); \
     } while (0)
 
@@ -1713,20 +1813,22 @@ int main(void)
     char list[256], *save = NULL, *name;
     int nbe = 0;
 
-    alarm(20);
+    alarm(60);
     signal(SIGPIPE, SIG_DFL);            /* the core must not raise it */
 
     RUN(test_sockets);
 
     snprintf(list, sizeof list, "%s", isd_backends());
-    for (name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save)) {
+    for (name = strtok_r(list, " ", &save); name; name = strtok_r(NULL, " ", &save))
+    for (PULL = 0; PULL < 2; PULL++) {
         BE = name;
-        nbe++;
-        note("backend %s", BE);
+        nbe += !PULL;
+        note("backend %s, %s", BE, PULL ? "on_ready" : "on_message");
         RUN(test_echo);
         RUN(test_eof);
         RUN(test_max);
         RUN(test_next);
+        RUN(test_ready);
         RUN(test_close_in_message_close);
         RUN(test_close_in_message_abort);
         RUN(test_close_in_message_fail);
