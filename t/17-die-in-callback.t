@@ -194,6 +194,7 @@ sub batch_data {
     if ($l eq "boolfalse\n") { $io->print("bf\n"); return TestISD::BoolFalse->new }
     if ($l eq "seterr\n")   { eval { die "leftover\n" }; $io->print("set\n"); return 1 }
     if ($l eq "showerr\n")  { $io->print("err=[$@]\n"); return 1 }
+    if ($l eq "sleep\n")    { Time::HiRes::sleep(0.4); $io->print("slept\n"); return 1 }
     $io->print("R:$l");
     1;
 }
@@ -250,6 +251,44 @@ for my $be (backends()) {
         print $other "x\n";
         is(read_line($other), "R:x\n", 'still serving');
         close $other;
+        $srv->stop;
+    };
+
+    # The input of every connection that became readable together goes to
+    # data under one eval: a die costs its own connection only, and those
+    # after it in the same batch are still served, each with $@ empty.
+    isd_subtest "dies on several connections in one batch, backend $be" => sub {
+        my $srv = start_server(backend => $be, timeout => 1,
+                               callback => { data => \&batch_data,
+                                             remove => \&remove, error => \&error });
+        my @die = map { client($srv) } 1 .. 3;
+        my @ok  = map { client($srv) } 1 .. 3;
+        my $blk = client($srv);
+        for my $c (@die, @ok, $blk) {       # all accepted and served
+            print $c "x\n";
+            is(read_line($c), "R:x\n", 'served ' . $c->sockport);
+        }
+        print $blk "sleep\n";              # the loop blocks: the rest piles up
+        Time::HiRes::sleep(0.1);
+        for my $i (0 .. 2) {
+            print { $die[$i] } "die\n";
+            print { $ok[$i] } "showerr\n";
+        }
+        is(read_line($blk), "slept\n", 'the loop was blocked');
+        for my $c (@ok) {
+            is(read_line($c), "err=[]\n", 'a peer in the same batch is answered, $@ empty');
+        }
+        for my $c (@die) {
+            my $p = $c->sockport;
+            is(read_until_eof($c, 3), '', 'a dying peer gets nothing more');
+            ok(got_eof($c), 'and is closed');
+            ok($srv->wait_event(qr/^error $p .*data callback died: data-died/), 'its die reported');
+            ok($srv->wait_event(qr/^remove $p$/), 'remove called');
+        }
+        for my $c (@ok, $blk) {
+            print $c "y\n";
+            is(read_line($c), "R:y\n", 'still served');
+        }
         $srv->stop;
     };
 

@@ -248,7 +248,7 @@ static SV *peer_rv(isd_conn *c) { return (SV *)isd_conn_data(c); }
 struct batch;
 typedef struct {
     HV *peer_stash, *tie_stash;
-    CV *deliver_cv;            /* data() for the messages of one read */
+    CV *deliver_cv;            /* data() for the messages of one batch */
     CV *truth_cv;              /* the truth of an overloaded answer */
     struct batch *batch;       /* what deliver_cv is to deliver */
 } my_cxt_t;
@@ -441,14 +441,19 @@ static void on_accept(isd_server *s, isd_conn *c)
         drop_conn(aTHX_ c, 0);      /* refused: no remove callback */
 }
 
-/* The hot path.  One read's messages of one connection are a batch: the
- * only one gets a G_EVAL call of its own; several go through deliver_cv
- * under one eval, which takes them from the core with isd_conn_next (the
- * core's frames are not on the C stack while Perl runs).  $io is held by
- * a count of ours, not a mortal (the callback may remove it). */
+/* The hot path.  While the core dispatches a batch of events it queues the
+ * connections with input; then on_ready delivers the messages of all of
+ * them through deliver_cv, under one eval for the whole batch: the core
+ * is not on the C stack while Perl runs (deliver_cv takes connections with
+ * isd_server_ready and their messages with isd_conn_take).  A die unwinds
+ * to that eval; the connection whose data() died is reported and dropped,
+ * and the rest of the queue goes on under a new eval.  $io is held by a
+ * count of ours during its turn, not a mortal (the callback may remove
+ * it). */
 typedef struct batch {
     xd         *d;
-    isd_conn   *c;
+    isd_server *s;
+    isd_conn   *c;            /* the connection in its turn, or NULL */
     SV         *io, *cb;
     const char *msg;          /* the current message */
     size_t      len;
@@ -526,8 +531,8 @@ static void line_done(pTHX_ xd *d, SV *line)
 }
 
 /* data($io, $daemon, $line) for b's current message; its answer (a
- * mortal).  flags G_EVAL or 0 (a die then unwinds to the caller's eval). */
-static SV *deliver(pTHX_ batch *b, I32 flags)
+ * mortal).  No eval of its own: a die unwinds to on_ready's. */
+static SV *deliver(pTHX_ batch *b)
 {
     dSP;
     xd *d = b->d;
@@ -545,7 +550,7 @@ static SV *deliver(pTHX_ batch *b, I32 flags)
     PUSHs(d->self_rv ? d->self_rv : &PL_sv_undef);
     PUSHs(b->line);
     PUTBACK;
-    n = call_sv(b->cb, G_SCALAR | flags);
+    n = call_sv(b->cb, G_SCALAR);
     SPAGAIN;
     res = n > 0 ? POPs : &PL_sv_undef;
     PUTBACK;
@@ -553,91 +558,108 @@ static SV *deliver(pTHX_ batch *b, I32 flags)
     return res;
 }
 
-/* The batch: called by on_message under G_EVAL. */
-XS_INTERNAL(xs_deliver)
+/* b->c's turn is over.  After a false answer, or a die (died: in $@), the
+ * remove callback and the close; then the core finishes the turn (flush,
+ * interest). */
+static void turn_end(pTHX_ batch *b, int died)
 {
-    dXSARGS;
-    dMY_CXT;
-    batch *b = MY_CXT.batch;
+    xd *d = b->d;
+    isd_conn *c = b->c;
+    SV *io = b->io, *cb;
 
-    PERL_UNUSED_VAR(cv);
-    PERL_UNUSED_VAR(items);
-    if (!b)                             /* only on_message calls it */
-        XSRETURN_EMPTY;
-    for (;;) {
-        SV *res = deliver(aTHX_ b, 0), *e;
-
-        b->ok = SvTRUE(res) ? 1 : 0;    /* overloading dies to the eval */
-        FREETMPS;
-        line_done(aTHX_ b->d, b->line);
-        b->line = NULL;
-        if (!b->ok || peer_rv(b->c) != b->io
-            || !(b->cb = CB(b->d, data))
-            || !isd_conn_next(b->c, &b->msg, &b->len))
-            break;
-        /* each data() starts with $@ empty, as with an eval of its own */
-        e = GvSV(PL_errgv);
-        if (!e || !SvPOK(e) || SvCUR(e))
-            CLEAR_ERRSV();
-    }
-    XSRETURN_EMPTY;
-}
-
-static void on_message(isd_conn *c, const char *msg, size_t len)
-{
-    xd *d = conn_xd(c);
-    dXD_THX(d);
-    SV *io = peer_rv(c), *cb, *res;
-    batch b;
-    size_t have;
-    int died;
-
-    if (!io || !(cb = CB(d, data)))
-        return;
-    b.d = d;
-    b.c = c;
-    b.io = io;
-    b.cb = cb;
-    b.msg = msg;
-    b.len = len;
-    b.line = NULL;
-    b.ok = 1;
-    SvREFCNT_inc_simple_void_NN(io);
-    ENTER;          /* the mortals made here go with this batch */
-    SAVETMPS;
-    (void)isd_conn_in(c, &have);
-    if (LIKELY(have == len)) {
-        res = deliver(aTHX_ &b, G_EVAL);
-        died = SvTRUE(ERRSV) || (b.ok = answer(aTHX_ res)) < 0;
-    } else {
-        dSP;
-        dMY_CXT;
-        batch *outer = MY_CXT.batch;
-
-        MY_CXT.batch = &b;
-        PUSHMARK(SP);
-        PUTBACK;
-        call_sv((SV *)MY_CXT.deliver_cv, G_DISCARD | G_EVAL);
-        MY_CXT.batch = outer;
-        died = SvTRUE(ERRSV);
-    }
     d->cur_conn = NULL;
-    if (UNLIKELY(died)) {
-        report_died(aTHX_ d, "data", io);
-        b.ok = 0;
+    b->c = NULL;
+    b->io = NULL;
+    if (b->line) {                      /* not handed back: data() died */
+        line_done(aTHX_ d, b->line);
+        b->line = NULL;
     }
-    if (!b.ok && isd_conn_is_open(c) && peer_rv(c) == io) {
+    if (died) {
+        report_died(aTHX_ d, "data", io);
+        b->ok = 0;
+    }
+    if (!b->ok && io && isd_conn_is_open(c) && peer_rv(c) == io) {
         /* false (or died): remove callback, then close */
         if ((cb = CB(d, remove)))
             call_cb(aTHX_ d, cb, "remove", io, NULL);
         if (isd_conn_is_open(c) && peer_rv(c) == io)
             drop_conn(aTHX_ c, 0);
     }
+    isd_conn_done(c);
+    if (io)
+        SvREFCNT_dec_NN(io);
+}
+
+/* The batch: called by on_ready under G_EVAL.  Returns with b->c NULL
+ * once the queue is done; a die leaves b->c set. */
+XS_INTERNAL(xs_deliver)
+{
+    dXSARGS;
+    dMY_CXT;
+    batch *b = MY_CXT.batch;
+    isd_conn *c;
+
+    PERL_UNUSED_VAR(cv);
+    PERL_UNUSED_VAR(items);
+    if (!b)                             /* only on_ready calls it */
+        XSRETURN_EMPTY;
+    /* (a forked child's destroy lets go of the server: stop taking) */
+    while (b->d->srv == b->s && (c = isd_server_ready(b->s)) != NULL) {
+        SV *io = peer_rv(c);
+
+        b->c = c;
+        b->io = io;
+        b->ok = 1;
+        if (io)
+            SvREFCNT_inc_simple_void_NN(io);
+        while (isd_conn_take(c, &b->msg, &b->len)) {
+            SV *res, *e;
+
+            if (!io || peer_rv(c) != io || !(b->cb = CB(b->d, data)))
+                continue;               /* nobody to give it to: dropped */
+            /* each data() starts with $@ empty, as with an eval of its own */
+            e = GvSV(PL_errgv);
+            if (!e || !SvPOK(e) || SvCUR(e))
+                CLEAR_ERRSV();
+            res = deliver(aTHX_ b);
+            b->ok = SvTRUE(res) ? 1 : 0;    /* overloading dies to the eval */
+            FREETMPS;
+            line_done(aTHX_ b->d, b->line);
+            b->line = NULL;
+            if (!b->ok)
+                break;
+        }
+        turn_end(aTHX_ b, 0);
+    }
+    XSRETURN_EMPTY;
+}
+
+static void on_ready(isd_server *s)
+{
+    xd *d = isd_server_data(s);
+    dXD_THX(d);
+    dMY_CXT;
+    batch b, *outer = MY_CXT.batch;
+
+    Zero(&b, 1, batch);
+    b.d = d;
+    b.s = s;
+    MY_CXT.batch = &b;
+    ENTER;          /* the mortals made here go with this batch */
+    SAVETMPS;
+    for (;;) {
+        dSP;
+        PUSHMARK(SP);
+        PUTBACK;
+        call_sv((SV *)MY_CXT.deliver_cv, G_DISCARD | G_EVAL);
+        if (!b.c)                       /* the queue is done */
+            break;
+        turn_end(aTHX_ &b, 1);          /* b.c's data() died */
+        FREETMPS;
+    }
+    MY_CXT.batch = outer;
     FREETMPS;
-    if (b.line)             /* not yet handed back: the last or died */
-        line_done(aTHX_ d, b.line);
     LEAVE;
-    SvREFCNT_dec_NN(io);
 }
 
 static void on_close(isd_conn *c, int err)
@@ -674,7 +696,7 @@ static void on_error(isd_server *s, int err, const char *what)
     LEAVE;
 }
 
-static const isd_handlers handlers = { on_accept, on_message, on_close, on_error };
+static const isd_handlers handlers = { on_accept, NULL, on_close, on_error, on_ready };
 
 /* ---------------------------------------------------------- daemon state */
 
