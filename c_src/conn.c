@@ -49,11 +49,11 @@ struct isd_conn {
     int         err;         /* why it failed, for on_close */
     unsigned    uflags;
     void       *data;
+    isd_conn   *rnext;       /* srv->ready (first line: queued in dispatch) */
     size_t      consumed;    /* bytes consumed during on_message */
     size_t      scan;        /* framing resume offset into in */
     size_t      msg_len;     /* length of the message on_message has */
     isd_conn   *pnext;       /* srv->pending */
-    isd_conn   *rnext;       /* srv->ready */
     isd_buf     in;
     isd_outq    out;
     isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
@@ -587,6 +587,17 @@ static size_t conn_frame(isd_conn *c)
     return 0;
 }
 
+/* c's input is handled: answer now (one write for everything it produced),
+ * watch what is left to watch, give back an emptied input buffer. */
+static void conn_answer(isd_conn *c)
+{
+    if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
+        conn_flush(c);
+    if (!(c->flags & ISD_C_CLOSED))
+        conn_interest(c);
+    in_release(c->srv, c);
+}
+
 /* Queue c for the embedder's on_ready (once; the queue holds a reference). */
 static void ready_push(isd_server *s, isd_conn *c)
 {
@@ -687,11 +698,7 @@ void isd_conn_done(isd_conn *c)
         pend(c);
     }
     c->flags &= ~(ISD_C_TAKEN | ISD_C_RDREADY);
-    if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
-        conn_flush(c);
-    if (!(c->flags & ISD_C_CLOSED))
-        conn_interest(c);
-    in_release(c->srv, c);
+    conn_answer(c);
     isd_conn_unref(c);
 }
 
@@ -747,12 +754,7 @@ static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
         } else {
             conn_read_ev(c);
             conn_process(c);
-            /* Answer now: one write for everything this batch produced. */
-            if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
-                conn_flush(c);
-            if (!(c->flags & ISD_C_CLOSED))
-                conn_interest(c);
-            in_release(c->srv, c);
+            conn_answer(c);
         }
     }
     isd_conn_unref(c);
