@@ -125,6 +125,8 @@ for my $be (backends()) {
                 if ($l eq "fork\n") {
                     my $pid = fork;
                     if (defined $pid && !$pid) {
+                        $io->print("C:$l");     # the child answers...
+                        $io->flush;             # ...now: destroy drops output
                         $d->destroy;
                         log_event('child destroyed');
                         return 1;
@@ -149,6 +151,7 @@ for my $be (backends()) {
         ok($srv->wait_event(qr/^child status /), 'the parent reaped it');
         is(($srv->grep_events(qr/^child status /))[0], 'child status 0',
            'the child returned from data and out of run, exit 0');
+        is(read_line($a), "C:fork\n", "the child's print and flush reach the peer");
         is(read_line($a), "R:fork\n", 'the parent answers the forking peer');
         print $b "after\n";
         is(read_line($b), "R:after\n", 'and another peer, sockets intact');

@@ -555,6 +555,33 @@ method:
         return 1;
     },
 
+=head1 FORK
+
+A child forked from a callback shares the daemon's sockets with the
+parent and, when the callback returns, would go on serving them in the
+parent's place.  In the child, end that callback with an C<exit>, or call
+L</destroy>: in a child, C<destroy> only lets go of the child's copies of
+the descriptors (the parent's connections are not touched) and C<run>
+returns once the callback does.  Output the child queued through C<$io>
+is not written after that; C<< $io->flush >> writes it first:
+
+    $SIG{CHLD} = 'IGNORE';              # no zombies
+    my $server = IO::Socket::INET::Daemon->new(
+        port     => 5000,
+        callback => { data => sub {
+            my ($io, $daemon) = @_;
+            my $line = $io->getline;
+            defined(my $pid = fork) or return 1;
+            return 1 if $pid;           # the parent serves on
+            sleep 1;                    # the slow work, in the child
+            $io->print(uc $line);
+            $io->flush;
+            $daemon->destroy;           # run returns in the child
+            return 1;
+        } },
+    );
+    $server->run;                       # returns in each child
+
 =head1 SEE ALSO
 
 The F<eg/> directory of the distribution: F<echo.pl>, F<reverse.pl> (a 0.04
