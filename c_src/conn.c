@@ -651,6 +651,29 @@ isd_conn *isd_server_ready(isd_server *s)
     return c;
 }
 
+void isd_conn_prefetch(const isd_conn *c)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *p = (const char *)c;
+    size_t off;
+
+    for (off = 0; off < sizeof *c; off += 64)
+        __builtin_prefetch(p + off);
+#else
+    ISD_UNUSED(c);
+#endif
+}
+
+unsigned isd_server_ready_ahead(const isd_server *s, isd_conn **v, unsigned n)
+{
+    isd_conn *c = s->ready;
+    unsigned k = 0;
+
+    for (; c && k < n; c = c->rnext)
+        v[k++] = c;
+    return k;
+}
+
 /* The current message is over: drop it unless the handler consumed input
  * itself; a connection closed meanwhile lets go of its input now. */
 static void msg_end(isd_conn *c)

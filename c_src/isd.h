@@ -338,6 +338,11 @@ int  isd_conn_next(isd_conn *c, const char **msg, size_t *len);
  * turn is over; output is flushed.  Stopping before take says 0 leaves the
  * rest of c's messages for another turn after this batch. */
 isd_conn *isd_server_ready(isd_server *s);
+/* The first (up to) n connections of the queue into v, head first; how
+ * many.  For an embedder that prefetches its own data ahead of their turn. */
+unsigned isd_server_ready_ahead(const isd_server *s, isd_conn **v, unsigned n);
+/* A hint: c's state will be wanted soon (starts its loads, no effect). */
+void isd_conn_prefetch(const isd_conn *c);
 int  isd_conn_take(isd_conn *c, const char **msg, size_t *len);
 void isd_conn_done(isd_conn *c);
 /* Put bytes back in front of the unread input.  0 or -1/ENOMEM. */

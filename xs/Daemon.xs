@@ -590,6 +590,34 @@ static void turn_end(pTHX_ batch *b, int died)
         SvREFCNT_dec_NN(io);
 }
 
+/* With many connections each one's Perl objects are out of the cache by
+ * its next turn (the kernel's work for the others evicts them), and they
+ * are a chain of dependent loads: $io (an RV) -> glob head -> glob body ->
+ * magic.  While one connection is served, start the loads for the next
+ * ones, one link further for each connection closer to its turn, so each
+ * link has a whole turn to arrive. */
+#define PF(p) __builtin_prefetch(p)
+static void prefetch_ahead(const isd_server *s)
+{
+    isd_conn *n[5] = { NULL, NULL, NULL, NULL, NULL };
+    SV *rv, *g;
+
+    if (!isd_server_ready_ahead(s, n, 5))
+        return;
+    if (n[4])
+        isd_conn_prefetch(n[4]);                    /* the C state */
+    if (n[3])
+        PF(isd_conn_data(n[3]));                    /* the RV */
+    if (n[2] && (rv = isd_conn_data(n[2])) && SvROK(rv))
+        PF(SvRV(rv));                               /* the glob's head */
+    if (n[1] && (rv = isd_conn_data(n[1])) && SvROK(rv)
+        && (g = SvRV(rv)) && SvTYPE(g) >= SVt_PVMG)
+        PF(SvANY(g));                               /* its body */
+    if ((rv = isd_conn_data(n[0])) && SvROK(rv)
+        && (g = SvRV(rv)) && SvTYPE(g) >= SVt_PVMG && SvMAGIC(g))
+        PF(SvMAGIC(g));                             /* its magic */
+}
+
 /* The batch: called by on_ready under G_EVAL.  Returns with b->c NULL
  * once the queue is done; a die leaves b->c set. */
 XS_INTERNAL(xs_deliver)
@@ -607,6 +635,7 @@ XS_INTERNAL(xs_deliver)
     while (b->d->srv == b->s && (c = isd_server_ready(b->s)) != NULL) {
         SV *io = peer_rv(c);
 
+        prefetch_ahead(b->s);
         b->c = c;
         b->io = io;
         b->ok = 1;

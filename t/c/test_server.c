@@ -80,6 +80,9 @@ typedef struct srvctx {
     int         nready;            /* on_ready calls (PULL) */
     int         ready_conns;       /* connections taken in the last one */
     int         ready_max;         /* take at most this many messages a turn */
+    int         ahead;             /* isd_server_ready_ahead's count, last call */
+    int         ahead2;            /* the same, asked for at most 2 */
+    int         ahead_bad;         /* turns not in the order it gave */
     int         ready_leave;       /* take no connection at all */
     /* observations */
     isd_conn   *refd[16];
@@ -238,11 +241,20 @@ static void h_ready(isd_server *s)
     size_t len;
     int n;
 
+    isd_conn *v[8];
+    unsigned k;
+
     x->nready++;
     x->ready_conns = 0;
+    x->ahead = (int)isd_server_ready_ahead(s, v, 8);
+    x->ahead2 = (int)isd_server_ready_ahead(s, v + 4, 2);
+    for (k = 0; k < (unsigned)x->ahead; k++)
+        isd_conn_prefetch(v[k]);
     if (x->ready_leave)
         return;
     while ((c = isd_server_ready(s)) != NULL) {
+        if (x->ready_conns < x->ahead && v[x->ready_conns] != c)
+            x->ahead_bad++;
         x->ready_conns++;
         for (n = 0; (!x->ready_max || n < x->ready_max)
                     && isd_conn_take(c, &m, &len); n++)
@@ -1741,6 +1753,11 @@ static void test_ready(void)
     if (setup(&x, &cfg) < 0) { fail(T("setup")); teardown(&x); return; }
     x.echo = 1;
     ok(isd_server_ready(x.s) == NULL, T("nothing queued: isd_server_ready NULL"));
+    {
+        isd_conn *v[2];
+        is_int((int)isd_server_ready_ahead(x.s, v, 2), 0,
+               T("nothing queued: isd_server_ready_ahead 0"));
+    }
     for (i = 0; i < 3; i++)
         c[i] = cli_connect(x.port);
     ok(pump_until(&x, &x.naccept, 3, 3000), T("three clients"));
@@ -1750,6 +1767,9 @@ static void test_ready(void)
     ok(pump_until(&x, &x.nmsg, 3, 3000), T("three messages"));
     is_int(x.nready, 1, T("in one on_ready call"));
     is_int(x.ready_conns, 3, T("which took the three connections"));
+    is_int(x.ahead, 3, T("isd_server_ready_ahead saw the three queued"));
+    is_int(x.ahead2, 2, T("and no more than it was asked for"));
+    is_int(x.ahead_bad, 0, T("in the order isd_server_ready gave them"));
     for (i = 0; i < 3; i++) {
         n = cli_recv(&x, c[i], buf, sizeof buf, 2, 3000, &eof);
         is_mem(buf, n, "x\n", 2, T("client %d answered"), i);
