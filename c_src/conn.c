@@ -653,15 +653,11 @@ isd_conn *isd_server_ready(isd_server *s)
 
 void isd_conn_prefetch(const isd_conn *c)
 {
-#if defined(__GNUC__) || defined(__clang__)
     const char *p = (const char *)c;
     size_t off;
 
     for (off = 0; off < sizeof *c; off += 64)
-        __builtin_prefetch(p + off);
-#else
-    ISD_UNUSED(c);
-#endif
+        ISD_PREFETCH(p + off);
 }
 
 unsigned isd_server_ready_ahead(const isd_server *s, isd_conn **v, unsigned n)

@@ -17,6 +17,8 @@
 #include <pthread.h>
 #include <limits.h>
 
+#define FIRE_AHEAD 8    /* events whose watchers are prefetched ahead */
+
 static const isd_backend *const all_backends[] = {
 #ifdef ISD_HAVE_EPOLL
     &isd_backend_epoll,
@@ -346,8 +348,15 @@ int isd_loop_run_once(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
     if (waitmask)
         pthread_sigmask(SIG_SETMASK, waitmask, NULL);
     n = l->nfired;
+    /* With many watchers each one is out of the cache by the time it
+     * fires again: start the loads a few events ahead. */
+    for (i = 0; i < n && i < FIRE_AHEAD; i++)
+        ISD_PREFETCH(l->fired[i].w);
     for (i = 0; i < n; i++) {
         isd_io *w = l->fired[i].w;
+
+        if (i + FIRE_AHEAD < n)
+            ISD_PREFETCH(l->fired[i + FIRE_AHEAD].w);
         unsigned ev = l->fired[i].revents & (w->events | ISD_EV_ERR);
 
         if (w->fd < 0 || !w->events)
