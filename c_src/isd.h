@@ -343,6 +343,13 @@ isd_conn *isd_server_ready(isd_server *s);
 unsigned isd_server_ready_ahead(const isd_server *s, isd_conn **v, unsigned n);
 /* A hint: c's state will be wanted soon (starts its loads, no effect). */
 void isd_conn_prefetch(const isd_conn *c);
+/* The same hint for any address (embedders' own per-connection data);
+ * nothing where the compiler has no prefetch. */
+#if defined(__GNUC__) || defined(__clang__)
+#  define ISD_PREFETCH(p) __builtin_prefetch(p)
+#else
+#  define ISD_PREFETCH(p) ((void)(p))
+#endif
 int  isd_conn_take(isd_conn *c, const char **msg, size_t *len);
 void isd_conn_done(isd_conn *c);
 /* Put bytes back in front of the unread input.  0 or -1/ENOMEM. */

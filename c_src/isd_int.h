@@ -33,13 +33,6 @@
 
 #define ISD_UNUSED(x) ((void)(x))
 
-/* A hint that *p will be read soon (no effect where unsupported). */
-#if defined(__GNUC__) || defined(__clang__)
-#  define ISD_PREFETCH(p) __builtin_prefetch(p)
-#else
-#  define ISD_PREFETCH(p) ((void)(p))
-#endif
-
 /* Backends report an error or hangup with this bit: it goes to whatever
  * interest the watcher has, so the read or write path sees the error. */
 #define ISD_EV_ERR 0x80u

@@ -354,11 +354,10 @@ int isd_loop_run_once(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
         ISD_PREFETCH(l->fired[i].w);
     for (i = 0; i < n; i++) {
         isd_io *w = l->fired[i].w;
+        unsigned ev = l->fired[i].revents & (w->events | ISD_EV_ERR);
 
         if (i + FIRE_AHEAD < n)
             ISD_PREFETCH(l->fired[i + FIRE_AHEAD].w);
-        unsigned ev = l->fired[i].revents & (w->events | ISD_EV_ERR);
-
         if (w->fd < 0 || !w->events)
             continue;
         if (ev & ISD_EV_ERR)

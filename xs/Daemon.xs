@@ -596,7 +596,6 @@ static void turn_end(pTHX_ batch *b, int died)
  * magic.  While one connection is served, start the loads for the next
  * ones, one link further for each connection closer to its turn, so each
  * link has a whole turn to arrive. */
-#define PF(p) __builtin_prefetch(p)
 static void prefetch_ahead(const isd_server *s)
 {
     isd_conn *n[5] = { NULL, NULL, NULL, NULL, NULL };
@@ -607,15 +606,15 @@ static void prefetch_ahead(const isd_server *s)
     if (n[4])
         isd_conn_prefetch(n[4]);                    /* the C state */
     if (n[3])
-        PF(isd_conn_data(n[3]));                    /* the RV */
+        ISD_PREFETCH(isd_conn_data(n[3]));          /* the RV */
     if (n[2] && (rv = isd_conn_data(n[2])) && SvROK(rv))
-        PF(SvRV(rv));                               /* the glob's head */
+        ISD_PREFETCH(SvRV(rv));                     /* the glob's head */
     if (n[1] && (rv = isd_conn_data(n[1])) && SvROK(rv)
         && (g = SvRV(rv)) && SvTYPE(g) >= SVt_PVMG)
-        PF(SvANY(g));                               /* its body */
+        ISD_PREFETCH(SvANY(g));                     /* its body */
     if ((rv = isd_conn_data(n[0])) && SvROK(rv)
         && (g = SvRV(rv)) && SvTYPE(g) >= SVt_PVMG && SvMAGIC(g))
-        PF(SvMAGIC(g));                             /* its magic */
+        ISD_PREFETCH(SvMAGIC(g));                   /* its magic */
 }
 
 /* The batch: called by on_ready under G_EVAL.  Returns with b->c NULL

@@ -240,7 +240,6 @@ static void h_ready(isd_server *s)
     const char *m;
     size_t len;
     int n;
-
     isd_conn *v[8];
     unsigned k;
 
