@@ -38,6 +38,7 @@
 #define ISD_C_READY  (1u << 18)  /* on srv->ready (holding a reference) */
 #define ISD_C_TAKEN  (1u << 19)  /* its turn: isd_conn_take found no more */
 #define ISD_C_RDREADY (1u << 20) /* readable: its turn reads (on_ready) */
+#define ISD_C_ENDED  (1u << 21)  /* on_close was called (at most once) */
 
 /* What a request touches comes first (three cache lines of four): a busy
  * server with thousands of connections misses the cache on each. */
@@ -80,6 +81,9 @@ struct isd_server {
     isd_hook       hook;
     isd_buf        spare;      /* an emptied input buffer, for the next read */
     isd_chunk     *ospare;     /* an emptied output chunk, for the next reply */
+    isd_server    *rnext_srv;  /* every server of the process (fork) */
+    isd_server   **rprev_srv;
+    pthread_t      owner;      /* the thread that made it */
 };
 
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev);
@@ -148,6 +152,30 @@ static void drop_sref(isd_server *s, isd_conn *c)
     isd_conn_unref(c);
 }
 
+/* The core ends c for err (0: EOF): on_close, then the close.  During
+ * on_close c is as open as on any other path (listed, writable: what it
+ * prints is delivered) but reads no more; then it closes gracefully after
+ * EOF or a message over max, and at once after anything else (a broken
+ * socket, a peer that does not read).  Called once per connection. */
+static void conn_end(isd_conn *c, int err)
+{
+    isd_server *s = c->srv;
+
+    if (!(c->flags & ISD_C_OPEN) || (c->flags & ISD_C_ENDED)) {
+        isd_conn_abort(c);
+        return;
+    }
+    c->flags = (c->flags & ~ISD_C_FAILED) | ISD_C_ENDED | ISD_C_RDSHUT;
+    if (s->h->on_close)
+        s->h->on_close(c, err);
+    /* abort and close re-queue c as CLOSED: that entry drops the server's
+     * reference (never while c is still on the list) */
+    if (err && err != EMSGSIZE)
+        isd_conn_abort(c);
+    else
+        isd_conn_close(c);
+}
+
 /* Run the pending list until it is empty: flush output, deliver deferred
  * failures, release finished connections.  Handlers may queue more.  A
  * queued connection is kept alive by the server's reference, which is only
@@ -166,15 +194,7 @@ static int run_pending(isd_server *s)
         if (c->flags & ISD_C_CLOSED) {
             drop_sref(s, c);
         } else if (c->flags & ISD_C_FAILED) {
-            if (c->flags & ISD_C_OPEN) {
-                c->flags &= ~ISD_C_OPEN;
-                s->nopen--;
-                if (s->h->on_close)
-                    s->h->on_close(c, c->err);
-            }
-            /* abort re-queues c as CLOSED: that entry drops the server's
-             * reference (never while c is still on the list). */
-            isd_conn_abort(c);
+            conn_end(c, c->err);
         } else {
             if ((c->flags & ISD_C_REDO) && (c->flags & ISD_C_OPEN)) {
                 c->flags &= ~ISD_C_REDO;
@@ -231,7 +251,11 @@ static void conn_interest(isd_conn *c)
 
 /* ------------------------------------------------------------------ fail */
 
-/* Something went wrong on c: stop its I/O now, tell the embedder later. */
+/* Something went wrong on c: stop its I/O now, tell the embedder later.
+ * A message over max is the peer's fault, not the socket's: the replies
+ * queued for its earlier messages are kept, to be delivered after on_close
+ * (a graceful close).  Any other failure drops the output: the socket is
+ * broken, or (ENOBUFS) the peer does not read it. */
 static void conn_fail(isd_conn *c, int err)
 {
     if (c->flags & (ISD_C_CLOSED | ISD_C_FAILED))
@@ -240,8 +264,9 @@ static void conn_fail(isd_conn *c, int err)
     c->err = err ? err : EIO;
     if (c->srv && c->io.events)
         isd_io_set(c->srv->loop, &c->io, 0);
-    isd_outq_clear(&c->out);
-    if (!(c->flags & ISD_C_OPEN)) {
+    if (c->err != EMSGSIZE || (c->flags & ISD_C_ENDED))
+        isd_outq_clear(&c->out);
+    if (!(c->flags & ISD_C_OPEN) || (c->flags & ISD_C_ENDED)) {
         /* Already closed by the embedder, only flushing: no on_close. */
         conn_finish(c);
         return;
@@ -283,8 +308,11 @@ static void conn_finish(isd_conn *c)
     }
     if (c->io.fd >= 0) {
         /* Unread input makes close() send RST, which can destroy replies
-         * still in flight to the peer: read what is already here first. */
-        for (i = 0; i < 16 && !(c->flags & ISD_C_EOF); i++)
+         * still in flight to the peer: read what is already here first
+         * (not in a forked child: the input is the parent's, and the
+         * parent's copy of the socket keeps it from being reset). */
+        for (i = 0; i < 16 && !(c->flags & ISD_C_EOF)
+                    && !(s && s->loop->forked); i++)
             if (recv(c->io.fd, junk, sizeof junk, 0) <= 0)
                 break;
         close(c->io.fd);
@@ -316,9 +344,13 @@ void isd_conn_close(isd_conn *c)
         return;
     if (c->flags & ISD_C_FAILED) {
         /* The embedder closes it before hearing of the failure: it asked,
-         * so no on_close. */
-        isd_conn_abort(c);
-        return;
+         * so no on_close.  Output kept by the failure (the replies before
+         * a message over max) is still delivered. */
+        if (!c->out.bytes) {
+            isd_conn_abort(c);
+            return;
+        }
+        c->flags &= ~ISD_C_FAILED;
     }
     if (c->flags & ISD_C_OPEN) {
         c->flags &= ~ISD_C_OPEN;
@@ -336,8 +368,12 @@ void isd_conn_close(isd_conn *c)
         if (s->cfg.linger_ms)
             isd_timer_start(s->loop, &c->linger, s->cfg.linger_ms);
     }
-    if (conn_flush(c) == 0 && !(c->flags & ISD_C_CLOSED))
-        conn_interest(c);
+    if (conn_flush(c) == 0 && !(c->flags & ISD_C_CLOSED)) {
+        if (!s->cfg.linger_ms)
+            isd_conn_abort(c);      /* no time to linger: what one write took */
+        else
+            conn_interest(c);
+    }
 }
 
 int isd_conn_shutdown(isd_conn *c, int how)
@@ -415,12 +451,40 @@ static int conn_flush(isd_conn *c)
     return 0;
 }
 
+/* In a forked child nothing will flush later (the loop is the parent's):
+ * wait until the output is written, for up to linger_ms. */
+static int conn_flush_wait(isd_conn *c)
+{
+    uint64_t deadline = isd_now_ms() + c->srv->cfg.linger_ms;
+    struct pollfd pfd;
+
+    for (;;) {
+        uint64_t now;
+        if (conn_flush(c) < 0)
+            return -1;
+        if (!c->out.bytes || (c->flags & ISD_C_CLOSED))
+            return 0;
+        now = isd_now_ms();
+        if (now >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        pfd.fd = c->io.fd;
+        pfd.events = POLLOUT;
+        pfd.revents = 0;
+        if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
 int isd_conn_flush(isd_conn *c)
 {
     if (c->flags & (ISD_C_CLOSED | ISD_C_FAILED)) {
         errno = ENOTCONN;
         return -1;
     }
+    if (c->srv && c->srv->loop->forked && c->srv->cfg.linger_ms)
+        return conn_flush_wait(c);
     return conn_flush(c);
 }
 
@@ -575,15 +639,7 @@ static size_t conn_frame(isd_conn *c)
     /* Everything delivered: the peer is done.  After a plain EOF c stays
      * open (writable: the peer may only have half-closed) for the handler,
      * then closes gracefully; after a reset it is aborted. */
-    {
-        int err = c->err;
-        if (s->h->on_close)
-            s->h->on_close(c, err);
-        if (err)
-            isd_conn_abort(c);
-        else
-            isd_conn_close(c);
-    }
+    conn_end(c, c->err);
     return 0;
 }
 
@@ -810,6 +866,15 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
     for (;;) {
         if (c->out.bytes && conn_flush(c) < 0)
             return -1;
+        /* The input held for one connection stays within max (plus one
+         * read), whatever the embedder's reads wait for: a slurp or a
+         * record longer than that fails c, as an over-long message does. */
+        if (c->srv->cfg.framing.max
+            && isd_buf_len(&c->in) >= c->srv->cfg.framing.max) {
+            conn_fail(c, EMSGSIZE);
+            errno = EMSGSIZE;
+            return -1;
+        }
         n = conn_read1(c);
         if (n >= 0) {
             if (n == 0)
@@ -958,6 +1023,66 @@ static void listen_cb(isd_loop *l, isd_io *w, unsigned ev)
     }
 }
 
+/* ------------------------------------------------------------------ fork */
+
+/* Every server of the process, for the child side of a fork.  The child
+ * gets copies of the parent's output queues: it must not send them (each
+ * byte goes out once, from the parent), nor change the interest the two
+ * processes share (an epoll set).  Servers of other threads are only
+ * marked: their thread does not exist in the child. */
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t  reg_once = PTHREAD_ONCE_INIT;
+static isd_server     *reg_head;
+
+static void reg_prepare(void) { pthread_mutex_lock(&reg_lock); }
+static void reg_parent(void)  { pthread_mutex_unlock(&reg_lock); }
+
+static void reg_child(void)
+{
+    isd_server *s;
+    isd_conn *c;
+
+    for (s = reg_head; s; s = s->rnext_srv) {
+        s->loop->forked = 1;
+        if (!pthread_equal(s->owner, pthread_self()))
+            continue;
+        for (c = s->conns; c; c = c->next)
+            isd_outq_clear(&c->out);
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_init(void)
+{
+    pthread_atfork(reg_prepare, reg_parent, reg_child);
+}
+
+static void reg_add(isd_server *s)
+{
+    pthread_once(&reg_once, reg_init);
+    pthread_mutex_lock(&reg_lock);
+    s->owner = pthread_self();
+    s->rnext_srv = reg_head;
+    if (reg_head)
+        reg_head->rprev_srv = &s->rnext_srv;
+    s->rprev_srv = &reg_head;
+    reg_head = s;
+    pthread_mutex_unlock(&reg_lock);
+}
+
+static void reg_del(isd_server *s)
+{
+    pthread_mutex_lock(&reg_lock);
+    if (s->rprev_srv) {
+        *s->rprev_srv = s->rnext_srv;
+        if (s->rnext_srv)
+            s->rnext_srv->rprev_srv = s->rprev_srv;
+        s->rprev_srv = NULL;
+        s->rnext_srv = NULL;
+    }
+    pthread_mutex_unlock(&reg_lock);
+}
+
 /* ---------------------------------------------------------------- server */
 
 isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
@@ -979,6 +1104,7 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
     s->hook.cb = server_hook;
     s->hook.data = s;
     isd_loop_add_hook(l, &s->hook);
+    reg_add(s);
     return s;
 }
 
@@ -1026,6 +1152,17 @@ void isd_server_unlisten(isd_server *s)
     }
 }
 
+int isd_server_take_listener(isd_server *s)
+{
+    int fd = s->lio.fd;
+
+    isd_timer_stop(s->loop, &s->accept_pause);
+    if (fd >= 0 && s->lio.events)
+        isd_io_set(s->loop, &s->lio, 0);
+    isd_io_init(&s->lio, -1, listen_cb);
+    return fd;
+}
+
 int isd_server_listening(const isd_server *s) { return s->lio.fd >= 0; }
 
 int isd_server_sockaddr(const isd_server *s, isd_addr *a)
@@ -1052,27 +1189,38 @@ isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c)
     return n;
 }
 
-void isd_server_close_all(isd_server *s, int timeout_ms)
+void isd_server_close_conns(isd_server *s)
 {
-    uint64_t deadline = isd_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
-    struct pollfd *pfd = NULL;
-    isd_conn *c, *next, **cs = NULL;
-    size_t n, i, cap = 0;
-    int r;
+    isd_conn *c, *next;
 
     for (c = s->conns; c; c = next) {
         next = c->next;
         if (c->flags & ISD_C_OPEN)
             isd_conn_close(c);
     }
-    /* Drain with a private poll set: the loop's own may be mid-batch. */
+}
+
+static int drain(isd_server *s, int timeout_ms, const sigset_t *waitmask)
+{
+    uint64_t deadline = isd_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    struct pollfd *pfd = NULL;
+    isd_conn *c, **cs = NULL;
+    size_t n, i, cap = 0;
+    int r, rc = 0;
+
+    /* A private poll set: the loop's own may be mid-batch. */
     for (;;) {
         uint64_t now = isd_now_ms();
         for (n = 0, c = s->conns; c; c = c->next)
             if ((c->flags & ISD_C_CLOSING) && c->out.bytes)
                 n++;
-        if (!n || now >= deadline)
+        if (!n)
             break;
+        if (now >= deadline) {
+            errno = ETIMEDOUT;
+            rc = -1;
+            break;
+        }
         if (n > cap) {
             struct pollfd *np = realloc(pfd, n * sizeof *pfd);
             isd_conn **nc;
@@ -1092,9 +1240,13 @@ void isd_server_close_all(isd_server *s, int timeout_ms)
                 pfd[i].revents = 0;
                 cs[i++] = c;
             }
-        r = poll(pfd, (nfds_t)i, (int)(deadline - now));
-        if (r < 0 && errno != EINTR)
+        r = isd_poll_fds(pfd, i, (int)(deadline - now), waitmask);
+        if (r < 0) {
+            if (errno == EINTR && !waitmask)
+                continue;
+            rc = -1;        /* EINTR with a waitmask: the caller's signal */
             break;
+        }
         for (n = i, i = 0; r > 0 && i < n; i++)
             if (pfd[i].revents) {
                 isd_conn_ref(cs[i]);
@@ -1104,6 +1256,24 @@ void isd_server_close_all(isd_server *s, int timeout_ms)
     }
     free(pfd);
     free(cs);
+    return rc;
+}
+
+int isd_server_drain(isd_server *s, int timeout_ms, const sigset_t *waitmask)
+{
+    int rc = drain(s, timeout_ms, waitmask);
+    int e = errno;
+
+    if (waitmask)
+        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
+    errno = e;
+    return rc;
+}
+
+void isd_server_abort_closing(isd_server *s)
+{
+    isd_conn *c, *next;
+
     for (c = s->conns; c; c = next) {
         next = c->next;
         if (!(c->flags & ISD_C_CLOSED))
@@ -1111,6 +1281,13 @@ void isd_server_close_all(isd_server *s, int timeout_ms)
     }
     if (!isd_loop_running(s->loop))
         run_pending(s);
+}
+
+void isd_server_close_all(isd_server *s, int timeout_ms)
+{
+    isd_server_close_conns(s);
+    drain(s, timeout_ms, NULL);
+    isd_server_abort_closing(s);
 }
 
 /* Let go of the ready queue without delivering (the server goes). */
@@ -1128,6 +1305,7 @@ static void ready_drop(isd_server *s)
 
 void isd_server_abandon(isd_server *s)
 {
+    int running = isd_loop_running(s->loop);
     isd_conn *c, *next;
 
     isd_timer_stop(s->loop, &s->accept_pause);
@@ -1145,15 +1323,26 @@ void isd_server_abandon(isd_server *s)
         c->io.fd = -1;
         c->io.events = 0;
         c->io.slot = -1;
+        isd_outq_clear(&c->out);
+        c->srv = NULL;
+        if (running) {
+            /* the batch being dispatched may still point at c->io: the
+             * server's reference goes when the batch ends (run_pending),
+             * or with the server */
+            c->flags = (c->flags & ~(ISD_C_OPEN | ISD_C_CLOSING
+                                     | ISD_C_FAILED)) | ISD_C_CLOSED;
+            if (!(c->flags & ISD_C_INMSG))
+                isd_buf_free(&c->in);
+            continue;
+        }
         c->flags = (c->flags & ~(ISD_C_OPEN | ISD_C_CLOSING | ISD_C_FAILED
                                  | ISD_C_PENDING)) | ISD_C_CLOSED;
         isd_buf_free(&c->in);
-        isd_outq_clear(&c->out);
-        c->srv = NULL;
         c->pnext = NULL;
         drop_sref(s, c);
     }
-    s->pending = NULL;
+    if (!running)
+        s->pending = NULL;
     ready_drop(s);
     s->nopen = 0;
 }
@@ -1164,6 +1353,7 @@ void isd_server_free(isd_server *s)
 
     if (!s)
         return;
+    reg_del(s);
     isd_server_unlisten(s);
     for (c = s->conns; c; c = next) {
         next = c->next;

@@ -66,7 +66,9 @@ ssize_t isd_frame_next(const isd_framing *f, const char *p, size_t len,
         *scan = 0;
         return (ssize_t)msglen;
     }
-    if (len >= max) {
+    /* max bytes without a terminator may still be a final message (at
+     * EOF); one byte more cannot be anything. */
+    if (len > max) {
         errno = EMSGSIZE;
         return -1;
     }

@@ -267,13 +267,25 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
 int   isd_server_listen_fd(isd_server *s, int fd);
 /* Stop accepting and close the listening socket(s). */
 void  isd_server_unlisten(isd_server *s);
+/* Stop accepting and hand the listening fd to the caller (not closed):
+ * the fd, or -1 if none.  For a forked child that serves anew. */
+int   isd_server_take_listener(isd_server *s);
 int   isd_server_listening(const isd_server *s);
 /* Local address of the (first) listening socket; -1/ENOTCONN if none. */
 int   isd_server_sockaddr(const isd_server *s, isd_addr *a);
 /* Close every connection gracefully (no on_close), then wait up to
  * timeout_ms for their output to drain, aborting what is left.  Safe from
- * inside any handler. */
+ * inside any handler.  The same in three steps, for a caller that must
+ * act on signals while it waits: close_conns closes every open connection
+ * gracefully; drain waits up to timeout_ms (0: no wait) for closed
+ * connections' output to be written, returning 0 once there is none, or
+ * -1/ETIMEDOUT, -1/EINTR (a signal: deal with it, call again); waitmask as
+ * for isd_loop_run_once; abort_closing drops what is left. */
 void  isd_server_close_all(isd_server *s, int timeout_ms);
+void  isd_server_close_conns(isd_server *s);
+int   isd_server_drain(isd_server *s, int timeout_ms,
+                       const sigset_t *waitmask);
+void  isd_server_abort_closing(isd_server *s);
 /* Free the server: closes everything at once.  Not from inside a handler. */
 void  isd_server_free(isd_server *s);
 /* After fork, in a process that does not serve: close this process's copies

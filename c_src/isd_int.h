@@ -66,6 +66,7 @@ struct isd_loop {
     int         running;
     int         in_timers;   /* inside run_timers */
     uint64_t    timer_now;   /* the clock run_timers compares with */
+    int         forked;      /* in a child forked since it was made */
 };
 
 /* Grow l->fired to hold at least n entries.  0 or -1/ENOMEM. */

@@ -148,6 +148,13 @@ int isd_io_set(isd_loop *l, isd_io *w, unsigned events)
         errno = EBADF;
         return -1;
     }
+    /* A forked child must not change the interest it shares with the
+     * parent (epoll), or that it lost (kqueue is not inherited); only
+     * poll's is the process's own. */
+    if (l->forked && l->be != &isd_backend_poll) {
+        w->events = events;
+        return 0;
+    }
     if (l->be->change(l, w, old, events) < 0)
         return -1;
     w->events = events;

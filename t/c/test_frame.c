@@ -113,7 +113,8 @@ static ssize_t ref_next(const char *sep, size_t seplen, size_t max,
     for (i = 0; i + seplen <= len; i++)
         if (memcmp(p + i, sep, seplen) == 0)
             return i + seplen <= max ? (ssize_t)(i + seplen) : -1;
-    return len >= max ? -1 : 0;
+    /* max bytes without a terminator may be a final message at EOF */
+    return len > max ? -1 : 0;
 }
 
 /* ------------------------------------------------------------ the tests */
@@ -386,7 +387,9 @@ static void test_max(void)
     ok(emsgsize(&f, "1234567890\nx", 12), "max 10: 11-byte line + more: EMSGSIZE");
     /* incomplete data */
     is_int(next_s(&f, "123456789"), 0, "max 10: 9 bytes, no \\n: incomplete");
-    ok(emsgsize(&f, "1234567890", 10), "max 10: 10 bytes, no \\n: EMSGSIZE");
+    is_int(next_s(&f, "1234567890"), 0,
+           "max 10: 10 bytes, no \\n: incomplete (a final line at EOF)");
+    ok(emsgsize(&f, "12345678901", 11), "max 10: 11 bytes, no \\n: EMSGSIZE");
     ok(emsgsize(&f, "12345678901234", 14), "max 10: 14 bytes, no \\n: EMSGSIZE");
 
     f = line("\r\n", 10);
@@ -394,8 +397,10 @@ static void test_max(void)
     ok(emsgsize(&f, "123456789\r\n", 11), "\\r\\n max 10: 11 bytes EMSGSIZE");
     is_int(next_s(&f, "12345678\r"), 0, "\\r\\n max 10: 9 bytes ending in \\r: "
            "incomplete (\\n would make 10)");
-    ok(emsgsize(&f, "123456789\r", 10), "\\r\\n max 10: 10 bytes ending in \\r: "
-       "EMSGSIZE (\\n would make 11)");
+    is_int(next_s(&f, "123456789\r"), 0, "\\r\\n max 10: 10 bytes ending in "
+           "\\r: incomplete (only a final line at EOF: \\n would make 11)");
+    ok(emsgsize(&f, "123456789\rx", 11), "\\r\\n max 10: 11 bytes, no "
+       "terminator: EMSGSIZE");
     ok(emsgsize(&f, "123456789\r\n", 11),
        "\\r\\n max 10: separator straddling max: EMSGSIZE");
 
@@ -403,11 +408,14 @@ static void test_max(void)
     is_int(next_s(&f, "abcEND"), 6, "END max 6: 6 bytes OK");
     ok(emsgsize(&f, "abcdEND", 7), "END max 6: 7 bytes EMSGSIZE");
     is_int(next_s(&f, "abcEN"), 0, "END max 6: 5 bytes incomplete");
-    ok(emsgsize(&f, "abcdEN", 6), "END max 6: 6 bytes without END: EMSGSIZE");
+    is_int(next_s(&f, "abcdEN"), 0, "END max 6: 6 bytes without END: "
+           "incomplete (a final message at EOF)");
+    ok(emsgsize(&f, "abcdENx", 7), "END max 6: 7 bytes without END: EMSGSIZE");
 
     f = line(NULL, 1);
     is_int(next_s(&f, "\n"), 1, "max 1: empty line OK");
-    ok(emsgsize(&f, "a", 1), "max 1: one byte without \\n: EMSGSIZE");
+    is_int(next_s(&f, "a"), 0, "max 1: one byte without \\n: incomplete");
+    ok(emsgsize(&f, "ab", 2), "max 1: two bytes without \\n: EMSGSIZE");
     ok(emsgsize(&f, "a\n", 2), "max 1: a\\n: EMSGSIZE");
 
     /* the boundary reached by feeding, with scan kept */
@@ -424,8 +432,8 @@ static void test_max(void)
             e = errno;
             if (r != 0) break;
         }
-        ok(n == 16 && r == -1 && e == EMSGSIZE,
-           "fed byte by byte, max 16: EMSGSIZE exactly at len 16 (n=%zu r=%zd)",
+        ok(n == 17 && r == -1 && e == EMSGSIZE,
+           "fed byte by byte, max 16: EMSGSIZE exactly at len 17 (n=%zu r=%zd)",
            n, r);
         /* and a 16-byte line fed byte by byte is fine */
         memset(buf, 'q', 15);
