@@ -52,6 +52,8 @@ typedef struct xd {
     SV         *self_rv;       /* counted, while run() is on the stack */
     int         lfd;           /* listening fd before the server takes it */
     int         running, stop;
+    int         draining;      /* destroy is waiting for output to drain */
+    int         drain_abort;   /* ... and was told to give up */
     pid_t       pid;           /* process that owns the sockets */
     int         family;
     int         backlog;
@@ -250,12 +252,16 @@ typedef struct {
     HV *peer_stash, *tie_stash;
     CV *deliver_cv;            /* data() for the messages of one batch */
     CV *truth_cv;              /* the truth of an overloaded answer */
+    CV *warn_cv;               /* warn, whose $SIG{__WARN__} may die */
+    CV *string_cv;             /* "$x", whose overloading may die */
     struct batch *batch;       /* what deliver_cv is to deliver */
 } my_cxt_t;
 START_MY_CXT
 
 XS_INTERNAL(xs_deliver);
 XS_INTERNAL(xs_truth);
+XS_INTERNAL(xs_warn);
+XS_INTERNAL(xs_string);
 
 static void init_cxt(pTHX_ my_cxt_t *cx)
 {
@@ -263,7 +269,19 @@ static void init_cxt(pTHX_ my_cxt_t *cx)
     cx->tie_stash = gv_stashpv(TIE_PKG, GV_ADD);
     cx->deliver_cv = newXS(NULL, xs_deliver, __FILE__);
     cx->truth_cv = newXS(NULL, xs_truth, __FILE__);
+    cx->warn_cv = newXS(NULL, xs_warn, __FILE__);
+    cx->string_cv = newXS(NULL, xs_string, __FILE__);
     cx->batch = NULL;
+}
+
+/* Whether the last eval died.  $@ is an object or a string: an object's
+ * overloaded bool is Perl code that could die itself, outside any eval,
+ * so a reference counts as a death without asking it. */
+static int died(pTHX)
+{
+    SV *e = ERRSV;
+
+    return SvROK(e) ? 1 : SvTRUE_nomg(e);
 }
 
 /* The truth of a callback's answer: 1 or 0, or -1 when an overloaded bool
@@ -283,7 +301,7 @@ static int answer(pTHX_ SV *res)
     SPAGAIN;
     ok = n > 0 && SvTRUE(POPs);
     PUTBACK;
-    return SvTRUE(ERRSV) ? -1 : ok;
+    return died(aTHX) ? -1 : ok;
 }
 
 XS_INTERNAL(xs_truth)
@@ -294,6 +312,73 @@ XS_INTERNAL(xs_truth)
         XSRETURN_NO;
     ST(0) = boolSV(SvTRUE(ST(0)));
     XSRETURN(1);
+}
+
+XS_INTERNAL(xs_warn)
+{
+    dXSARGS;
+    PERL_UNUSED_VAR(cv);
+    if (items > 0)
+        warn_sv(ST(0));
+    XSRETURN_EMPTY;
+}
+
+XS_INTERNAL(xs_string)
+{
+    dXSARGS;
+    STRLEN n;
+    const char *p;
+    PERL_UNUSED_VAR(cv);
+    if (items < 1)
+        XSRETURN_EMPTY;
+    p = SvPV(ST(0), n);
+    ST(0) = sv_2mortal(newSVpvn_flags(p, n, SvUTF8(ST(0)) ? SVf_UTF8 : 0));
+    XSRETURN(1);
+}
+
+/* Run one of our helper XSUBs on sv under an eval: warn and stringify run
+ * Perl code ($SIG{__WARN__}, overloaded ""), which may die; from a C frame
+ * that die must not unwind through the core.  The result (a new mortal),
+ * or NULL if it died. */
+static SV *guarded(pTHX_ CV *helper, SV *sv)
+{
+    dSP;
+    SV *res = NULL, *saved = sv_2mortal(newSVsv(ERRSV));
+    int n;
+
+    PUSHMARK(SP);
+    XPUSHs(sv);
+    PUTBACK;
+    n = call_sv((SV *)helper, G_SCALAR | G_EVAL);
+    SPAGAIN;
+    if (n > 0)
+        res = POPs;
+    PUTBACK;
+    if (died(aTHX))
+        res = NULL;
+    sv_setsv(ERRSV, saved);         /* the caller's $@, as it was */
+    return res;
+}
+
+static void safe_warn(pTHX_ SV *msg)
+{
+    dMY_CXT;
+    guarded(aTHX_ MY_CXT.warn_cv, msg);
+}
+
+/* "$sv" as a plain string (a new mortal); when its overloaded "" dies, a
+ * description instead. */
+static SV *safe_string(pTHX_ SV *sv)
+{
+    dMY_CXT;
+    SV *s;
+
+    if (!SvROK(sv) || !SvAMAGIC(sv))
+        return sv_2mortal(newSVsv(sv));
+    if ((s = guarded(aTHX_ MY_CXT.string_cv, sv)))
+        return s;
+    return sv_2mortal(newSVpvf("a %s object (its stringification died)",
+                               sv_reftype(SvRV(sv), 1)));
 }
 
 /* Report a problem: the `error` callback, or a warn. */
@@ -312,12 +397,14 @@ static void report(pTHX_ xd *d, SV *io, SV *msg)
         PUSHs(msg);
         PUTBACK;
         call_sv(cb, G_DISCARD | G_EVAL);
-        if (SvTRUE(ERRSV))
-            warn("%s: error callback died: %" SVf, PKG, SVfARG(ERRSV));
+        if (died(aTHX))
+            safe_warn(aTHX_ sv_2mortal(newSVpvf("%s: error callback died: %"
+                      SVf, PKG, SVfARG(safe_string(aTHX_ ERRSV)))));
         FREETMPS;
         LEAVE;
     } else {
-        warn("%s: %" SVf "\n", PKG, SVfARG(msg));
+        safe_warn(aTHX_ sv_2mortal(newSVpvf("%s: %" SVf "\n", PKG,
+                                            SVfARG(msg))));
     }
 }
 
@@ -325,7 +412,7 @@ static void report(pTHX_ xd *d, SV *io, SV *msg)
 static void report_died(pTHX_ xd *d, const char *name, SV *io)
 {
     SV *msg = sv_2mortal(newSVpvf("%s callback died: %" SVf, name,
-                                  SVfARG(ERRSV)));
+                                  SVfARG(safe_string(aTHX_ ERRSV))));
     /* one line: strip the trailing newline of "... line N.\n" */
     if (SvCUR(msg) && SvPVX(msg)[SvCUR(msg) - 1] == '\n')
         SvCUR_set(msg, SvCUR(msg) - 1);
@@ -353,7 +440,7 @@ static int call_cb(pTHX_ xd *d, SV *cb, const char *name, SV *io, SV *arg)
     SPAGAIN;
     res = n > 0 ? POPs : &PL_sv_undef;
     PUTBACK;
-    ret = SvTRUE(ERRSV) ? -1 : answer(aTHX_ res);
+    ret = died(aTHX) ? -1 : answer(aTHX_ res);
     if (ret < 0)
         report_died(aTHX_ d, name, io);
     FREETMPS;
@@ -578,8 +665,11 @@ static void turn_end(pTHX_ batch *b, int died)
         report_died(aTHX_ d, "data", io);
         b->ok = 0;
     }
-    if (!b->ok && io && isd_conn_is_open(c) && peer_rv(c) == io) {
-        /* false (or died): remove callback, then close */
+    if (!b->ok && io && isd_conn_is_open(c) && peer_rv(c) == io
+        && !(isd_conn_flags(c) & ISD_C_FAILED)) {
+        /* False (or died): remove callback, then close.  A connection
+         * that failed meanwhile (a print over max_output) is the core's to
+         * end: its on_close reports why, then calls remove. */
         if ((cb = CB(d, remove)))
             call_cb(aTHX_ d, cb, "remove", io, NULL);
         if (isd_conn_is_open(c) && peer_rv(c) == io)
@@ -780,12 +870,18 @@ static int xd_listen(pTHX_ xd *d)
 static int xd_start(pTHX_ xd *d)
 {
     if (d->srv && d->pid != getpid()) {
-        /* forked since: the loop is shared with the parent; start afresh */
+        /* forked since: the loop is shared with the parent; start afresh,
+         * on the same listening socket (a child that runs serves) */
+        int lfd = isd_server_take_listener(d->srv);
         isd_server_abandon(d->srv);
         isd_server_free(d->srv);
         isd_loop_abandon(d->loop);
         d->srv = NULL;
         d->loop = NULL;
+        if (d->lfd < 0)
+            d->lfd = lfd;
+        else if (lfd >= 0)
+            close(lfd);
     }
     d->pid = getpid();
     if (!d->loop) {
@@ -809,11 +905,57 @@ static int xd_start(pTHX_ xd *d)
     return 0;
 }
 
-/* Drop every connection's $io and close them, with the listener. */
-static void xd_close_all(pTHX_ xd *d)
+static int perl_handles_signals(pTHX);
+static int block_signals(pTHX_ sigset_t *old);
+
+/* Wait for the closed connections' output to drain, up to linger, running
+ * Perl's signal handlers as they come (signals: only when called from
+ * Perl, never from a magic free).  A handler may end the wait: destroy or
+ * stop (d->drain_abort), exit, die, or freeing the server. */
+static void xd_drain(pTHX_ xd *d, int signals)
+{
+    uint64_t deadline = isd_now_ms() + d->cfg.linger_ms;
+    sigset_t old;
+
+    while (d->srv && !d->drain_abort) {
+        uint64_t now = isd_now_ms();
+        int left = now >= deadline ? 0 : (int)(deadline - now);
+        int sigs = signals && perl_handles_signals(aTHX);
+
+        if (sigs && block_signals(aTHX_ &old)) {
+            PERL_ASYNC_CHECK();
+            continue;
+        }
+        if (isd_server_drain(d->srv, left, sigs ? &old : NULL) == 0
+            || errno != EINTR)
+            break;
+        if (signals)
+            PERL_ASYNC_CHECK();
+    }
+}
+
+static void drain_end(pTHX_ void *p)
+{
+    xd *d = p;
+
+    PERL_UNUSED_CONTEXT;
+    if (d->srv)
+        isd_server_abort_closing(d->srv);
+}
+
+/* Drop every connection's $io and close them, with the listener: their
+ * output is delivered for up to linger.  Called again while it waits (from
+ * a signal handler), it gives up on what is left. */
+static void xd_close_all(pTHX_ xd *d, int signals)
 {
     isd_conn *c, *next;
 
+    if (d->draining) {
+        d->drain_abort = 1;
+        if (d->srv)
+            isd_server_abort_closing(d->srv);
+        return;
+    }
     if (d->lfd >= 0) {
         close(d->lfd);
         d->lfd = -1;
@@ -851,7 +993,16 @@ static void xd_close_all(pTHX_ xd *d)
         if (io)
             SvREFCNT_dec(io);
     }
-    isd_server_close_all(d->srv, (int)d->cfg.linger_ms);
+    isd_server_close_conns(d->srv);
+    /* Undone by LEAVE, also when a handler dies or exits out of the wait:
+     * what is left is dropped then (an exit ends the process now). */
+    ENTER;
+    SAVEINT(d->draining);
+    d->draining = 1;
+    d->drain_abort = 0;
+    SAVEDESTRUCTOR_X(drain_end, d);
+    xd_drain(aTHX_ d, signals);
+    LEAVE;
 }
 
 /* Free what a forked copy let go of inside run. */
@@ -873,7 +1024,7 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
     if (!d)
         return 0;
     if (!PL_dirty)
-        xd_close_all(aTHX_ d);
+        xd_close_all(aTHX_ d, 0);
     xd_reap(d);
     if (d->srv) {
         if (d->pid != getpid())
@@ -946,22 +1097,40 @@ static int read_timeout(pTHX_ xd *d)
     return ms_of(aTHX_ timeout_sv(aTHX_ d), 10000);
 }
 
-/* Read more into c for a reading method: waits for this connection only,
- * up to read_timeout (not at all after blocking(0)), running Perl signal
- * handlers that arrive meanwhile.  >0 bytes, 0 EOF, -1 errno. */
-static ssize_t fill(pTHX_ isd_conn *c)
+static void conn_unref_cb(pTHX_ void *c)
 {
-    xd *d = conn_xd(c);
-    int total = (*isd_conn_uflags(c) & UF_NONBLOCK) ? 0 : read_timeout(aTHX_ d);
-    uint64_t deadline = isd_now_ms() + (uint64_t)total;
+    PERL_UNUSED_CONTEXT;
+    isd_conn_unref((isd_conn *)c);
+}
+
+/* Read more into c for a reading method: waits for this connection only,
+ * running Perl signal handlers that arrive meanwhile, until *deadline: 0
+ * the first time, when it is set to read_timeout from now (now itself
+ * after blocking(0)), so that one method call waits read_timeout in all,
+ * however the bytes trickle in.  >0 bytes, 0 EOF, -1 errno (ETIMEDOUT;
+ * EAGAIN after blocking(0)). */
+static ssize_t fill(pTHX_ isd_conn *c, uint64_t *deadline)
+{
+    int nonblock = (*isd_conn_uflags(c) & UF_NONBLOCK) != 0, held = 0;
     sigset_t old;
     ssize_t n;
 
+    if (!*deadline) {
+        int total = nonblock ? 0 : read_timeout(aTHX_ conn_xd(c));
+        *deadline = isd_now_ms() + (uint64_t)total;
+    }
     for (;;) {
         uint64_t now = isd_now_ms();
-        int left = now >= deadline ? 0 : (int)(deadline - now);
+        int left = now >= *deadline ? 0 : (int)(*deadline - now);
         int sigs = perl_handles_signals(aTHX);
 
+        if (sigs && !held) {
+            /* a handler may drop the last $io: c stays until the
+             * caller's scope ends (or a die unwinds it) */
+            isd_conn_ref(c);
+            SAVEDESTRUCTOR_X(conn_unref_cb, c);
+            held = 1;
+        }
         if (sigs && block_signals(aTHX_ &old)) {
             PERL_ASYNC_CHECK();
             continue;
@@ -971,7 +1140,7 @@ static ssize_t fill(pTHX_ isd_conn *c)
             PERL_ASYNC_CHECK();
             continue;
         }
-        if (n < 0 && errno == ETIMEDOUT && !total)
+        if (n < 0 && errno == ETIMEDOUT && nonblock)
             errno = EAGAIN;
         return n;
     }
@@ -979,22 +1148,73 @@ static ssize_t fill(pTHX_ isd_conn *c)
 
 /* ------------------------------------------------------------ peer I/O */
 
-/* Bytes of sv for output: downgraded, or UTF-8 with a warning (as print
- * does) unless the handle is :utf8. */
+/* Bytes of sv for output, as Perl's own handles make them: on a :utf8
+ * peer, the characters encoded as UTF-8 (a byte string's high bytes are
+ * Latin-1 characters); on a raw peer, one byte per character, or, for a
+ * string with wider characters, its UTF-8 with a "Wide character"
+ * warning.  The string is fetched once (get magic and overloading run
+ * before its UTF-8 flag means anything). */
 static const char *out_bytes(pTHX_ isd_conn *c, SV *sv, STRLEN *len,
                              const char *op)
 {
-    if (SvUTF8(sv)) {
-        if (*isd_conn_uflags(c) & UF_UTF8)
-            return SvPVutf8(sv, *len);
-        sv = sv_2mortal(newSVsv(sv));
-        if (!sv_utf8_downgrade(sv, TRUE)) {
-            Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8),
-                             "Wide character in %s", op);
-            return SvPVutf8(sv, *len);
-        }
+    const char *p = SvPV(sv, *len);
+    SV *tmp;
+    STRLEN i;
+
+    if (*isd_conn_uflags(c) & UF_UTF8) {
+        if (SvUTF8(sv))
+            return p;
+        for (i = 0; i < *len && !(p[i] & 0x80); i++)
+            ;
+        if (i == *len)
+            return p;                   /* ASCII: the same bytes */
+        tmp = sv_2mortal(newSVpvn(p, *len));
+        sv_utf8_upgrade(tmp);
+        return SvPV(tmp, *len);
     }
-    return SvPV(sv, *len);
+    if (!SvUTF8(sv))
+        return p;
+    tmp = sv_2mortal(newSVpvn_flags(p, *len, SVf_UTF8));
+    if (!sv_utf8_downgrade(tmp, TRUE)) {
+        Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8), "Wide character in %s",
+                         op);
+        return p;
+    }
+    return SvPV(tmp, *len);
+}
+
+/* UTF-8 input, counted in characters: the bytes of the first *nchars
+ * characters of p[0..len), with *nchars set to how many were there.  A
+ * character cut short at the end of the bytes is not counted (more may
+ * come), unless at_eof; a malformed byte counts as one character. */
+static size_t utf8_prefix(const char *p, size_t len, size_t *nchars,
+                          int at_eof)
+{
+    const U8 *s = (const U8 *)p;
+    size_t i = 0, k = 0, want = *nchars;
+
+    while (k < want && i < len) {
+        U8 b = s[i];
+        size_t n = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2
+                 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4
+                 : 1;
+        size_t j;
+
+        for (j = 1; j < n && i + j < len; j++)
+            if ((s[i + j] & 0xC0) != 0x80)
+                break;
+        if (j < n && i + j < len)
+            n = 1;                      /* malformed: one byte */
+        else if (j < n) {               /* cut short */
+            if (!at_eof)
+                break;
+            n = len - i;
+        }
+        i += n;
+        k++;
+    }
+    *nchars = k;
+    return i;
 }
 
 static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
@@ -1004,6 +1224,33 @@ static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
         return 0;
     }
     return 1;
+}
+
+/* print LIST as Perl's print does it ($, between the items, $\ after
+ * them), or say's (a newline after them).  1, or 0 with $!. */
+static int print_list(pTHX_ isd_conn *c, SV **args, int n, const char *op)
+{
+    int say = op[0] == 's', i, ok = 1;
+    SV *ofs = PL_ofsgv ? GvSV(PL_ofsgv) : NULL;
+    SV *ors = say ? NULL : PL_ors_sv;
+    const char *p;
+    STRLEN len;
+
+    for (i = 0; i < n && ok; i++) {
+        if (i > 0 && ofs && SvOK(ofs)) {
+            p = out_bytes(aTHX_ c, ofs, &len, op);
+            ok = put(aTHX_ c, p, len);
+        }
+        p = out_bytes(aTHX_ c, args[i], &len, op);
+        ok = ok && put(aTHX_ c, p, len);
+    }
+    if (ok && say)
+        ok = put(aTHX_ c, "\n", 1);
+    else if (ok && ors && SvOK(ors)) {
+        p = out_bytes(aTHX_ c, ors, &len, op);
+        ok = put(aTHX_ c, p, len);
+    }
+    return ok;
 }
 
 /* Consuming input from outside the core's dispatch: the current message
@@ -1018,7 +1265,8 @@ static void consume(pTHX_ isd_conn *c, size_t n)
 }
 
 /* The next record per $/ (NULL at EOF with nothing left or on error), in
- * into if not NULL. */
+ * into if not NULL.  A record of $/ = \N on a :utf8 peer is N characters.
+ * Waits (fill) up to read_timeout for the whole call. */
 static SV *read_record(pTHX_ isd_conn *c, SV *into)
 {
     isd_framing f;
@@ -1029,7 +1277,8 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
     SV *rs = PL_rs;
     STRLEN seplen = 0;
     const char *sep = NULL;
-    int para = 0, slurp = 0;
+    int para = 0, slurp = 0, utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
+    uint64_t deadline = 0;
 
     /* data()'s own line, with the default $/: its bytes at the head of
      * the input, no scan.  A copy: changing it must not change $_[2]. */
@@ -1074,12 +1323,16 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
             }
         }
         if (len) {
-            if (slurp)
+            if (slurp) {
                 m = 0;
-            else if (rec)
+            } else if (rec && utf8) {
+                size_t n = rec, b = utf8_prefix(p, len, &n, 0);
+                m = n == rec ? (ssize_t)b : 0;
+            } else if (rec) {
                 m = len >= rec ? (ssize_t)rec : 0;
-            else
+            } else {
                 m = isd_frame_next(&f, p, len, &scan);
+            }
             if (m < 0) {
                 isd_conn_fail(c, EMSGSIZE);
                 SETERRNO(EMSGSIZE, 0);
@@ -1100,58 +1353,123 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
                 return sv;
             }
         }
-        if (fill(aTHX_ c) < 0) {
+        if (fill(aTHX_ c, &deadline) < 0) {
             SETERRNO(errno, 0);
             return NULL;
         }
     }
 }
 
-/* sysread semantics: whatever is buffered (waiting only if nothing is). */
-static ssize_t take(pTHX_ isd_conn *c, SV *buf, size_t want, SSize_t off,
+/* How much of c's input a read of want takes: bytes, or on a :utf8 peer
+ * characters (whole ones).  The byte count; *got: the count in the unit
+ * asked for. */
+static size_t avail(isd_conn *c, size_t want, size_t *got)
+{
+    size_t len, n;
+    const char *p = isd_conn_in(c, &len);
+
+    if (*isd_conn_uflags(c) & UF_UTF8) {
+        n = want;
+        len = utf8_prefix(p, len, &n, (isd_conn_flags(c) & ISD_C_EOF) != 0);
+        *got = n;
+        return len;
+    }
+    *got = n = len < want ? len : want;
+    return n;
+}
+
+/* sysread semantics: whatever is buffered (waiting only if nothing is);
+ * full: read's, up to want (or EOF).  want and off count characters on
+ * a :utf8 peer, and off counts characters of a UTF-8 buf, as Perl does:
+ * the bytes read from a raw peer into a character string are characters
+ * (Latin-1).  The count read, or -1 with $!. */
+static ssize_t take(pTHX_ isd_conn *c, SV *buf, size_t want, SV *offsv,
                     int full)
 {
     const char *p;
-    size_t len, n;
+    size_t len, nb, got;
     STRLEN cur;
-    char *dst;
+    SSize_t off = offsv ? (SSize_t)SvIV(offsv) : 0;
+    int chars;
+    uint64_t deadline = 0;
 
     if (SvREADONLY(buf))
         croak("Modification of a read-only value attempted");
     for (;;) {
-        p = isd_conn_in(c, &len);
-        if (len >= want || (len && !full) || (isd_conn_flags(c) & ISD_C_EOF))
+        avail(c, want, &got);
+        isd_conn_in(c, &len);
+        if (got >= want || (got && !full) || (isd_conn_flags(c) & ISD_C_EOF))
             break;
         if (!isd_conn_is_open(c)) {
             SETERRNO(ENOTCONN, 0);
             return -1;
         }
-        if (fill(aTHX_ c) < 0) {
-            if (len && errno != EMSGSIZE)
-                break;          /* give what we have */
+        if (fill(aTHX_ c, &deadline) < 0) {
+            /* Out of time: undef, and what came is kept for the next
+             * read.  After blocking(0), what there is; when no more can
+             * come (an error), what there was. */
+            if (got && errno != EMSGSIZE && errno != ETIMEDOUT)
+                break;
             SETERRNO(errno, 0);
             return -1;
         }
     }
-    n = len < want ? len : want;
+    /* The buffer first: fetching it may run Perl code (a tied FETCH, an
+     * overloaded "") that reads from c itself; the input is looked at
+     * only after that. */
     if (!SvOK(buf))
         sv_setpvs(buf, "");
     (void)SvPV_force(buf, cur);
-    if (off < 0) {
-        if ((STRLEN)-off > cur)
-            croak("Offset outside string");
-        off += (SSize_t)cur;
+    nb = avail(c, want, &got);
+    p = isd_conn_in(c, &len);
+    chars = SvUTF8(buf) || ((*isd_conn_uflags(c) & UF_UTF8)
+                            && !is_utf8_invariant_string((const U8 *)p, nb));
+    if (chars) {
+        /* characters: off counts them in buf; the new ones are appended
+         * as UTF-8 (from a :utf8 peer) or as Latin-1 (raw) */
+        int in_utf8 = (*isd_conn_uflags(c) & UF_UTF8)
+                      && is_utf8_string((const U8 *)p, nb);
+        STRLEN clen;
+        if (!SvUTF8(buf))
+            sv_utf8_upgrade_nomg(buf);
+        clen = utf8_length((U8 *)SvPVX(buf), (U8 *)SvPVX(buf) + SvCUR(buf));
+        if (off < 0) {
+            if ((STRLEN)-off > clen)
+                croak("Offset outside string");
+            off += (SSize_t)clen;
+        }
+        if ((STRLEN)off > clen) {
+            STRLEN pad = (STRLEN)off - clen;
+            char *dst = SvGROW(buf, SvCUR(buf) + pad + 1);
+            memset(dst + SvCUR(buf), 0, pad);
+            SvCUR_set(buf, SvCUR(buf) + pad);
+        } else {
+            U8 *s0 = (U8 *)SvPVX(buf);
+            SvCUR_set(buf, (STRLEN)(utf8_hop(s0, off) - s0));
+        }
+        sv_catpvn_flags(buf, p, nb, in_utf8 ? SV_CATUTF8 : SV_CATBYTES);
+        if (!in_utf8 && (*isd_conn_uflags(c) & UF_UTF8))
+            got = nb;                   /* malformed input: bytes */
+    } else {
+        char *dst;
+        cur = SvCUR(buf);
+        if (off < 0) {
+            if ((STRLEN)-off > cur)
+                croak("Offset outside string");
+            off += (SSize_t)cur;
+        }
+        dst = SvGROW(buf, (STRLEN)off + nb + 1);
+        if ((STRLEN)off > cur)
+            memset(dst + cur, 0, (STRLEN)off - cur);
+        memcpy(dst + off, p, nb);
+        SvCUR_set(buf, (STRLEN)off + nb);
+        dst[off + nb] = '\0';
+        got = nb;
     }
-    dst = SvGROW(buf, (STRLEN)off + n + 1);
-    if ((STRLEN)off > cur)
-        memset(dst + cur, 0, (STRLEN)off - cur);
-    memcpy(dst + off, p, n);
-    SvCUR_set(buf, (STRLEN)off + n);
-    dst[off + n] = '\0';
-    SvPOK_only(buf);
-    SvSETMAGIC(buf);
-    consume(aTHX_ c, n);
-    return (ssize_t)n;
+    SvPOK_only_UTF8(buf);
+    consume(aTHX_ c, nb);
+    SvSETMAGIC(buf);                    /* a tied STORE: Perl code again */
+    return (ssize_t)got;
 }
 
 static SV *pack_addr(pTHX_ const isd_addr *a, int which)
@@ -1259,8 +1577,12 @@ run(SV *self)
         XSRETURN_EMPTY;
     }
     {
-        /* undone by LEAVE, also when a signal handler dies out of run() */
+        /* Undone by LEAVE, also when a signal handler dies out of run().
+         * The daemon is held first, so that it is let go of last: a
+         * callback may drop the last other reference to it, and d goes
+         * with it (after running and self_rv are restored). */
         ENTER;
+        SAVEFREESV(SvREFCNT_inc_simple_NN(SvRV(self)));
         SAVEINT(d->running);
         SAVEVPTR(d->self_rv);
         d->running = 1;
@@ -1268,6 +1590,13 @@ run(SV *self)
         d->self_rv = newSVsv(self);
         SAVEFREESV(d->self_rv);
         SAVETMPS;
+        /* The callback cache trusts the slots it holds while someone else
+         * holds them too, which `local $d->{callback}{data} = ...` (the
+         * old value kept on the savestack) fools.  Such a local is in
+         * force only inside its own scope, and callbacks are only called
+         * from run: a local made around this run is seen by looking the
+         * callbacks up afresh here. */
+        cb_forget(aTHX_ d);
         while (!d->stop) {
             SV *cb = CB(d, tick);
             FREETMPS;       /* whatever the last cycle left */
@@ -1278,6 +1607,8 @@ run(SV *self)
             timeout = ms_of(aTHX_ timeout_sv(aTHX_ d), -1);
             if (isd_loop_prepare(d->loop) || d->stop)
                 timeout = 0;
+            if (!d->srv)        /* a forked child destroyed its copy */
+                break;
             sigs = perl_handles_signals(aTHX);
             n = 0;
             if (sigs && busy && timeout != 0) {
@@ -1298,6 +1629,8 @@ run(SV *self)
                     timeout -= cap;
                 if (isd_loop_prepare(d->loop) || d->stop)
                     timeout = 0;
+                if (!d->srv)
+                    break;
             }
             if (sigs && block_signals(aTHX_ &old)) {
                 PERL_ASYNC_CHECK();
@@ -1315,15 +1648,20 @@ run(SV *self)
             }
             PERL_ASYNC_CHECK();
         }
-        LEAVE;
+        xd_reap(d);     /* the core is off the C stack now */
+        LEAVE;          /* d may be gone after this */
     }
-    xd_reap(d);
     XSRETURN_YES;
 
 void
 stop(SV *self)
+  PREINIT:
+    xd *d;
   PPCODE:
-    xd_from(aTHX_ self, "stop")->stop = 1;
+    d = xd_from(aTHX_ self, "stop");
+    d->stop = 1;
+    if (d->draining)            /* from a handler while destroy waits */
+        d->drain_abort = 1;
     XSRETURN_YES;
 
 void
@@ -1346,7 +1684,11 @@ destroy(SV *self)
   PPCODE:
     d = xd_from(aTHX_ self, "destroy");
     d->stop = 1;
-    xd_close_all(aTHX_ d);
+    /* held while it waits: a signal handler may drop the last reference */
+    ENTER;
+    SAVEFREESV(SvREFCNT_inc_simple_NN(SvRV(self)));
+    xd_close_all(aTHX_ d, !PL_dirty);   /* no handlers in global destruction */
+    LEAVE;
     XSRETURN_YES;
 
 SV *
@@ -1440,33 +1782,13 @@ print(SV *self, ...)
     PRINT = 2
   PREINIT:
     isd_conn *c;
-    int i, ok = 1;
-    STRLEN n;
-    const char *p;
-    SV *ofs, *ors;
   PPCODE:
     c = conn_from(aTHX_ self, ix == 1 ? "say" : "print");
     if (!isd_conn_is_open(c)) {
         SETERRNO(ENOTCONN, 0);
         XSRETURN_NO;
     }
-    ofs = PL_ofsgv ? GvSV(PL_ofsgv) : NULL;
-    ors = ix == 1 ? NULL : PL_ors_sv;
-    for (i = 1; i < items && ok; i++) {
-        if (i > 1 && ofs && SvOK(ofs)) {
-            p = out_bytes(aTHX_ c, ofs, &n, "print");
-            ok = put(aTHX_ c, p, n);
-        }
-        p = out_bytes(aTHX_ c, ST(i), &n, ix == 1 ? "say" : "print");
-        ok = ok && put(aTHX_ c, p, n);
-    }
-    if (ok && ix == 1)
-        ok = put(aTHX_ c, "\n", 1);
-    else if (ok && ors && SvOK(ors)) {
-        p = out_bytes(aTHX_ c, ors, &n, "print");
-        ok = put(aTHX_ c, p, n);
-    }
-    if (ok)
+    if (print_list(aTHX_ c, &ST(1), items - 1, ix == 1 ? "say" : "print"))
         XSRETURN_YES;
     XSRETURN_NO;
 
@@ -1502,40 +1824,61 @@ syswrite(SV *self, SV *buf, SV *lensv = NULL, SV *offsv = NULL)
     WRITE = 3
   PREINIT:
     isd_conn *c;
-    STRLEN blen;
+    STRLEN blen, clen;
     const char *p;
     IV len, off = 0;
+    int chars;
   PPCODE:
     c = conn_from(aTHX_ self, ix == 1 ? "write" : ix == 2 ? "send" : "syswrite");
-    if (SvUTF8(buf) && !(*isd_conn_uflags(c) & UF_UTF8)) {
-        buf = sv_2mortal(newSVsv(buf));
+    /* Bytes on a raw peer (a wide character croaks, as syswrite does);
+     * characters on a :utf8 one, LEN and OFFSET counting characters (as
+     * perl's syswrite did on :utf8 handles), so none is ever split. */
+    p = SvPV(buf, blen);
+    chars = (*isd_conn_uflags(c) & UF_UTF8) != 0;
+    if (SvUTF8(buf) && !chars) {
+        buf = sv_2mortal(newSVpvn_flags(p, blen, SVf_UTF8));
         if (!sv_utf8_downgrade(buf, TRUE))
             croak("Wide character in %s", ix == 1 ? "write" : ix == 2 ? "send" : "syswrite");
+        p = SvPV(buf, blen);
+    } else if (chars && !SvUTF8(buf)) {
+        buf = sv_2mortal(newSVpvn(p, blen));
+        sv_utf8_upgrade(buf);
+        p = SvPV(buf, blen);
     }
-    p = SvUTF8(buf) ? SvPVutf8(buf, blen) : SvPV(buf, blen);
+    clen = chars ? utf8_length((const U8 *)p, (const U8 *)p + blen) : blen;
     if (ix == 2)                     /* send(msg, flags): no len/offset */
         lensv = offsv = NULL;
-    len = lensv && SvOK(lensv) ? SvIV(lensv) : (IV)blen;
+    len = lensv && SvOK(lensv) ? SvIV(lensv) : (IV)clen;
     if (len < 0)
         croak("Negative length");
     if (offsv && SvOK(offsv)) {
         off = SvIV(offsv);
         if (off < 0) {
-            if ((STRLEN)-off > blen)
+            if ((STRLEN)-off > clen)
                 croak("Offset outside string");
-            off += (IV)blen;
-        } else if ((STRLEN)off > blen && (blen || off)) {
+            off += (IV)clen;
+        } else if ((STRLEN)off > clen && (clen || off)) {
             croak("Offset outside string");
         }
     }
-    if ((STRLEN)len > blen - (STRLEN)off)
-        len = (IV)(blen - (STRLEN)off);
+    if ((STRLEN)len > clen - (STRLEN)off)
+        len = (IV)(clen - (STRLEN)off);
     if (!isd_conn_is_open(c)) {
         SETERRNO(ENOTCONN, 0);
         XSRETURN_UNDEF;
     }
-    if (!put(aTHX_ c, p + off, (STRLEN)len))
-        XSRETURN_UNDEF;
+    {
+        const U8 *from = (const U8 *)p, *to;
+        if (chars) {
+            from = utf8_hop(from, off);
+            to = utf8_hop(from, len);
+        } else {
+            from += off;
+            to = from + len;
+        }
+        if (!put(aTHX_ c, (const char *)from, (STRLEN)(to - from)))
+            XSRETURN_UNDEF;
+    }
     if (ix == 1)
         XSRETURN_YES;
     XSRETURN_IV(len);
@@ -1591,7 +1934,7 @@ sysread(SV *self, SV *buf, SV *lensv, SV *offsv = NULL)
         croak("Negative length");
     if (ix == 3)
         offsv = NULL;           /* recv(buf, len, flags) */
-    n = take(aTHX_ c, buf, (size_t)len, offsv ? (SSize_t)SvIV(offsv) : 0,
+    n = take(aTHX_ c, buf, (size_t)len, offsv && SvOK(offsv) ? offsv : NULL,
              ix == 1);
     if (n < 0)
         XSRETURN_UNDEF;
@@ -1609,7 +1952,7 @@ getc(SV *self)
   PPCODE:
     c = conn_from(aTHX_ self, "getc");
     buf = sv_2mortal(newSVpvs(""));
-    if (take(aTHX_ c, buf, 1, 0, 1) <= 0)
+    if (take(aTHX_ c, buf, 1, NULL, 1) <= 0)
         XSRETURN_UNDEF;
     ST(0) = buf;
     XSRETURN(1);
@@ -1635,6 +1978,7 @@ eof(SV *self, ...)
     isd_conn *c;
     size_t len;
     ssize_t n;
+    uint64_t deadline = 0;
   PPCODE:
     c = conn_from(aTHX_ self, "eof");
     isd_conn_in(c, &len);
@@ -1643,7 +1987,7 @@ eof(SV *self, ...)
     if (!isd_conn_is_open(c) || (isd_conn_flags(c) & ISD_C_EOF))
         XSRETURN_YES;
     /* like eof on a socket: wait (bounded) to learn which it is */
-    n = fill(aTHX_ c);
+    n = fill(aTHX_ c, &deadline);
     if (n > 0 || (n < 0 && (errno == ETIMEDOUT || errno == EAGAIN)))
         XSRETURN_NO;
     XSRETURN_YES;
@@ -1805,14 +2149,8 @@ flush(SV *self, ...)
     c = conn_from(aTHX_ self, "flush");
     if (ix == 1 && items > 1) {
         /* printflush LIST: print, then flush */
-        int i;
-        STRLEN n;
-        const char *p;
-        for (i = 1; i < items; i++) {
-            p = out_bytes(aTHX_ c, ST(i), &n, "printflush");
-            if (!put(aTHX_ c, p, n))
-                XSRETURN_UNDEF;
-        }
+        if (!print_list(aTHX_ c, &ST(1), items - 1, "printflush"))
+            XSRETURN_UNDEF;
     }
     if (isd_conn_flush(c) < 0) {
         SETERRNO(errno, 0);
