@@ -451,42 +451,57 @@ static int conn_flush(isd_conn *c)
     return 0;
 }
 
-/* In a forked child nothing will flush later (the loop is the parent's):
- * wait until the output is written, for up to linger_ms. */
-static int conn_flush_wait(isd_conn *c)
-{
-    uint64_t deadline = isd_now_ms() + c->srv->cfg.linger_ms;
-    struct pollfd pfd;
-
-    for (;;) {
-        uint64_t now;
-        if (conn_flush(c) < 0)
-            return -1;
-        if (!c->out.bytes || (c->flags & ISD_C_CLOSED))
-            return 0;
-        now = isd_now_ms();
-        if (now >= deadline) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        pfd.fd = c->io.fd;
-        pfd.events = POLLOUT;
-        pfd.revents = 0;
-        if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
 int isd_conn_flush(isd_conn *c)
 {
     if (c->flags & (ISD_C_CLOSED | ISD_C_FAILED)) {
         errno = ENOTCONN;
         return -1;
     }
-    if (c->srv && c->srv->loop->forked && c->srv->cfg.linger_ms)
-        return conn_flush_wait(c);
     return conn_flush(c);
 }
+
+static int flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
+{
+    uint64_t deadline = isd_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    struct pollfd pfd;
+
+    for (;;) {
+        uint64_t now;
+        if (c->flags & (ISD_C_CLOSED | ISD_C_FAILED)) {
+            errno = ENOTCONN;
+            return -1;
+        }
+        if (conn_flush(c) < 0)
+            return -1;
+        if (!c->out.bytes || (c->flags & ISD_C_CLOSED))
+            return 0;
+        now = isd_now_ms();
+        if (timeout_ms >= 0 && now >= deadline) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        pfd.fd = c->io.fd;
+        pfd.events = POLLOUT;
+        pfd.revents = 0;
+        if (isd_poll_fds(&pfd, 1, timeout_ms >= 0 ? (int)(deadline - now) : -1,
+                         waitmask) < 0
+            && (errno != EINTR || waitmask))
+            return -1;
+    }
+}
+
+int isd_conn_flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
+{
+    int rc = flush_wait(c, timeout_ms, waitmask);
+    int e = errno;
+
+    if (waitmask)
+        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
+    errno = e;
+    return rc;
+}
+
+int isd_server_forked(const isd_server *s) { return s->loop->forked; }
 
 int isd_conn_write(isd_conn *c, const void *p, size_t n)
 {

@@ -271,6 +271,11 @@ void  isd_server_unlisten(isd_server *s);
  * the fd, or -1 if none.  For a forked child that serves anew. */
 int   isd_server_take_listener(isd_server *s);
 int   isd_server_listening(const isd_server *s);
+/* Non-zero in a child forked since s was made: its loop is the parent's
+ * (the child neither sends the output queued before the fork nor changes
+ * the interest it shares), and only isd_server_abandon, or writes and
+ * isd_conn_flush_wait on its connections, make sense there. */
+int   isd_server_forked(const isd_server *s);
 /* Local address of the (first) listening socket; -1/ENOTCONN if none. */
 int   isd_server_sockaddr(const isd_server *s, isd_addr *a);
 /* Close every connection gracefully (no on_close), then wait up to
@@ -325,6 +330,12 @@ static inline int isd_conn_is_open(const isd_conn *c)
 int  isd_conn_write(isd_conn *c, const void *p, size_t n);
 /* Try to write queued output now, without waiting.  0 or -1/errno. */
 int  isd_conn_flush(isd_conn *c);
+/* Write queued output, waiting up to timeout_ms (-1: no limit) for the
+ * peer to take it all: 0, or -1 with ETIMEDOUT, EINTR (a signal, with
+ * waitmask as for isd_loop_run_once: deal with it, call again), ENOTCONN
+ * or the write's errno.  For a process whose loop will not flush later
+ * (a forked child's: see isd_server_forked). */
+int  isd_conn_flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask);
 size_t isd_conn_out_bytes(const isd_conn *c);
 
 /* Unread input: the bytes received and not yet consumed. */

@@ -1146,6 +1146,59 @@ static ssize_t fill(pTHX_ isd_conn *c, uint64_t *deadline)
     }
 }
 
+/* flush in a child forked from a callback: no loop will write the rest
+ * later, so wait for it (up to linger), running Perl's signal handlers
+ * as they come.  0 or -1 with errno. */
+static int flush_forked(pTHX_ isd_conn *c)
+{
+    uint64_t deadline = isd_now_ms() + conn_xd(c)->cfg.linger_ms;
+    sigset_t old;
+
+    for (;;) {
+        uint64_t now = isd_now_ms();
+        int left = now >= deadline ? 0 : (int)(deadline - now), r;
+        int sigs = perl_handles_signals(aTHX);
+
+        if (sigs && block_signals(aTHX_ &old)) {
+            PERL_ASYNC_CHECK();
+            continue;
+        }
+        r = isd_conn_flush_wait(c, left, sigs ? &old : NULL);
+        if (r == 0 || errno != EINTR)
+            return r;
+        PERL_ASYNC_CHECK();
+    }
+}
+
+static SV *read_record(pTHX_ isd_conn *c, SV *into);
+
+/* Every record to EOF, for list context (getlines, <$io>): as a slurp
+ * is, bounded by max_line in all; past it the connection fails (EMSGSIZE)
+ * and nothing is returned.  Pushed on the stack; how many. */
+static int read_all(pTHX_ isd_conn *c)
+{
+    dSP;
+    xd *d = conn_xd(c);
+    size_t max = d ? d->cfg.framing.max : 0, total = 0;
+    int n = 0;
+    SV *sv;
+
+    while ((sv = read_record(aTHX_ c, NULL))) {
+        total += SvCUR(sv);
+        XPUSHs(sv_2mortal(sv));
+        n++;
+        if (max && total > max) {
+            isd_conn_fail(c, EMSGSIZE);
+            SETERRNO(EMSGSIZE, 0);
+            SP -= n;
+            n = 0;
+            break;
+        }
+    }
+    PUTBACK;
+    return n;
+}
+
 /* ------------------------------------------------------------ peer I/O */
 
 /* Bytes of sv for output, as Perl's own handles make them: on a :utf8
@@ -1889,13 +1942,11 @@ getline(SV *self)
     READLINE = 1
   PREINIT:
     isd_conn *c;
-    SV *sv;
   PPCODE:
     c = conn_from(aTHX_ self, "getline");
     if (ix == 1 && GIMME_V == G_LIST) {
-        while ((sv = read_record(aTHX_ c, NULL)))
-            XPUSHs(sv_2mortal(sv));
-        XSRETURN(SP - MARK);
+        PUTBACK;
+        XSRETURN(read_all(aTHX_ c));
     }
     {
         dXSTARG;
@@ -1909,13 +1960,12 @@ void
 getlines(SV *self)
   PREINIT:
     isd_conn *c;
-    SV *sv;
   PPCODE:
     c = conn_from(aTHX_ self, "getlines");
     if (GIMME_V != G_LIST)
         croak("Can't call %s::getlines in a scalar context, use getline", PEER_PKG);
-    while ((sv = read_record(aTHX_ c, NULL)))
-        XPUSHs(sv_2mortal(sv));
+    PUTBACK;
+    XSRETURN(read_all(aTHX_ c));
 
 void
 sysread(SV *self, SV *buf, SV *lensv, SV *offsv = NULL)
@@ -1961,12 +2011,17 @@ void
 ungetc(SV *self, IV ord)
   PREINIT:
     isd_conn *c;
-    char ch;
+    U8 ch[UTF8_MAXBYTES + 1];
+    STRLEN n = 1;
   PPCODE:
     c = conn_from(aTHX_ self, "ungetc");
-    ch = (char)ord;
+    /* a character: UTF-8 on a :utf8 peer, else the byte PerlIO pushes */
+    if ((*isd_conn_uflags(c) & UF_UTF8) && ord > 0x7f)
+        n = (STRLEN)(uvchr_to_utf8(ch, (UV)ord) - ch);
+    else
+        ch[0] = (U8)ord;
     consume(aTHX_ c, 0);
-    if (isd_conn_unread(c, &ch, 1) < 0)
+    if (isd_conn_unread(c, ch, n) < 0)
         XSRETURN_UNDEF;
     XSRETURN_IV(ord);
 
@@ -2152,7 +2207,8 @@ flush(SV *self, ...)
         if (!print_list(aTHX_ c, &ST(1), items - 1, "printflush"))
             XSRETURN_UNDEF;
     }
-    if (isd_conn_flush(c) < 0) {
+    if ((conn_xd(c) && isd_server_forked(isd_conn_server(c))
+         ? flush_forked(aTHX_ c) : isd_conn_flush(c)) < 0) {
         SETERRNO(errno, 0);
         XSRETURN_UNDEF;
     }
