@@ -3,7 +3,7 @@ package IO::Socket::INET::Daemon;
 use strict;
 use warnings;
 
-our $VERSION = '1.00';
+our $VERSION = '1.01';
 
 use Carp ();
 use IO::Socket::INET ();
@@ -65,7 +65,7 @@ sub new {
         %DEFAULT,
         %rc,
         port     => $rc{port},
-        host     => $rc{host} || 'localhost',
+        host     => defined $rc{host} ? $rc{host} : 'localhost',
         callback => $rc{callback} || {},
         timeout  => $rc{timeout},
     }, ref $class || $class;
@@ -133,7 +133,8 @@ IO::Socket::INET::Daemon - fast, simple TCP server with a C event core
 
     my $host = IO::Socket::INET::Daemon->new(
         port     => 5000,
-        timeout  => 20,
+        timeout  => 20,     # the longest wait of one loop cycle before tick
+                            # runs again; not a client idle timeout
         callback => {
             add    => \&add,
             remove => \&remove,
@@ -208,7 +209,7 @@ L</NEW IN 1.00>.
     my $server = IO::Socket::INET::Daemon->new(
         port     => 5000,          # required
         host     => 'localhost',   # default
-        timeout  => 20,            # seconds, default undef
+        timeout  => 20,            # loop cycle wait in seconds, default undef
         callback => { add => ..., remove => ..., data => ..., tick => ... },
     );
 
@@ -227,15 +228,18 @@ picks a free port (see L</sockport>).
 
 The host name or IP address to bind to; default C<localhost>.  Names are
 resolved to IPv4, as L<IO::Socket::INET> does; a literal IPv6 address such
-as C<::1> binds IPv6.  C<*> or the empty string binds every address.
+as C<::1> binds IPv6.  Only a missing or undef C<host> means
+C<localhost>; C<*> or the empty string C<''> binds every address.
 
 =item timeout
 
 The longest time, in seconds (fractions allowed), that one cycle of the
 loop waits for traffic before calling C<tick> again.  C<undef> (the
-default) waits until something happens.  It also bounds how long a read
-method waits inside a callback (see L</READING AND WAITING>).  It is read
-from C<< $server->{timeout} >> each cycle, as in 0.04.
+default) waits until something happens.  It is not a client idle timeout:
+a client that stays silent is never dropped for it.  It also bounds how
+long a read method waits inside a callback, unless L</read_timeout> is set
+(see L</READING AND WAITING>).  It is read from C<< $server->{timeout} >>
+each cycle, as in 0.04.
 
 =item callback
 
@@ -294,6 +298,11 @@ callbacks.  Stops L</run> if called from inside it.  Safe to call twice;
 called by C<DESTROY>.  Afterwards the port can be bound again at once, and
 C<run> starts listening anew.
 
+While it delivers, C<%SIG> handlers run promptly.  A handler that calls
+C<destroy> or L</stop> ends the delivery at once: what is left is dropped
+and the outer C<destroy> returns.  A handler that calls C<exit> ends the
+process as usual.  See L</SIGNALS>.
+
 =head1 CALLBACKS
 
 Every callback gets the connection C<$io> and the server; a callback that is
@@ -312,7 +321,8 @@ A complete line (ending in C<"\n">) arrived.  C<data> is called once for
 each line, in order; C<< $io->getline >> returns that line, and it is also
 passed as the third argument.  If the callback reads nothing at all, the
 line is dropped when it returns.  When the client closes, a last line
-without C<"\n"> is still delivered.  Return false to end the connection:
+without C<"\n"> is still delivered, if it is at most L</max_line> bytes.
+Return false to end the connection:
 C<remove> is called, then what was printed is delivered and the
 connection closed.
 
@@ -323,10 +333,28 @@ false or died, or the client broke a limit.  Called exactly once per
 connection whose C<add> accepted it; C<< $io->peerhost >> and
 C<< $io->peerport >> still answer inside it.
 
+Inside C<remove>, C<$io> is still listed in L</connections> and
+C<< $io->print >> returns true, whichever way the connection ended, so a
+chat can tell the others "X left" the same way every time.  What C<remove>
+prints is delivered (to this client too), unless the client stopped
+reading (L</max_output>) or reset the connection: then the connection is
+dropped right after C<remove> and its output is not sent.
+
 =item tick(undef, $server)
 
 Called at the start of every cycle of the loop: at least every L</timeout>
-seconds, sooner when there is traffic.
+seconds, sooner when there is traffic.  Under load that is thousands of
+times a second, so work meant to run every few seconds must check the time
+itself:
+
+    my $next = time + 5;
+    my $server = IO::Socket::INET::Daemon->new(port => 5000, callback => {
+        tick => sub {
+            return if time < $next;
+            $next = time + 5;
+            ...                         # the periodic work
+        },
+    });
 
 =item error($io, $server, $message)
 
@@ -336,6 +364,9 @@ L</max_line> or let more than L</max_output> bytes pile up, or accepting
 failed (out of file descriptors, for one).  C<$io> is undef when no
 connection is concerned.  Without an C<error> callback the message is
 warned, prefixed with C<IO::Socket::INET::Daemon: >.
+
+The message is one line without a trailing newline; to warn it yourself,
+add one (C<warn "$msg\n">), or C<warn> appends " at FILE line N".
 
 =back
 
@@ -369,19 +400,28 @@ C<binmode>.
 
 Queue output; honours C<$,> and C<$\> as C<print> does.  Never block:
 output goes out as fast as the client reads, and everything printed
-before a connection is closed by the server is delivered.  Return true,
-or false with C<$!> set (the connection is closed, or L</max_output> was
-exceeded).
+before a connection is closed by the server is delivered (within
+L</linger>).  That holds when the server drops a client for L</max_line>
+too: the replies to its earlier lines go out first.  Output is lost only
+when the client stops reading (L</max_output>) or resets the connection.
+Return true, or false with C<$!> set (the connection is closed, or
+L</max_output> was exceeded).
+
+Strings are sent as a Perl filehandle sends them: see
+L</Characters and bytes>.
 
 =item syswrite(BUF, [LEN, [OFFSET]]), write(BUF, [LEN, [OFFSET]]), send(MSG, [FLAGS])
 
 The same queue: C<syswrite> and C<send> return the number of bytes
-queued, C<write> returns true.  Order with C<print> is kept.
+queued, C<write> returns true.  Order with C<print> is kept.  On a
+C<:utf8> peer, LEN, OFFSET and the count returned are characters, and a
+character is never split.
 
 =item flush, printflush(LIST)
 
 Write what is queued now, as far as the client takes it without waiting.
-Output is flushed after every batch of callbacks anyway.
+Output is flushed after every batch of callbacks anyway.  C<printflush>
+honours C<$,> and C<$\> as C<print> does.
 
 =item autoflush([BOOL])
 
@@ -397,17 +437,24 @@ Returns the previous setting.
 =item getline, getlines, E<lt>$ioE<gt>
 
 The next line (per C<$/>, which may be changed locally), or all lines until
-the client closes.  Return undef at end of file.
+the client closes.  Return undef at end of file.  A final line without
+C<"\n"> is returned at end of file if it is at most L</max_line> bytes.
+No read holds more than L</max_line> bytes of input (see
+L</READING AND WAITING>).
 
 =item sysread(BUF, LEN, [OFFSET]), recv(BUF, LEN, [FLAGS])
 
 What is already received, up to LEN bytes, waiting only if nothing is.
+OFFSET counts characters in BUF, as for Perl's C<sysread>: a character
+string stays one.
 
 =item read(BUF, LEN, [OFFSET]), getc, eof, ungetc(ORD)
 
 C<read> waits for LEN bytes (or end of file); C<eof> waits to find out
 whether more is coming.  C<read> and C<sysread> on the filehandle
-(C<read($io, ...)>) both behave like C<sysread>.
+(C<read($io, ...)>) both behave like C<sysread>.  On a C<:utf8> peer,
+C<sysread>, C<read> and C<$/ = \N> count characters, not bytes, and
+C<getc> returns one whole character.
 
 =item blocking([BOOL])
 
@@ -426,7 +473,20 @@ address while open), C<opened>, C<fileno>, C<close> (as
 L</remove>), C<shutdown(HOW)> (0: stop reading; 1: send end-of-file once
 the queued output is out, keep reading; 2: as L</remove>),
 C<setsockopt>, C<getsockopt>, C<sockopt>, C<binmode(LAYER)> (C<:raw> or
-C<:utf8>), C<sockdomain>, C<socktype>, C<protocol>.
+C<:utf8>; see below), C<sockdomain>, C<socktype>, C<protocol>.
+
+=head2 Characters and bytes
+
+A connection starts raw, as a Perl socket does: it sends and reads bytes.
+Printing a character above 255 warns "Wide character in print" and sends
+its UTF-8 bytes; any other string goes out as bytes, whatever its internal
+form.
+
+After C<< $io->binmode(':utf8') >> the connection works like a Perl
+filehandle with the C<:utf8> layer: output is encoded to UTF-8 (C<"\xe9">
+is sent as the two bytes C<c3 a9>), input is decoded, and C<syswrite>,
+C<sysread>, C<read>, C<getc> and C<$/ = \N> count characters.
+C<< $io->binmode(':raw') >> goes back to bytes.
 
 =head1 READING AND WAITING
 
@@ -439,9 +499,19 @@ A callback that reads I<more> than what is buffered (a second C<getline>,
 C<read> of more bytes than have arrived, C<eof>) still waits, as 0.04 did:
 for that connection only, the other connections' traffic waits meanwhile.
 The wait is bounded by L</read_timeout> (by default L</timeout>, or 10
-seconds when no timeout is set); when it runs out the method returns undef
-with C<$!> set to ETIMEDOUT, and nothing received is lost.  Write protocols
-that do not need it: use the line C<data> is called with.
+seconds when no timeout is set).  The bound is for the whole call, not for
+each arrival: a client that trickles a byte at a time cannot stretch it.
+When it runs out the method returns undef with C<$!> set to ETIMEDOUT, and
+nothing received is lost.  With C<< read_timeout => 0 >> a read that needs
+more input fails at once with ETIMEDOUT; after C<< $io->blocking(0) >> it
+fails at once with EAGAIN.  Write protocols that do not need to wait: use
+the line C<data> is called with.
+
+Reads are bounded in size too: no read method holds more than
+L</max_line> bytes of input for a connection, slurps (C<local $/>), record
+reads (C<$/ = \N>) and C<read> included.  A read that needs more than
+that fails with C<$!> set to EMSGSIZE, and the client is dropped as for an
+over-long line (C<error>, then C<remove>).
 
 =head1 NEW IN 1.00
 
@@ -461,23 +531,35 @@ C<raw> for byte protocols.
 The longest line a client may send, C<"\n"> included; default 1048576
 (1 MiB).  A client that sends more without a newline is dropped: C<error>,
 then C<remove>, then the connection is closed; everybody else is served
-on.  This bounds the memory one client can take.
+on.  What was printed to it before (the replies to its earlier lines, what
+C<remove> prints) is delivered first.  A last line without C<"\n">, at end
+of file, may be C<max_line> bytes long.
+
+It bounds every read method as well, slurps and record reads included: a
+read that needs more input than C<max_line> bytes fails with EMSGSIZE and
+the client is dropped the same way (see L</READING AND WAITING>).  This
+bounds the memory one client can take.
 
 =item max_output => BYTES
 
 The most output that may wait for one client; default 67108864 (64 MiB).
 A C<print> beyond it fails and the client is dropped (C<error>, then
-C<remove>): a client that does not read cannot make the server grow.
+C<remove>, whose output is not sent): a client that does not read cannot
+make the server grow.
 
 =item read_timeout => SECONDS
 
-How long read methods wait inside a callback; see
+How long one call of a read method may wait inside a callback, in all.
+With C<0> a read that needs more input fails at once with ETIMEDOUT.  See
 L</READING AND WAITING>.
 
 =item linger => SECONDS
 
-How long a connection closed by the server may take to receive the output
-still queued for it; default 30.  Then it is closed anyway.
+How long a connection closed by the server (L</remove>, C<close>, C<data>
+returning false, L</destroy>) may take to receive the output still queued
+for it; default 30.  Then it is closed anyway.  C<< linger => 0 >> means
+no time: the connection gets what one non-blocking write takes, the rest is
+dropped, and the socket is closed at once.
 
 =item backlog => N
 
@@ -533,6 +615,15 @@ signal, even without a C<timeout>:
 wait so that none can slip in unseen; while traffic flows it saves those
 two system calls a cycle and waits at most 10 ms at a time instead.)
 
+While L</destroy> delivers the output left (for up to L</linger>
+seconds), handlers still run promptly.  A handler that calls C<destroy>
+or C<stop> there ends the delivery at once, dropping what is left, and
+C<exit> works as usual.  So a second SIGTERM cuts a slow shutdown short:
+
+    $SIG{TERM} = sub { $server->stop };
+    $server->run;           # the first TERM stops it
+    $server->destroy;       # delivers for up to linger; a second TERM ends it
+
 SIGPIPE never kills the process because of a client that went away: the
 server's writes never raise it.
 
@@ -563,19 +654,58 @@ parent's place.  In the child, end that callback with an C<exit>, or call
 L</destroy>: in a child, C<destroy> only lets go of the child's copies of
 the descriptors (the parent's connections are not touched) and C<run>
 returns once the callback does.  Output the child queued through C<$io>
-is not written after that; C<< $io->flush >> writes it first:
+is not written after that; C<< $io->flush >> writes it first.
 
-    $SIG{CHLD} = 'IGNORE';              # no zombies
+Each byte goes out once.  Output printed before the fork (a welcome in
+C<add>, the replies to earlier lines) is sent by the parent only; the
+child sends only what it prints after the fork, and its
+C<< $io->flush >> writes only that.
+
+Two things to keep in mind before forking per line:
+
+=over 4
+
+=item * Replies can come back out of order.  While a child works, the
+parent goes on calling C<data> for the client's next lines and answers
+them, so a client that pipelines requests may get the child's reply after
+the replies to later lines.
+
+=item * It is unbounded.  Every line forks a process: a client that sends
+thousands of lines makes the server fork thousands of processes.
+
+=back
+
+Keep a count of the live children and refuse work past a limit:
+
+    use POSIX ':sys_wait_h';
+
+    my $max  = 10;                      # children at most
+    my $live = 0;                       # children running now
+    $SIG{CHLD} = sub {                  # reaps them: no zombies
+        $live-- while waitpid(-1, WNOHANG) > 0;
+    };
+
     my $server = IO::Socket::INET::Daemon->new(
         port     => 5000,
         callback => { data => sub {
             my ($io, $daemon) = @_;
             my $line = $io->getline;
-            defined(my $pid = fork) or return 1;
-            return 1 if $pid;           # the parent serves on
+            if ($live >= $max) {
+                $io->print("busy\n");   # answered by the parent, at once
+                return 1;
+            }
+            my $pid = fork;
+            if (!defined $pid) {
+                $io->print("busy\n");
+                return 1;
+            }
+            if ($pid) {                 # the parent serves on
+                $live++;
+                return 1;
+            }
             sleep 1;                    # the slow work, in the child
             $io->print(uc $line);
-            $io->flush;
+            $io->flush;                 # the child's own output
             $daemon->destroy;           # run returns in the child
             return 1;
         } },
