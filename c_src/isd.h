@@ -223,8 +223,11 @@ typedef struct isd_handlers {
     /* The core ends c: err 0 = the peer sent EOF (all its messages were
      * delivered), else why (ECONNRESET, EMSGSIZE: message over max,
      * ENOBUFS: output over max_output, ...).  Called once, never for a
-     * connection the embedder closed itself.  After it returns the core
-     * closes c (gracefully after EOF, at once after an error). */
+     * connection the embedder closed itself.  Whatever err, c is still
+     * open meanwhile (listed, writable) but reads no more; after it
+     * returns the core closes c: gracefully (queued output delivered,
+     * the replies to the messages before one over max included) after EOF
+     * or EMSGSIZE, at once after anything else. */
     void (*on_close)(isd_conn *c, int err);
     /* Something not tied to a connection failed (accept: EMFILE...). */
     void (*on_error)(isd_server *s, int err, const char *what);

@@ -866,6 +866,20 @@ static int xd_listen(pTHX_ xd *d)
     return d->lfd >= 0 ? 0 : -1;
 }
 
+/* The daemon lets go of every open connection's $io. */
+static void xd_drop_peers(pTHX_ xd *d)
+{
+    isd_conn *c, *next;
+
+    for (c = isd_server_next_conn(d->srv, NULL); c; c = next) {
+        SV *io = peer_rv(c);
+        next = isd_server_next_conn(d->srv, c);
+        isd_conn_set_data(c, NULL);
+        if (io)
+            SvREFCNT_dec(io);
+    }
+}
+
 /* Make the loop and server, in this process, and hand them the listener. */
 static int xd_start(pTHX_ xd *d)
 {
@@ -873,6 +887,7 @@ static int xd_start(pTHX_ xd *d)
         /* forked since: the loop is shared with the parent; start afresh,
          * on the same listening socket (a child that runs serves) */
         int lfd = isd_server_take_listener(d->srv);
+        xd_drop_peers(aTHX_ d);
         isd_server_abandon(d->srv);
         isd_server_free(d->srv);
         isd_loop_abandon(d->loop);
@@ -948,8 +963,6 @@ static void drain_end(pTHX_ void *p)
  * a signal handler), it gives up on what is left. */
 static void xd_close_all(pTHX_ xd *d, int signals)
 {
-    isd_conn *c, *next;
-
     if (d->draining) {
         d->drain_abort = 1;
         if (d->srv)
@@ -964,13 +977,7 @@ static void xd_close_all(pTHX_ xd *d, int signals)
         return;
     if (d->pid != getpid()) {
         /* a forked copy: let go of our descriptors only */
-        for (c = isd_server_next_conn(d->srv, NULL); c; c = next) {
-            SV *io = peer_rv(c);
-            next = isd_server_next_conn(d->srv, c);
-            isd_conn_set_data(c, NULL);
-            if (io)
-                SvREFCNT_dec(io);
-        }
+        xd_drop_peers(aTHX_ d);
         isd_server_abandon(d->srv);
         if (d->running) {
             /* from a callback (a child of fork destroys its copy): the
@@ -986,13 +993,7 @@ static void xd_close_all(pTHX_ xd *d, int signals)
         return;
     }
     isd_server_unlisten(d->srv);
-    for (c = isd_server_next_conn(d->srv, NULL); c; c = next) {
-        SV *io = peer_rv(c);
-        next = isd_server_next_conn(d->srv, c);
-        isd_conn_set_data(c, NULL);
-        if (io)
-            SvREFCNT_dec(io);
-    }
+    xd_drop_peers(aTHX_ d);
     isd_server_close_conns(d->srv);
     /* Undone by LEAVE, also when a handler dies or exits out of the wait:
      * what is left is dropped then (an exit ends the process now). */

@@ -659,7 +659,14 @@ is not written after that; C<< $io->flush >> writes it first.
 Each byte goes out once.  Output printed before the fork (a welcome in
 C<add>, the replies to earlier lines) is sent by the parent only; the
 child sends only what it prints after the fork, and its
-C<< $io->flush >> writes only that.
+C<< $io->flush >> writes only that.  In a child, C<flush> waits until the
+client has taken that output (for up to L</linger> seconds, running
+C<%SIG> handlers meanwhile), since no event loop will write it later.
+
+A child may also serve in the parent's place from the start: after
+C<run> has returned (L</stop>), fork; a child that calls C<run> serves on
+the same listening socket (it lets go of its copies of the parent's
+connections first).  That is how workers can share a port.
 
 Two things to keep in mind before forking per line:
 
