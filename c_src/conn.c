@@ -190,10 +190,12 @@ static int run_pending(isd_server *s)
         s->pending = c->pnext;
         c->pnext = NULL;
         c->flags &= ~ISD_C_PENDING;
-        isd_conn_ref(c);
-        if (c->flags & ISD_C_CLOSED) {
+        if (c->flags & ISD_C_CLOSED) {  /* no callback: no reference of ours */
             drop_sref(s, c);
-        } else if (c->flags & ISD_C_FAILED) {
+            continue;
+        }
+        isd_conn_ref(c);
+        if (c->flags & ISD_C_FAILED) {
             conn_end(c, c->err);
         } else {
             if ((c->flags & ISD_C_REDO) && (c->flags & ISD_C_OPEN)) {
@@ -492,13 +494,7 @@ static int flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
 
 int isd_conn_flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
 {
-    int rc = flush_wait(c, timeout_ms, waitmask);
-    int e = errno;
-
-    if (waitmask)
-        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
-    errno = e;
-    return rc;
+    return (int)isd_waited(flush_wait(c, timeout_ms, waitmask), waitmask);
 }
 
 int isd_server_forked(const isd_server *s) { return s->loop->forked; }
@@ -854,14 +850,7 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask);
 
 ssize_t isd_conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
 {
-    ssize_t n = conn_fill(c, timeout_ms, waitmask);
-    int e = errno;
-
-    /* The contract: *waitmask is in force on return, whichever way. */
-    if (waitmask)
-        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
-    errno = e;
-    return n;
+    return isd_waited(conn_fill(c, timeout_ms, waitmask), waitmask);
 }
 
 static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
@@ -1276,13 +1265,7 @@ static int drain(isd_server *s, int timeout_ms, const sigset_t *waitmask)
 
 int isd_server_drain(isd_server *s, int timeout_ms, const sigset_t *waitmask)
 {
-    int rc = drain(s, timeout_ms, waitmask);
-    int e = errno;
-
-    if (waitmask)
-        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
-    errno = e;
-    return rc;
+    return (int)isd_waited(drain(s, timeout_ms, waitmask), waitmask);
 }
 
 void isd_server_abort_closing(isd_server *s)

@@ -72,6 +72,10 @@ struct isd_loop {
 /* Grow l->fired to hold at least n entries.  0 or -1/ENOMEM. */
 int isd_loop_fired_reserve(isd_loop *l, int n);
 
+/* The waitmask contract of the public waits: *waitmask is the thread's
+ * mask when they return, whichever way (errno kept).  Returns rc. */
+ssize_t isd_waited(ssize_t rc, const sigset_t *waitmask);
+
 /* Wait on one fd with poll/ppoll (used by backends and isd_conn_fill). */
 int isd_poll_fds(struct pollfd *fds, unsigned long n, int timeout_ms,
                  const sigset_t *waitmask);

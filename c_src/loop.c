@@ -318,6 +318,16 @@ int isd_poll_fds(struct pollfd *fds, unsigned long n, int timeout_ms,
     return poll(fds, (nfds_t)n, timeout_ms);
 }
 
+ssize_t isd_waited(ssize_t rc, const sigset_t *waitmask)
+{
+    int e = errno;
+
+    if (waitmask)
+        pthread_sigmask(SIG_SETMASK, waitmask, NULL);
+    errno = e;
+    return rc;
+}
+
 int isd_loop_prepare(isd_loop *l)
 {
     int done;
