@@ -1208,14 +1208,26 @@ static int read_all(pTHX_ isd_conn *c)
  * string with wider characters, its UTF-8 with a "Wide character"
  * warning.  The string is fetched once (get magic and overloading run
  * before its UTF-8 flag means anything). */
-static const char *out_bytes(pTHX_ isd_conn *c, SV *sv, STRLEN *len,
-                             const char *op)
+static const char *out_chars(pTHX_ int utf8, SV *sv, const char *p,
+                             STRLEN *len, const char *op);
+
+static inline const char *out_bytes(pTHX_ int utf8, SV *sv, STRLEN *len,
+                                    const char *op)
 {
     const char *p = SvPV(sv, *len);
+
+    if (LIKELY(!utf8 && !SvUTF8(sv)))
+        return p;                       /* the usual: bytes to a raw peer */
+    return out_chars(aTHX_ utf8, sv, p, len, op);
+}
+
+static const char *out_chars(pTHX_ int utf8, SV *sv, const char *p,
+                             STRLEN *len, const char *op)
+{
     SV *tmp;
     STRLEN i;
 
-    if (*isd_conn_uflags(c) & UF_UTF8) {
+    if (utf8) {
         if (SvUTF8(sv))
             return p;
         for (i = 0; i < *len && !(p[i] & 0x80); i++)
@@ -1226,8 +1238,6 @@ static const char *out_bytes(pTHX_ isd_conn *c, SV *sv, STRLEN *len,
         sv_utf8_upgrade(tmp);
         return SvPV(tmp, *len);
     }
-    if (!SvUTF8(sv))
-        return p;
     tmp = sv_2mortal(newSVpvn_flags(p, *len, SVf_UTF8));
     if (!sv_utf8_downgrade(tmp, TRUE)) {
         Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8), "Wide character in %s",
@@ -1282,9 +1292,16 @@ static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
 
 /* print LIST as Perl's print does it ($, between the items, $\ after
  * them), or say's (a newline after them).  1, or 0 with $!. */
-static int print_list(pTHX_ isd_conn *c, SV **args, int n, const char *op)
+#if defined(__GNUC__) || defined(__clang__)
+#  define XD_INLINE static inline __attribute__((always_inline))
+#else
+#  define XD_INLINE static inline
+#endif
+
+XD_INLINE int print_list(pTHX_ isd_conn *c, SV **args, int n, const char *op)
 {
     int say = op[0] == 's', i, ok = 1;
+    int utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
     SV *ofs = PL_ofsgv ? GvSV(PL_ofsgv) : NULL;
     SV *ors = say ? NULL : PL_ors_sv;
     const char *p;
@@ -1292,16 +1309,16 @@ static int print_list(pTHX_ isd_conn *c, SV **args, int n, const char *op)
 
     for (i = 0; i < n && ok; i++) {
         if (i > 0 && ofs && SvOK(ofs)) {
-            p = out_bytes(aTHX_ c, ofs, &len, op);
+            p = out_bytes(aTHX_ utf8, ofs, &len, op);
             ok = put(aTHX_ c, p, len);
         }
-        p = out_bytes(aTHX_ c, args[i], &len, op);
+        p = out_bytes(aTHX_ utf8, args[i], &len, op);
         ok = ok && put(aTHX_ c, p, len);
     }
     if (ok && say)
         ok = put(aTHX_ c, "\n", 1);
     else if (ok && ors && SvOK(ors)) {
-        p = out_bytes(aTHX_ c, ors, &len, op);
+        p = out_bytes(aTHX_ utf8, ors, &len, op);
         ok = put(aTHX_ c, p, len);
     }
     return ok;
@@ -1331,7 +1348,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
     SV *rs = PL_rs;
     STRLEN seplen = 0;
     const char *sep = NULL;
-    int para = 0, slurp = 0, utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
+    int para = 0, slurp = 0, utf8;
     uint64_t deadline = 0;
 
     /* data()'s own line, with the default $/: its bytes at the head of
@@ -1359,6 +1376,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
             seplen = 2;
         }
     }
+    utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
     memset(&f, 0, sizeof f);
     f.kind = ISD_FRAME_LINE;
     f.sep = sep;
@@ -1865,7 +1883,8 @@ printf(SV *self, ...)
     }
     out = sv_2mortal(newSV(0));
     do_sprintf(out, items - 1, &ST(1));
-    p = out_bytes(aTHX_ c, out, &n, "printf");
+    p = out_bytes(aTHX_ (*isd_conn_uflags(c) & UF_UTF8) != 0, out, &n,
+                  "printf");
     if (put(aTHX_ c, p, n))
         XSRETURN_YES;
     XSRETURN_NO;
