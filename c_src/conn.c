@@ -39,6 +39,7 @@
 #define ISD_C_TAKEN  (1u << 19)  /* its turn: isd_conn_take found no more */
 #define ISD_C_RDREADY (1u << 20) /* readable: its turn reads (on_ready) */
 #define ISD_C_ENDED  (1u << 21)  /* on_close was called (at most once) */
+#define ISD_C_DRAINED (1u << 22) /* fell to low_water: on_drain is due */
 
 /* What a request touches comes first (three cache lines of four): a busy
  * server with thousands of connections misses the cache on each. */
@@ -58,7 +59,9 @@ struct isd_conn {
     isd_buf     in;
     isd_outq    out;
     isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
-    isd_timer   linger;
+    isd_timer   timer;       /* idle timeout while open, linger after */
+    uint64_t    last_rx;     /* loop time of the last input */
+    unsigned    idle_ms;
     isd_addr    peer, local;
 };
 
@@ -116,11 +119,43 @@ void isd_conn_set_data(isd_conn *c, void *data) { c->data = data; }
 size_t isd_conn_out_bytes(const isd_conn *c) { return c->out.bytes; }
 unsigned *isd_conn_uflags(isd_conn *c) { return &c->uflags; }
 
-/* Open, not failed, still reading: its input is delivered. */
+/* Open, not failed, still reading: its input can be read. */
 static int conn_reads(const isd_conn *c)
 {
     return (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT))
            == ISD_C_OPEN;
+}
+
+/* ... and not held (paused, or output above high water): its input is
+ * read from the socket and delivered. */
+static int conn_delivers(const isd_conn *c)
+{
+    return (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT
+                        | ISD_C_PAUSED | ISD_C_HIGH)) == ISD_C_OPEN;
+}
+
+/* Failures that are the peer's doing on a sound socket (a message over
+ * max, an idle timeout): the output queued so far is still delivered. */
+static int keeps_output(int err)
+{
+    return err == EMSGSIZE || err == ETIMEDOUT;
+}
+
+static void accept_update(isd_server *s);
+
+/* c stops counting as open. */
+static void conn_unopen(isd_conn *c)
+{
+    isd_server *s = c->srv;
+
+    if (!(c->flags & ISD_C_OPEN))
+        return;
+    c->flags &= ~ISD_C_OPEN;
+    if (s) {
+        s->nopen--;
+        if (s->cfg.max_conns && s->nopen + 1 == s->cfg.max_conns)
+            accept_update(s);
+    }
 }
 
 /* --------------------------------------------------------------- pending */
@@ -170,7 +205,7 @@ static void conn_end(isd_conn *c, int err)
         s->h->on_close(c, err);
     /* abort and close re-queue c as CLOSED: that entry drops the server's
      * reference (never while c is still on the list) */
-    if (err && err != EMSGSIZE)
+    if (err && !keeps_output(err))
         isd_conn_abort(c);
     else
         isd_conn_close(c);
@@ -198,6 +233,11 @@ static int run_pending(isd_server *s)
         if (c->flags & ISD_C_FAILED) {
             conn_end(c, c->err);
         } else {
+            if (c->flags & ISD_C_DRAINED) {
+                c->flags &= ~ISD_C_DRAINED;
+                if (conn_reads(c) && s->h->on_drain)
+                    s->h->on_drain(c);
+            }
             if ((c->flags & ISD_C_REDO) && (c->flags & ISD_C_OPEN)) {
                 c->flags &= ~ISD_C_REDO;
                 conn_process(c);
@@ -242,8 +282,7 @@ static void conn_interest(isd_conn *c)
 
     if (c->io.fd < 0 || !c->srv)
         return;
-    if ((c->flags & (ISD_C_OPEN | ISD_C_EOF | ISD_C_RDSHUT | ISD_C_FAILED))
-        == ISD_C_OPEN)
+    if (conn_delivers(c) && !(c->flags & ISD_C_EOF))
         want |= ISD_READ;
     if (c->out.bytes && !(c->flags & ISD_C_FAILED))
         want |= ISD_WRITE;
@@ -266,7 +305,7 @@ static void conn_fail(isd_conn *c, int err)
     c->err = err ? err : EIO;
     if (c->srv && c->io.events)
         isd_io_set(c->srv->loop, &c->io, 0);
-    if (c->err != EMSGSIZE || (c->flags & ISD_C_ENDED))
+    if (!keeps_output(c->err) || (c->flags & ISD_C_ENDED))
         isd_outq_clear(&c->out);
     if (!(c->flags & ISD_C_OPEN) || (c->flags & ISD_C_ENDED)) {
         /* Already closed by the embedder, only flushing: no on_close. */
@@ -289,6 +328,62 @@ static void linger_cb(isd_loop *l, isd_timer *t)
     isd_conn_abort(t->data);
 }
 
+/* The idle timer: it is not moved at every read (that would be a heap
+ * operation per message); it fires at most once per timeout, and then
+ * looks at when the last input came (libev's "be smart about timeouts"). */
+static void idle_cb(isd_loop *l, isd_timer *t)
+{
+    isd_conn *c = t->data;
+    uint64_t due;
+
+    if (!(c->flags & ISD_C_OPEN) || !c->idle_ms || !c->srv)
+        return;
+    if (c->flags & (ISD_C_PAUSED | ISD_C_HIGH | ISD_C_FAILED | ISD_C_EOF)) {
+        /* not reading: the clock does not run (restarted on resume) */
+        isd_timer_start(l, t, c->idle_ms);
+        return;
+    }
+    due = c->last_rx + c->idle_ms;
+    if (due > l->timer_now) {
+        isd_timer_start(l, t, due - l->timer_now);
+        return;
+    }
+    conn_fail(c, ETIMEDOUT);
+}
+
+static void idle_start(isd_conn *c)
+{
+    isd_loop *l = c->srv->loop;
+
+    c->last_rx = isd_loop_now(l);
+    if (c->idle_ms)
+        isd_timer_start(l, &c->timer, c->idle_ms);
+    else
+        isd_timer_stop(l, &c->timer);
+}
+
+void isd_conn_set_idle(isd_conn *c, unsigned ms)
+{
+    c->idle_ms = ms;
+    if ((c->flags & ISD_C_OPEN) && c->srv)
+        idle_start(c);
+}
+
+unsigned isd_conn_idle(const isd_conn *c) { return c->idle_ms; }
+
+void isd_conn_pause(isd_conn *c, int pause)
+{
+    if (!(c->flags & ISD_C_OPEN) || !c->srv)
+        return;
+    if (pause) {
+        c->flags |= ISD_C_PAUSED;
+    } else if (c->flags & ISD_C_PAUSED) {
+        c->flags = (c->flags & ~ISD_C_PAUSED) | ISD_C_REDO;
+        c->last_rx = isd_loop_now(c->srv->loop);
+    }
+    pend(c);        /* the interest (and, on resume, the delivery) */
+}
+
 /* Close the fd and leave the server (its reference goes after the batch). */
 static void conn_finish(isd_conn *c)
 {
@@ -298,13 +393,9 @@ static void conn_finish(isd_conn *c)
 
     if (c->flags & ISD_C_CLOSED)
         return;
-    if (c->flags & ISD_C_OPEN) {
-        c->flags &= ~ISD_C_OPEN;
-        if (s)
-            s->nopen--;
-    }
+    conn_unopen(c);
     if (s) {
-        isd_timer_stop(s->loop, &c->linger);
+        isd_timer_stop(s->loop, &c->timer);
         if (c->io.events)
             isd_io_set(s->loop, &c->io, 0);
     }
@@ -354,10 +445,7 @@ void isd_conn_close(isd_conn *c)
         }
         c->flags &= ~ISD_C_FAILED;
     }
-    if (c->flags & ISD_C_OPEN) {
-        c->flags &= ~ISD_C_OPEN;
-        s->nopen--;
-    }
+    conn_unopen(c);
     if (!(c->flags & ISD_C_INMSG))      /* on_message's msg points into it */
         isd_buf_free(&c->in);
     c->scan = 0;
@@ -367,8 +455,11 @@ void isd_conn_close(isd_conn *c)
     }
     if (!(c->flags & ISD_C_CLOSING)) {
         c->flags |= ISD_C_CLOSING;
+        c->timer.cb = linger_cb;        /* (was the idle timer) */
         if (s->cfg.linger_ms)
-            isd_timer_start(s->loop, &c->linger, s->cfg.linger_ms);
+            isd_timer_start(s->loop, &c->timer, s->cfg.linger_ms);
+        else
+            isd_timer_stop(s->loop, &c->timer);
     }
     if (conn_flush(c) == 0 && !(c->flags & ISD_C_CLOSED)) {
         if (!s->cfg.linger_ms)
@@ -405,6 +496,15 @@ int isd_conn_shutdown(isd_conn *c, int how)
 
 /* ----------------------------------------------------------------- write */
 
+/* c's output is back down to low_water: its input flows again (delivered
+ * from the pending list, on_drain first). */
+static void high_end(isd_conn *c)
+{
+    c->flags = (c->flags & ~ISD_C_HIGH) | ISD_C_DRAINED | ISD_C_REDO;
+    c->last_rx = isd_loop_now(c->srv->loop);
+    pend(c);
+}
+
 /* Write queued output until done or the kernel is full.  0 (maybe partial,
  * maybe finished a closing conn) or -1 (c failed). */
 static int conn_flush(isd_conn *c)
@@ -437,6 +537,8 @@ static int conn_flush(isd_conn *c)
         }
         isd_outq_consume_spare(&c->out, (size_t)w,
                                c->srv ? &c->srv->ospare : NULL);
+        if ((c->flags & ISD_C_HIGH) && c->out.bytes <= c->srv->cfg.low_water)
+            high_end(c);
         if ((size_t)w < want)
             break;
     }
@@ -518,6 +620,11 @@ int isd_conn_write(isd_conn *c, const void *p, size_t n)
     }
     if (isd_outq_append_spare(&c->out, p, n, &s->ospare) < 0)
         return -1;
+    if (c->out.bytes > s->cfg.high_water && s->cfg.high_water
+        && !(c->flags & ISD_C_HIGH)) {
+        c->flags |= ISD_C_HIGH;     /* input held until it drains */
+        pend(c);                    /* (the interest) */
+    }
     /* Inside the loop, replies are batched and flushed when the current
      * batch ends; outside it (tick, signal handlers) nobody else would.  A
      * big queue goes out at once: memory stays bounded and a vanished peer
@@ -602,9 +709,11 @@ static ssize_t conn_read1(isd_conn *c)
     do
         n = recv(c->io.fd, c->in.data + c->in.wpos, c->in.cap - c->in.wpos, 0);
     while (n < 0 && errno == EINTR);
-    if (n > 0)
+    if (n > 0) {
         c->in.wpos += (size_t)n;
-    else if (n == 0)
+        if (s)
+            c->last_rx = isd_loop_now(s->loop);
+    } else if (n == 0)
         c->flags |= ISD_C_EOF;
     return n;
 }
@@ -687,7 +796,7 @@ static void conn_process(isd_conn *c)
     size_t m;
 
     if (s->h->on_ready) {
-        if (conn_reads(c) && (isd_buf_len(&c->in) || (c->flags & ISD_C_EOF)))
+        if (conn_delivers(c) && (isd_buf_len(&c->in) || (c->flags & ISD_C_EOF)))
             ready_push(s, c);
         return;
     }
@@ -764,7 +873,7 @@ int isd_conn_take(isd_conn *c, const char **msg, size_t *len)
             *len = m;
             return 1;
         }
-        if (!(c->flags & ISD_C_RDREADY) || !conn_reads(c)
+        if (!(c->flags & ISD_C_RDREADY) || !conn_delivers(c)
             || (c->flags & ISD_C_EOF))
             break;
         c->flags &= ~ISD_C_RDREADY;     /* one read a turn, as on_message */
@@ -779,7 +888,7 @@ void isd_conn_done(isd_conn *c)
     isd_server *s = c->srv;
 
     msg_end(c);
-    if (s && !(c->flags & ISD_C_TAKEN) && conn_reads(c)) {
+    if (s && !(c->flags & ISD_C_TAKEN) && conn_delivers(c)) {
         c->flags |= ISD_C_REDO;         /* left some: the next round */
         pend(c);
     }
@@ -807,7 +916,7 @@ int isd_conn_next(isd_conn *c, const char **msg, size_t *len)
     isd_server *s = c->srv;
     ssize_t m;
 
-    if (!(c->flags & ISD_C_INMSG) || !s || !conn_reads(c))
+    if (!(c->flags & ISD_C_INMSG) || !s || !conn_delivers(c))
         return 0;
     if (!c->consumed)
         isd_conn_consume(c, c->msg_len);    /* consumed is not 0 now */
@@ -830,8 +939,7 @@ static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
     isd_conn_ref(c);
     if ((ev & ISD_WRITE) && c->out.bytes)
         conn_flush(c);
-    if ((ev & ISD_READ) && (c->flags & ISD_C_OPEN)
-        && !(c->flags & (ISD_C_FAILED | ISD_C_EOF | ISD_C_RDSHUT))) {
+    if ((ev & ISD_READ) && conn_delivers(c) && !(c->flags & ISD_C_EOF)) {
         if (c->srv->h->on_ready) {
             /* its turn reads, right before delivering: one input buffer
              * (the server's spare) serves the whole batch */
@@ -881,6 +989,8 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
         }
         n = conn_read1(c);
         if (n >= 0) {
+            if (n > 0)      /* (the loop's clock stood still meanwhile) */
+                c->last_rx = isd_now_ms();
             if (n == 0)
                 conn_interest(c);
             if (!(c->flags & ISD_C_INMSG)) {
@@ -921,12 +1031,29 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
 
 /* ---------------------------------------------------------------- accept */
 
+/* Accept while below max_conns and not pausing after EMFILE. */
+static void accept_update(isd_server *s)
+{
+    unsigned want = ISD_READ;
+
+    if (s->lio.fd < 0)
+        return;
+    if ((s->cfg.max_conns && s->nopen >= s->cfg.max_conns)
+        || isd_timer_active(&s->accept_pause))
+        want = 0;
+    isd_io_set(s->loop, &s->lio, want);
+}
+
 static void accept_resume(isd_loop *l, isd_timer *t)
 {
-    isd_server *s = t->data;
+    ISD_UNUSED(l);
+    accept_update(t->data);
+}
 
-    if (s->lio.fd >= 0)
-        isd_io_set(l, &s->lio, ISD_READ);
+void isd_server_set_max_conns(isd_server *s, size_t n)
+{
+    s->cfg.max_conns = n;
+    accept_update(s);
 }
 
 /* Out of descriptors: shed the pending connection with the spare fd so the
@@ -974,7 +1101,11 @@ static isd_conn *conn_new(isd_server *s, int fd, const isd_addr *peer)
     } else {
         c->local = s->laddr;
     }
-    isd_timer_init(&c->linger, linger_cb, c);
+    isd_timer_init(&c->timer, idle_cb, c);
+    c->idle_ms = s->cfg.idle_ms;
+    c->last_rx = isd_loop_now(s->loop);
+    if (c->idle_ms)
+        isd_timer_start(s->loop, &c->timer, c->idle_ms);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -993,6 +1124,10 @@ static void listen_cb(isd_loop *l, isd_io *w, unsigned ev)
     ISD_UNUSED(l);
     ISD_UNUSED(ev);
     for (i = 0; i < ACCEPT_BATCH && s->lio.fd >= 0; i++) {
+        if (s->cfg.max_conns && s->nopen >= s->cfg.max_conns) {
+            accept_update(s);       /* full: the rest wait in the backlog */
+            return;
+        }
         memset(&peer, 0, sizeof peer);
         fd = isd_accept(s->lio.fd, &peer);
         if (fd < 0) {
@@ -1132,7 +1267,9 @@ int isd_server_listen_fd(isd_server *s, int fd)
         return -1;
     isd_nodelay(fd);
     isd_io_init(&s->lio, fd, listen_cb);
-    if (isd_io_set(s->loop, &s->lio, ISD_READ) < 0) {
+    if (isd_io_set(s->loop, &s->lio,
+                   s->cfg.max_conns && s->nopen >= s->cfg.max_conns
+                   ? 0 : ISD_READ) < 0) {
         s->lio.fd = -1;
         return -1;
     }
@@ -1315,7 +1452,7 @@ void isd_server_abandon(isd_server *s)
     s->spare_fd = -1;
     for (c = s->conns; c; c = next) {
         next = c->next;
-        isd_timer_stop(s->loop, &c->linger);
+        isd_timer_stop(s->loop, &c->timer);
         if (c->io.fd >= 0)
             close(c->io.fd);
         c->io.fd = -1;

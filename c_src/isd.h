@@ -7,7 +7,8 @@
  * Layers, bottom up:
  *   isd_buf / isd_outq   byte buffer and output chunk queue       (buf.c)
  *   isd_framing          where the next message ends              (frame.c)
- *   isd_loop             fds, timers, backend (epoll/kqueue/poll) (loop.c, be_*.c)
+ *   isd_loop             fds, backend (epoll/kqueue/poll)        (loop.c, be_*.c)
+ *   isd_timer            deadlines of the loop                    (timer.c)
  *   isd_listen / accept  socket setup                             (sock.c)
  *   isd_server/isd_conn  accept, read, frame, write, close        (conn.c)
  *
@@ -149,6 +150,9 @@ int  isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms);
 void isd_timer_stop(isd_loop *l, isd_timer *t);
 static inline int isd_timer_active(const isd_timer *t) { return t->hidx != 0; }
 uint64_t isd_now_ms(void);
+/* The clock as it was when the loop last woke up (cheaper than
+ * isd_now_ms, and the same for a whole batch of events). */
+uint64_t isd_loop_now(const isd_loop *l);
 
 /* A hook run before every wait and after every batch of events (and timers):
  * where servers flush output and finish deferred closes.  Returns how much
@@ -241,6 +245,10 @@ typedef struct isd_handlers {
      * of connections and unwind to itself).  What it leaves in the queue
      * is dropped when it returns. */
     void (*on_ready)(isd_server *s);
+    /* Optional: c's queued output went above cfg.high_water (its input
+     * was held meanwhile) and is now down to cfg.low_water; its input is
+     * delivered again right after. */
+    void (*on_drain)(isd_conn *c);
 } isd_handlers;
 
 /* Connection flags (read with isd_conn_flags). */
@@ -253,13 +261,22 @@ enum {
     ISD_C_WRSHUT  = 1u << 5,  /* shut down writing (after output drains) */
     ISD_C_PENDING = 1u << 6,  /* queued for the end-of-batch hook */
     ISD_C_FAILED  = 1u << 7,  /* error waiting for on_close */
-    ISD_C_INMSG   = 1u << 8   /* inside on_message (or between take and done) */
+    ISD_C_INMSG   = 1u << 8,  /* inside on_message (or between take and done) */
+    ISD_C_PAUSED  = 1u << 9,  /* isd_conn_pause: input held */
+    ISD_C_HIGH    = 1u << 10  /* output above high_water: input held */
 };
 
 typedef struct isd_server_cfg {
     isd_framing framing;
     size_t      max_output;   /* bytes queued per connection; 0 = no cap */
     unsigned    linger_ms;    /* how long a closed connection may flush */
+    unsigned    idle_ms;      /* a connection silent this long fails with
+                               * ETIMEDOUT; 0 = never (per connection:
+                               * isd_conn_set_idle) */
+    size_t      max_conns;    /* open connections at most (accepting stops
+                               * meanwhile); 0 = no limit */
+    size_t      high_water;   /* queued output above which input is held */
+    size_t      low_water;    /* ... until it is down to this; 0 = empty */
 } isd_server_cfg;
 
 /* A server: listening sockets plus their connections on one loop.
@@ -307,6 +324,8 @@ size_t isd_server_nconns(const isd_server *s);
 /* Iterate the open connections: first with c = NULL. */
 isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c);
 isd_server_cfg *isd_server_config(isd_server *s);
+/* Change cfg.max_conns now: accepting stops or starts again at once. */
+void isd_server_set_max_conns(isd_server *s, size_t n);
 
 /* Reference counting: the server holds one reference while c is open or
  * flushing; embedders take their own.  The memory goes with the last one;
@@ -378,6 +397,14 @@ void isd_conn_prefetch(const isd_conn *c);
 #endif
 int  isd_conn_take(isd_conn *c, const char **msg, size_t *len);
 void isd_conn_done(isd_conn *c);
+/* Hold c's input (no reads, no messages delivered) or let it go again:
+ * on resume the complete messages already buffered are delivered at the
+ * end of the current batch (or before the next wait), not when more
+ * bytes arrive.  The idle clock stops meanwhile. */
+void isd_conn_pause(isd_conn *c, int pause);
+/* c's idle timeout in ms (0: none), counted from now. */
+void isd_conn_set_idle(isd_conn *c, unsigned ms);
+unsigned isd_conn_idle(const isd_conn *c);
 /* Put bytes back in front of the unread input.  0 or -1/ENOMEM. */
 int  isd_conn_unread(isd_conn *c, const void *p, size_t n);
 /* Wait up to timeout_ms (-1: forever) for this connection alone to become

@@ -67,7 +67,11 @@ struct isd_loop {
     int         in_timers;   /* inside run_timers */
     uint64_t    timer_now;   /* the clock run_timers compares with */
     int         forked;      /* in a child forked since it was made */
+    uint64_t    now;         /* isd_now_ms() when the last wait returned */
 };
+
+/* timer.c: run the due timers (after each wait). */
+void isd_timers_run(isd_loop *l);
 
 /* Grow l->fired to hold at least n entries.  0 or -1/ENOMEM. */
 int isd_loop_fired_reserve(isd_loop *l, int n);

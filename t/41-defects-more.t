@@ -262,6 +262,7 @@ for my $be (backends()) {
         start_server(
             backend    => $be,
             timeout    => 1,
+            high_water => 64 * 1048576,   # 4b: the next line with 8 MiB queued
             child_init => sub { $SIG{CHLD} = 'IGNORE' },
             child_run  => $fork_run,
             callback   => { data => sub {

@@ -41,6 +41,9 @@
 #define UF_UTF8      2u    /* binmode :utf8 */
 #define UF_NOAUTOFL  4u    /* autoflush(0) was asked (no effect but reported) */
 
+enum { CB_add, CB_remove, CB_data, CB_tick, CB_error, CB_drain, CB_N };
+typedef struct xtimer xtimer;
+
 typedef struct xd {
     isd_loop   *loop;
     isd_server *srv;
@@ -73,14 +76,15 @@ typedef struct xd {
      * pointed to, and the value slot of each callback found in it. */
     SV         *cb_slot;
     HV         *cb_hv;
-    SV         *cb_val[5];
+    SV         *cb_val[CB_N];
+    xtimer     *timers;        /* the active ones (each holds its object) */
 #ifdef PERL_IMPLICIT_CONTEXT
     void       *perl;
 #endif
 } xd;
 
-static U32 h_add, h_remove, h_data, h_tick, h_error, h_callback, h_timeout;
-enum { CB_add, CB_remove, CB_data, CB_tick, CB_error, CB_N };
+static U32 h_add, h_remove, h_data, h_tick, h_error, h_drain, h_callback,
+           h_timeout;
 
 /* ------------------------------------------------------------------ magic */
 
@@ -501,6 +505,9 @@ static SV *errmsg(pTHX_ isd_conn *c, int err)
         return newSVpvf("output for %s:%u over max_output (%lu bytes)", host,
                         isd_addr_port(a),
                         (unsigned long)(d ? d->cfg.max_output : 0));
+    if (err == ETIMEDOUT)
+        return newSVpvf("idle timeout (no input for %g s) from %s:%u",
+                        isd_conn_idle(c) / 1000.0, host, isd_addr_port(a));
     return newSVpvf("connection %s:%u: %s", host, isd_addr_port(a),
                     strerror(err));
 }
@@ -790,7 +797,7 @@ static void on_close(isd_conn *c, int err)
         return;
     ENTER;
     SAVETMPS;
-    if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM)
+    if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM || err == ETIMEDOUT)
         report(aTHX_ d, io, sv_2mortal(errmsg(aTHX_ c, err)));
     if ((cb = CB(d, remove)))
         call_cb(aTHX_ d, cb, "remove", io, NULL);
@@ -800,6 +807,18 @@ static void on_close(isd_conn *c, int err)
     }
     FREETMPS;
     LEAVE;
+}
+
+/* Its output fell back to low_water after high_water: drain($io, $d). */
+static void on_drain(isd_conn *c)
+{
+    xd *d = conn_xd(c);
+    dXD_THX(d);
+    SV *io = peer_rv(c), *cb;
+
+    if (!io || !(cb = CB(d, drain)))
+        return;
+    call_cb(aTHX_ d, cb, "drain", io, NULL);
 }
 
 static void on_error(isd_server *s, int err, const char *what)
@@ -814,7 +833,8 @@ static void on_error(isd_server *s, int err, const char *what)
     LEAVE;
 }
 
-static const isd_handlers handlers = { on_accept, NULL, on_close, on_error, on_ready };
+static const isd_handlers handlers = { on_accept, NULL, on_close, on_error,
+                                       on_ready, on_drain };
 
 /* ---------------------------------------------------------- daemon state */
 
@@ -861,7 +881,7 @@ static int xd_listen(pTHX_ xd *d)
         family = AF_INET6;
     d->lfd = isd_listen_tcp(h, port ? (unsigned)SvUV(port) : 0, family,
                             d->backlog, d->err, sizeof d->err);
-    if (d->lfd >= 0)
+    if (d->lfd >= 0 && !d->loop)    /* (a loop of the parent's: see xd_loop) */
         d->pid = getpid();
     return d->lfd >= 0 ? 0 : -1;
 }
@@ -881,22 +901,29 @@ static void xd_drop_peers(pTHX_ xd *d)
 }
 
 /* Make the loop and server, in this process, and hand them the listener. */
-static int xd_start(pTHX_ xd *d)
+static void xd_timers_rearm(xd *d);
+
+/* The loop of this process, made if need be.  0, or -1 with d->err. */
+static int xd_loop(pTHX_ xd *d)
 {
-    if (d->srv && d->pid != getpid()) {
+    int forked = d->loop && d->pid != getpid();
+
+    if (forked) {
         /* forked since: the loop is shared with the parent; start afresh,
          * on the same listening socket (a child that runs serves) */
-        int lfd = isd_server_take_listener(d->srv);
-        xd_drop_peers(aTHX_ d);
-        isd_server_abandon(d->srv);
-        isd_server_free(d->srv);
+        if (d->srv) {
+            int lfd = isd_server_take_listener(d->srv);
+            xd_drop_peers(aTHX_ d);
+            isd_server_abandon(d->srv);
+            isd_server_free(d->srv);
+            d->srv = NULL;
+            if (d->lfd < 0)
+                d->lfd = lfd;
+            else if (lfd >= 0)
+                close(lfd);
+        }
         isd_loop_abandon(d->loop);
-        d->srv = NULL;
         d->loop = NULL;
-        if (d->lfd < 0)
-            d->lfd = lfd;
-        else if (lfd >= 0)
-            close(lfd);
     }
     d->pid = getpid();
     if (!d->loop) {
@@ -904,7 +931,16 @@ static int xd_start(pTHX_ xd *d)
                                sizeof d->err);
         if (!d->loop)
             return -1;
+        if (forked)
+            xd_timers_rearm(d);     /* the child's timers go on in its loop */
     }
+    return 0;
+}
+
+static int xd_start(pTHX_ xd *d)
+{
+    if (xd_loop(aTHX_ d) < 0)
+        return -1;
     if (!d->srv) {
         d->srv = isd_server_new(d->loop, &handlers, &d->cfg, d);
         if (!d->srv)
@@ -1017,6 +1053,118 @@ static void xd_reap(xd *d)
     d->gone_loop = NULL;
 }
 
+/* ----------------------------------------------------------------- timers */
+
+/* A timer of $server->timer: the C state lives in its object (ext magic,
+ * freed with it); while active the daemon holds a count on the object,
+ * so a dropped handle keeps firing until cancelled. */
+struct xtimer {
+    isd_timer   t;
+    xd         *d;             /* NULL once inactive */
+    SV         *obj;           /* the object (the blessed inner SV) */
+    SV         *cb;            /* counted */
+    unsigned    every_ms;      /* 0: one-shot */
+    xtimer     *next, *prev;   /* d->timers */
+};
+
+#define TIMER_PKG PKG "::Timer"
+
+static int xt_mg_free(pTHX_ SV *sv, MAGIC *mg);
+static MGVTBL xt_vtbl = { NULL, NULL, NULL, NULL, xt_mg_free, NULL, NULL, NULL };
+
+static int xt_mg_free(pTHX_ SV *sv, MAGIC *mg)
+{
+    xtimer *xt = (xtimer *)mg->mg_ptr;
+
+    PERL_UNUSED_ARG(sv);
+    if (!xt)
+        return 0;
+    /* inactive by now: an active one is held by its daemon */
+    if (!PL_dirty)
+        SvREFCNT_dec(xt->cb);
+    Safefree(xt);
+    mg->mg_ptr = NULL;
+    return 0;
+}
+
+/* The timer stops and the daemon lets go of its object (which may free
+ * xt: nothing touches it after). */
+static void xt_stop(pTHX_ xtimer *xt)
+{
+    xd *d = xt->d;
+
+    if (!d)
+        return;
+    if (d->loop)
+        isd_timer_stop(d->loop, &xt->t);
+    if (xt->prev)
+        xt->prev->next = xt->next;
+    else
+        d->timers = xt->next;
+    if (xt->next)
+        xt->next->prev = xt->prev;
+    xt->next = xt->prev = NULL;
+    xt->d = NULL;
+    SvREFCNT_dec(xt->obj);
+}
+
+static void xt_fire(isd_loop *l, isd_timer *t)
+{
+    xtimer *xt = t->data;
+    xd *d = xt->d;
+    dXD_THX(d);
+    SV *obj = SvREFCNT_inc_simple_NN(xt->obj);   /* through the call */
+
+    if (xt->every_ms)
+        isd_timer_start(l, &xt->t, xt->every_ms);  /* before: cb may cancel */
+    else
+        xt_stop(aTHX_ xt);
+    if (d->self_rv) {
+        dSP;
+        int n;
+        ENTER;
+        SAVETMPS;
+        PUSHMARK(SP);
+        EXTEND(SP, 2);
+        PUSHs(d->self_rv);
+        PUSHs(sv_2mortal(newRV_inc(obj)));
+        PUTBACK;
+        n = call_sv(xt->cb, G_DISCARD | G_EVAL);
+        PERL_UNUSED_VAR(n);
+        if (died(aTHX))
+            report_died(aTHX_ d, "timer", NULL);
+        FREETMPS;
+        LEAVE;
+    }
+    SvREFCNT_dec(obj);
+}
+
+static void xd_timers_rearm(xd *d)
+{
+    uint64_t now = isd_now_ms();
+    xtimer *xt;
+
+    for (xt = d->timers; xt; xt = xt->next)
+        isd_timer_start(d->loop, &xt->t, xt->t.at > now ? xt->t.at - now : 0);
+}
+
+/* destroy, or the daemon goes: every timer stops. */
+static void xd_timers_cancel(pTHX_ xd *d)
+{
+    while (d->timers)
+        xt_stop(aTHX_ d->timers);
+}
+
+static xtimer *xt_from(pTHX_ SV *sv, const char *method)
+{
+    MAGIC *mg;
+
+    if (SvROK(sv) && (mg = find_mg(SvRV(sv), &xt_vtbl)) && mg->mg_ptr)
+        return (xtimer *)mg->mg_ptr;
+    croak("%s::%s: not called on an %s object", TIMER_PKG, method, TIMER_PKG);
+    return NULL; /* not reached */
+}
+
 static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
 {
     xd *d = (xd *)mg->mg_ptr;
@@ -1024,8 +1172,15 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
     PERL_UNUSED_ARG(sv);
     if (!d)
         return 0;
-    if (!PL_dirty)
+    if (!PL_dirty) {
         xd_close_all(aTHX_ d, 0);
+        xd_timers_cancel(aTHX_ d);
+    } else {
+        xtimer *xt;                 /* objects may be gone: only let go */
+        for (xt = d->timers; xt; xt = xt->next)
+            xt->d = NULL;
+        d->timers = NULL;
+    }
     xd_reap(d);
     if (d->srv) {
         if (d->pid != getpid())
@@ -1572,6 +1727,7 @@ BOOT:
     PERL_HASH(h_error, "error", 5);
     PERL_HASH(h_callback, "callback", 8);
     PERL_HASH(h_timeout, "timeout", 7);
+    PERL_HASH(h_drain, "drain", 5);
     {
         MY_CXT_INIT;
         init_cxt(aTHX_ &MY_CXT);
@@ -1615,6 +1771,14 @@ _init(SV *self)
     d->cfg.linger_ms = (unsigned)ms_of(aTHX_ v, 30000);
     v = opt(aTHX_ d, "read_timeout");
     d->read_timeout_ms = v ? ms_of(aTHX_ v, 10000) : -1;
+    v = opt(aTHX_ d, "idle_timeout");
+    d->cfg.idle_ms = (unsigned)ms_of(aTHX_ v, 0);
+    v = opt(aTHX_ d, "max_connections");
+    d->cfg.max_conns = v ? (size_t)SvUV(v) : 0;
+    v = opt(aTHX_ d, "high_water");
+    d->cfg.high_water = v ? (size_t)SvUV(v) : 1048576;
+    v = opt(aTHX_ d, "low_water");
+    d->cfg.low_water = v ? (size_t)SvUV(v) : 0;
     v = opt(aTHX_ d, "backlog");
     d->backlog = v ? (int)SvIV(v) : SOMAXCONN;
     v = opt(aTHX_ d, "backend");
@@ -1756,6 +1920,7 @@ destroy(SV *self)
   PPCODE:
     d = xd_from(aTHX_ self, "destroy");
     d->stop = 1;
+    xd_timers_cancel(aTHX_ d);
     /* held while it waits: a signal handler may drop the last reference */
     ENTER;
     SAVEFREESV(SvREFCNT_inc_simple_NN(SvRV(self)));
@@ -1825,6 +1990,59 @@ _forget_callbacks(SV *self)
   PPCODE:
     cb_forget(aTHX_ xd_from(aTHX_ self, "callback"));
     XSRETURN_EMPTY;
+
+SV *
+_timer(SV *self, NV after, NV every, SV *cb)
+  PREINIT:
+    xd *d;
+    xtimer *xt;
+    SV *obj;
+  CODE:
+    /* (arguments checked by the Perl wrapper, timer) */
+    d = xd_from(aTHX_ self, "timer");
+    if (xd_loop(aTHX_ d) < 0)
+        croak("%s::timer: %s", PKG, d->err);
+    obj = newSV(0);
+    sv_upgrade(obj, SVt_PVMG);
+    Newxz(xt, 1, xtimer);
+    sv_magicext(obj, NULL, PERL_MAGIC_ext, &xt_vtbl, (char *)xt, 0);
+    RETVAL = sv_bless(newRV_noinc(obj), gv_stashpv(TIMER_PKG, GV_ADD));
+    xt->obj = obj;
+    xt->cb = newSVsv(cb);
+    xt->every_ms = every > 0 ? (unsigned)ms_of(aTHX_ sv_2mortal(newSVnv(every)), 0) : 0;
+    if (every > 0 && !xt->every_ms)
+        xt->every_ms = 1;
+    isd_timer_init(&xt->t, xt_fire, xt);
+    if (isd_timer_start(d->loop, &xt->t,
+                        (uint64_t)ms_of(aTHX_ sv_2mortal(newSVnv(after)), 0)) < 0)
+        croak("%s::timer: out of memory", PKG);
+    xt->d = d;                      /* active: the daemon holds it */
+    SvREFCNT_inc_simple_void_NN(obj);
+    xt->next = d->timers;
+    if (d->timers)
+        d->timers->prev = xt;
+    d->timers = xt;
+  OUTPUT:
+    RETVAL
+
+void
+max_connections(SV *self, SV *n = NULL)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "max_connections");
+    if (n) {
+        SvGETMAGIC(n);
+        if (!SvOK(n) || !looks_like_number(n) || SvNV(n) < 0
+            || SvNV(n) != (NV)(UV)SvNV(n))
+            croak("%s::max_connections: '%" SVf "' is not a number of "
+                  "connections (0: no limit)", PKG,
+                  SVfARG(SvOK(n) ? n : sv_2mortal(newSVpvs("undef"))));
+        d->cfg.max_conns = (size_t)SvUV(n);
+        if (d->srv)
+            isd_server_set_max_conns(d->srv, d->cfg.max_conns);
+    }
+    XSRETURN_UV((UV)d->cfg.max_conns);
 
 SV *
 _connections(SV *self)
@@ -2305,3 +2523,57 @@ getsockopt(SV *self, int level, int optname)
     ST(0) = sv_2mortal(newSVpvn(buf, len));
     XSRETURN(1);
 
+
+void
+pending(SV *self)
+  PPCODE:
+    XSRETURN_UV((UV)isd_conn_out_bytes(conn_from(aTHX_ self, "pending")));
+
+void
+pause(SV *self)
+  ALIAS:
+    resume = 1
+  PPCODE:
+    isd_conn_pause(conn_from(aTHX_ self, ix ? "resume" : "pause"), !ix);
+    XSRETURN_YES;
+
+void
+paused(SV *self)
+  PPCODE:
+    if (isd_conn_flags(conn_from(aTHX_ self, "paused")) & ISD_C_PAUSED)
+        XSRETURN_YES;
+    XSRETURN_NO;
+
+void
+idle_timeout(SV *self, SV *secs = NULL)
+  PREINIT:
+    isd_conn *c;
+    unsigned was;
+  PPCODE:
+    c = conn_from(aTHX_ self, "idle_timeout");
+    was = isd_conn_idle(c);
+    if (secs) {
+        SvGETMAGIC(secs);
+        if (!SvOK(secs) || !looks_like_number(secs) || SvNV(secs) < 0)
+            croak("%s::idle_timeout: '%" SVf "' is not a number of seconds "
+                  "(0: none)", PEER_PKG,
+                  SVfARG(SvOK(secs) ? secs : sv_2mortal(newSVpvs("undef"))));
+        isd_conn_set_idle(c, (unsigned)ms_of(aTHX_ secs, 0));
+    }
+    XSRETURN_NV(was / 1000.0);
+
+
+MODULE = IO::Socket::INET::Daemon  PACKAGE = IO::Socket::INET::Daemon::Timer
+
+void
+cancel(SV *self)
+  PPCODE:
+    xt_stop(aTHX_ xt_from(aTHX_ self, "cancel"));
+    XSRETURN_YES;
+
+void
+active(SV *self)
+  PPCODE:
+    if (xt_from(aTHX_ self, "active")->d)
+        XSRETURN_YES;
+    XSRETURN_NO;

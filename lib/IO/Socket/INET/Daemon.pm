@@ -18,10 +18,13 @@ my %DEFAULT = (
     max_output   => 64 * 1_048_576,
     linger       => 30,
     backlog      => Socket::SOMAXCONN(),
+    high_water   => 1_048_576,
+    low_water    => 0,
 );
 
 my %KNOWN = map { $_ => 1 } qw(port host timeout callback framing max_line
-    max_output read_timeout backlog backend linger);
+    max_output read_timeout backlog backend linger idle_timeout
+    max_connections high_water low_water);
 
 sub _bad {
     my ($what, $value, $want) = @_;
@@ -45,11 +48,24 @@ sub new {
         if defined $rc{timeout} and !_seconds($rc{timeout});
     _bad(read_timeout => $rc{read_timeout}, 'is not a number of seconds')
         if exists $rc{read_timeout} and !_seconds($rc{read_timeout});
+    for my $k (qw(linger idle_timeout)) {
+        _bad($k => $rc{$k}, 'is not a number of seconds')
+            if exists $rc{$k} and defined $rc{$k} and !_seconds($rc{$k});
+    }
     _bad(linger => $rc{linger}, 'is not a number of seconds')
-        if exists $rc{linger} and !_seconds($rc{linger});
-    for my $k (qw(max_line max_output backlog)) {
+        if exists $rc{linger} and !defined $rc{linger};
+    for my $k (qw(max_line max_output backlog high_water)) {
         _bad($k => $rc{$k}, 'is not a positive integer')
             if exists $rc{$k} and !(defined $rc{$k} and $rc{$k} =~ /\A[1-9]\d*\z/);
+    }
+    for my $k (qw(max_connections low_water)) {
+        _bad($k => $rc{$k}, 'is not an integer of 0 or more')
+            if exists $rc{$k} and !(defined $rc{$k} and $rc{$k} =~ /\A\d+\z/);
+    }
+    {
+        my $hw = exists $rc{high_water} ? $rc{high_water} : $DEFAULT{high_water};
+        _bad(low_water => $rc{low_water}, "is not below high_water ($hw)")
+            if exists $rc{low_water} and $rc{low_water} >= $hw;
     }
     _bad(framing => $rc{framing}, "is not 'line' or 'raw'")
         if exists $rc{framing} and !(defined $rc{framing} and $rc{framing} =~ /\A(?:line|raw)\z/);
@@ -82,6 +98,30 @@ sub callback {
 
 sub connections { @{ $_[0]->_connections } }
 
+sub timer {
+    my ($self, %a) = @_;
+    my $m = 'IO::Socket::INET::Daemon::timer';
+    for my $k (sort keys %a) {
+        Carp::croak("$m: unknown option '$k' (have: after, every, cb)")
+            unless $k eq 'after' or $k eq 'every' or $k eq 'cb';
+    }
+    Carp::croak("$m: cb: " . (defined $a{cb} ? "'$a{cb}'" : 'undef')
+                . ' is not a code reference')
+        unless ref $a{cb} eq 'CODE';
+    Carp::croak("$m: needs after or every") unless exists $a{after} or exists $a{every};
+    for my $k (qw(after every)) {
+        next unless exists $a{$k};
+        Carp::croak("$m: $k: " . (defined $a{$k} ? "'$a{$k}'" : 'undef')
+                    . ' is not a number of seconds')
+            unless _seconds($a{$k});
+    }
+    Carp::croak("$m: every: '$a{every}' must be more than 0")
+        if exists $a{every} and $a{every} == 0;
+    my $every = exists $a{every} ? $a{every} : 0;
+    my $after = exists $a{after} ? $a{after} : $every;
+    return $self->_timer($after, $every, $a{cb});
+}
+
 sub DESTROY {
     local ($!, $@);
     $_[0]->destroy;
@@ -100,6 +140,12 @@ sub protocol   { Socket::IPPROTO_TCP() }
 sub error      { 0 }
 sub clearerr   { 0 }
 sub sync       { '0 but true' }
+
+package IO::Socket::INET::Daemon::Timer;
+
+our $VERSION = $IO::Socket::INET::Daemon::VERSION;
+
+sub CLONE_SKIP { 1 }
 
 package IO::Socket::INET::Daemon::Peer::Tie;
 
@@ -356,6 +402,10 @@ itself:
         },
     });
 
+or, simpler and cheaper, use a timer (L</timer>), which runs only when due:
+
+    $server->timer(every => 5, cb => sub { ... });
+
 =item error($io, $server, $message)
 
 New in 1.00.  Something went wrong that the server survived: a callback
@@ -367,6 +417,14 @@ warned, prefixed with C<IO::Socket::INET::Daemon: >.
 
 The message is one line without a trailing newline; to warn it yourself,
 add one (C<warn "$msg\n">), or C<warn> appends " at FILE line N".
+
+=item drain($io, $server)
+
+New in 1.01.  The output queued for C<$io> had gone above L</high_water>
+(so the server stopped reading from it) and is now down to L</low_water>:
+reading and C<data> calls resume right after this callback.  A producer
+that writes in bulk writes its next part here.  Not called for a
+connection whose queue never went above C<high_water>.
 
 =back
 
@@ -475,6 +533,34 @@ the queued output is out, keep reading; 2: as L</remove>),
 C<setsockopt>, C<getsockopt>, C<sockopt>, C<binmode(LAYER)> (C<:raw> or
 C<:utf8>; see below), C<sockdomain>, C<socktype>, C<protocol>.
 
+=head2 Connection control
+
+New in 1.01.
+
+=over 4
+
+=item pending
+
+The number of bytes queued for the connection and not yet taken by the
+client (0 once it is closed).
+
+=item pause, resume, paused
+
+C<pause> stops reading from the connection and calling C<data> for it
+(lines it already sent stay buffered); C<resume> starts again, and the
+complete lines already buffered are delivered at once, in the same cycle
+of the loop (also when C<resume> is called from C<tick> or a timer), not
+when the client next sends something.  C<paused> tells.  Both return true
+and are harmless on a closed connection.
+
+=item idle_timeout([SECONDS])
+
+The connection's idle timeout in seconds (0: none), the server's
+L</idle_timeout> to begin with.  With an argument, sets it for this
+connection, counting from now, and returns the previous value.
+
+=back
+
 =head2 Characters and bytes
 
 A connection starts raw, as a Perl socket does: it sends and reads bytes.
@@ -561,6 +647,41 @@ for it; default 30.  Then it is closed anyway.  C<< linger => 0 >> means
 no time: the connection gets what one non-blocking write takes, the rest is
 dropped, and the socket is closed at once.
 
+=item idle_timeout => SECONDS
+
+New in 1.01.  A connection that sends nothing for that long is ended:
+C<error($io, $server, "idle timeout (no input for SECONDS s) from
+HOST:PORT")>, then C<remove>, then what was queued for it (and what
+C<error> and C<remove> print) is delivered and it is closed.  Default:
+none, as in 0.04.  Only input counts: output to a client that sends
+nothing does not keep it alive.  While a connection is paused or held at
+L</high_water> the server does not read from it, so its idle clock stands
+still (and starts from zero again when it resumes).  Per connection:
+C<< $io->idle_timeout >>.  Timeouts cost nothing between expiries, however
+many connections have one.
+
+=item max_connections => N
+
+New in 1.01.  With N connections open the server stops accepting: new
+clients wait in the listen queue (L</backlog>; their connect succeeds,
+nothing is refused) and are accepted as soon as a connection closes.
+Default 0: no limit.  See also L</max_connections> the method.
+
+=item high_water => BYTES
+
+=item low_water => BYTES
+
+New in 1.01.  Backpressure: while the output queued for a connection is
+above C<high_water> (default 1048576, 1 MiB), the server neither reads
+from it nor calls C<data> for lines it already has, so a client that
+pipelines requests without reading the replies is slowed down by TCP
+instead of growing the server.  When the queue is down to C<low_water>
+(default 0: empty) reading resumes, the lines buffered meanwhile are
+delivered, and the C<drain> callback (L</CALLBACKS>) is called first.  C<low_water> must be below
+C<high_water>.  L</max_output> still applies to output queued from other
+connections' callbacks (a broadcast to a client that never reads): past
+it, the client is dropped.
+
 =item backlog => N
 
 The listen queue length; default SOMAXCONN.
@@ -603,6 +724,55 @@ The C<$io> objects of the open connections, in no particular order.
     print join ' ', IO::Socket::INET::Daemon::backends();  # "epoll poll"
 
 The event backend the server uses, and the ones built in.
+
+=head2 timer
+
+    my $t = $server->timer(after => 2.5, cb => sub { ... });       # once
+    my $p = $server->timer(every => 60, cb => sub {
+        my ($server, $timer) = @_;
+        $_->print("ping\n") for $server->connections;
+    });
+    $t->cancel;
+
+New in 1.01.  Calls C<cb> with the server and the timer: once, C<after>
+seconds from now; or every C<every> seconds (the first time after
+C<after> if given, else after C<every>).  Fractions are allowed; the
+resolution is a millisecond.  C<< after => 0 >> fires in the next cycle of
+the loop.  Returns an C<IO::Socket::INET::Daemon::Timer>:
+
+=over 4
+
+=item $timer->cancel
+
+Stops it; safe to call again, and from inside its own callback.
+
+=item $timer->active
+
+True while it will still fire: false after a one-shot timer has fired (in
+its own callback too) and after C<cancel>.
+
+=back
+
+The server keeps an active timer: dropping the handle does B<not> stop
+it (keep the handle to cancel it).  Timers fire while L</run> runs; L</stop>
+does not cancel them (one that falls due between two runs fires at the
+start of the next), L</destroy> does.  A C<die> in C<cb> is reported to
+C<error> (C<$io> undef, the message starts with C<timer callback died:>)
+and a repeating timer goes on.  Timers live in the C core, in one heap:
+100,000 of them cost nothing while none is due.  Bad arguments croak,
+naming the method and the value (C<IO::Socket::INET::Daemon::timer:
+after: '-1' is not a number of seconds>); so do a missing C<cb>, neither
+C<after> nor C<every>, and C<< every => 0 >>.
+
+=head2 max_connections
+
+    $server->max_connections(100);          # from now on
+    my $n = $server->max_connections;
+
+New in 1.01.  Reads or changes L</max_connections> while the server runs
+(0: no limit).  Raising it accepts the clients waiting in the listen queue
+at once; lowering it below the number open closes nothing, it only stops
+accepting until enough have closed.
 
 =head1 SIGNALS
 
