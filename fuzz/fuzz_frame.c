@@ -51,8 +51,9 @@ static ssize_t ref_next(int raw, const char *sep, size_t seplen, size_t max,
             return (ssize_t)(i + seplen);
         }
     /* no terminator yet: any later one ends past len, so past max if
-     * len >= max */
-    return len >= max ? -1 : 0;
+     * len >= max; max bytes may still be a final message at EOF, one more
+     * cannot */
+    return len > max ? -1 : 0;
 }
 
 static uint32_t rng(uint32_t *s)
