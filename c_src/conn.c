@@ -40,6 +40,8 @@
 #define ISD_C_RDREADY (1u << 20) /* readable: its turn reads (on_ready) */
 #define ISD_C_ENDED  (1u << 21)  /* on_close was called (at most once) */
 #define ISD_C_DRAINED (1u << 22) /* fell to low_water: on_drain is due */
+#define ISD_C_NOSHUT (1u << 23)  /* a forked child's copy: the parent's
+                                  * pending shutdown(SHUT_WR) is not ours */
 
 /* What a request touches comes first (three cache lines of four): a busy
  * server with thousands of connections misses the cache on each. */
@@ -338,7 +340,7 @@ static void idle_cb(isd_loop *l, isd_timer *t)
 
     if (!(c->flags & ISD_C_OPEN) || !c->idle_ms || !c->srv)
         return;
-    if (c->flags & (ISD_C_PAUSED | ISD_C_HIGH | ISD_C_FAILED | ISD_C_EOF)) {
+    if (c->flags & (ISD_C_PAUSED | ISD_C_FAILED | ISD_C_EOF)) {
         /* not reading: the clock does not run (restarted on resume) */
         isd_timer_start(l, t, c->idle_ms);
         return;
@@ -537,8 +539,12 @@ static int conn_flush(isd_conn *c)
         }
         isd_outq_consume_spare(&c->out, (size_t)w,
                                c->srv ? &c->srv->ospare : NULL);
-        if ((c->flags & ISD_C_HIGH) && c->out.bytes <= c->srv->cfg.low_water)
-            high_end(c);
+        if (c->flags & ISD_C_HIGH) {
+            /* held for its output: taking some is its sign of life */
+            c->last_rx = isd_loop_now(c->srv->loop);
+            if (c->out.bytes <= c->srv->cfg.low_water)
+                high_end(c);
+        }
         if ((size_t)w < want)
             break;
     }
@@ -547,7 +553,7 @@ static int conn_flush(isd_conn *c)
             conn_finish(c);
             return 0;
         }
-        if (c->flags & ISD_C_WRSHUT)
+        if ((c->flags & (ISD_C_WRSHUT | ISD_C_NOSHUT)) == ISD_C_WRSHUT)
             shutdown(c->io.fd, SHUT_WR);
     }
     if (c->srv && ((c->out.bytes != 0) != ((c->io.events & ISD_WRITE) != 0)))
@@ -742,7 +748,7 @@ static size_t conn_frame(isd_conn *c)
     size_t len;
     ssize_t m;
 
-    if (!conn_reads(c))
+    if (!conn_delivers(c))
         return 0;
     len = isd_buf_len(&c->in);
     m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in), len, &c->scan);
@@ -982,7 +988,7 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
          * read), whatever the embedder's reads wait for: a slurp or a
          * record longer than that fails c, as an over-long message does. */
         if (c->srv->cfg.framing.max
-            && isd_buf_len(&c->in) >= c->srv->cfg.framing.max) {
+            && isd_buf_len(&c->in) > c->srv->cfg.framing.max) {
             conn_fail(c, EMSGSIZE);
             errno = EMSGSIZE;
             return -1;
@@ -1185,8 +1191,11 @@ static void reg_child(void)
         s->loop->forked = 1;
         if (!pthread_equal(s->owner, pthread_self()))
             continue;
-        for (c = s->conns; c; c = c->next)
+        for (c = s->conns; c; c = c->next) {
+            if (c->out.bytes && (c->flags & ISD_C_WRSHUT))
+                c->flags |= ISD_C_NOSHUT;   /* after the parent's bytes */
             isd_outq_clear(&c->out);
+        }
     }
     pthread_mutex_unlock(&reg_lock);
 }

@@ -252,6 +252,7 @@ int isd_loop_run_once(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
     rc = l->be->wait(l, timeout_ms, waitmask);
     if (rc < 0)
         saved = errno;
+    l->now = isd_now_ms();          /* the time of this batch */
     /* The wait installed waitmask; make sure it is in force from here on
      * (backends without an atomic wait already set it). */
     if (waitmask)

@@ -106,7 +106,7 @@ int isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms)
 
 void isd_timers_run(isd_loop *l)
 {
-    uint64_t now = l->now = isd_now_ms();
+    uint64_t now = isd_now_ms();
 
     l->timer_now = now;
     l->in_timers++;

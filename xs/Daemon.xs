@@ -351,7 +351,7 @@ static SV *guarded(pTHX_ CV *helper, SV *sv)
     int n;
 
     PUSHMARK(SP);
-    XPUSHs(sv);
+    XPUSHs(sv == ERRSV ? saved : sv);   /* the eval empties $@ first */
     PUTBACK;
     n = call_sv((SV *)helper, G_SCALAR | G_EVAL);
     SPAGAIN;
@@ -555,6 +555,97 @@ typedef struct batch {
     int         ok;           /* 0: data() answered false */
 } batch;
 
+/* The UTF-8 sequence at s[0..len): its length (1 to 4) when it is one
+ * well-formed character, 0 when it is the start of one cut short (more
+ * bytes may come), -1 when malformed (its first byte is then taken as a
+ * character of its own, Latin-1).  Overlong forms and code points past
+ * 0x10FFFF are malformed; surrogates pass, as with Perl's :utf8. */
+static int utf8_seq(const U8 *s, size_t len)
+{
+    U8 b = s[0], lo = 0x80, hi = 0xBF;
+    size_t n, j;
+
+    if (b < 0x80)
+        return 1;
+    if (b < 0xC2 || b > 0xF4)
+        return -1;
+    n = b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    if (b == 0xE0)
+        lo = 0xA0;
+    else if (b == 0xF0)
+        lo = 0x90;
+    else if (b == 0xF4)
+        hi = 0x8F;
+    for (j = 1; j < n; j++) {
+        if (j >= len)
+            return 0;
+        if (s[j] < (j == 1 ? lo : 0x80) || s[j] > (j == 1 ? hi : 0xBF))
+            return -1;
+    }
+    return (int)n;
+}
+
+/* UTF-8 input, counted in characters: the bytes of the first *nchars
+ * characters of p[0..len), with *nchars set to how many were there.  A
+ * character cut short at the end of the bytes is not counted (more may
+ * come), unless at_eof; a malformed byte counts as one character. */
+static size_t utf8_prefix(const char *p, size_t len, size_t *nchars,
+                          int at_eof)
+{
+    const U8 *s = (const U8 *)p;
+    size_t i = 0, k = 0, want = *nchars;
+
+    while (k < want && i < len) {
+        int n = utf8_seq(s + i, len - i);
+        if (n == 0 && !at_eof)
+            break;
+        i += n > 0 ? (size_t)n : 1;
+        k++;
+    }
+    *nchars = k;
+    return i;
+}
+
+/* Whether p[0..len) is well-formed UTF-8 throughout (utf8_seq's rules). */
+static int utf8_valid(const char *p, size_t len)
+{
+    const U8 *s = (const U8 *)p;
+    size_t i = 0;
+
+    while (i < len) {
+        int n;
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        if ((n = utf8_seq(s + i, len - i)) <= 0)
+            return 0;
+        i += (size_t)n;
+    }
+    return 1;
+}
+
+/* Append p[0..len), UTF-8 from a :utf8 peer, to the character string sv:
+ * well-formed characters as they are, each malformed byte as the Latin-1
+ * character of that value (so a read of N characters gives N). */
+static void append_chars(pTHX_ SV *sv, const char *p, size_t len)
+{
+    const U8 *s = (const U8 *)p;
+    size_t i = 0, run = 0;
+
+    while (i < len) {
+        int n = s[i] < 0x80 ? 1 : utf8_seq(s + i, len - i);
+        if (n > 0) {
+            i += (size_t)n;
+            continue;
+        }
+        sv_catpvn_flags(sv, p + run, i - run, SV_CATUTF8);
+        sv_catpvn_flags(sv, p + i, 1, SV_CATBYTES);    /* (upgraded) */
+        run = ++i;
+    }
+    sv_catpvn_flags(sv, p + run, len - run, SV_CATUTF8);
+}
+
 /* perl's sv_setsv copies a string rather than sharing it (copy-on-write)
  * when its buffer has this much room to spare (sv.c's waste threshold, 80
  * since 5.20).  Our reused scalars keep that room: `my $l = $io->getline`
@@ -594,8 +685,15 @@ static SV *new_in(pTHX_ isd_conn *c, const char *p, size_t n, SV *into,
     } else {
         sv = newSVpvn(p, n);
     }
-    if ((*isd_conn_uflags(c) & UF_UTF8) && is_utf8_string((U8 *)p, n))
-        SvUTF8_on(sv);
+    if (*isd_conn_uflags(c) & UF_UTF8) {
+        if (utf8_valid(p, n)) {
+            SvUTF8_on(sv);
+        } else {                /* malformed bytes: Latin-1 characters */
+            sv_setpvs(sv, "");
+            SvUTF8_on(sv);
+            append_chars(aTHX_ sv, p, n);
+        }
+    }
     return sv;
 }
 
@@ -797,9 +895,12 @@ static void on_close(isd_conn *c, int err)
         return;
     ENTER;
     SAVETMPS;
+    /* ours through the calls: error may remove it, or destroy */
+    sv_2mortal(SvREFCNT_inc_simple_NN(io));
     if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM || err == ETIMEDOUT)
         report(aTHX_ d, io, sv_2mortal(errmsg(aTHX_ c, err)));
-    if ((cb = CB(d, remove)))
+    /* (not after error removed it: remove means no remove callback) */
+    if (peer_rv(c) == io && (cb = CB(d, remove)))
         call_cb(aTHX_ d, cb, "remove", io, NULL);
     if (peer_rv(c) == io) {
         isd_conn_set_data(c, NULL);
@@ -1259,6 +1360,22 @@ static void conn_unref_cb(pTHX_ void *c)
     isd_conn_unref((isd_conn *)c);
 }
 
+/* A method that runs Perl code between finding c and using it (a signal
+ * handler, a tied FETCH, an overloaded "") holds c: that code may drop the
+ * last $io and destroy the daemon.  Let go of when the caller's scope ends
+ * (or a die unwinds it). */
+static void hold_conn(pTHX_ isd_conn *c)
+{
+    isd_conn_ref(c);
+    SAVEDESTRUCTOR_X(conn_unref_cb, c);
+}
+
+/* Whether fetching sv's value runs Perl code (get magic: a tie, $1...;
+ * overloading); then hold c across it. */
+#define RUNS_PERL(sv) (SvGMAGICAL(sv) || (SvROK(sv) && SvAMAGIC(sv)))
+#define HOLD_IF(c, sv) \
+    do { if ((sv) && RUNS_PERL(sv)) hold_conn(aTHX_ (c)); } while (0)
+
 /* Read more into c for a reading method: waits for this connection only,
  * running Perl signal handlers that arrive meanwhile, until *deadline: 0
  * the first time, when it is set to read_timeout from now (now itself
@@ -1281,10 +1398,7 @@ static ssize_t fill(pTHX_ isd_conn *c, uint64_t *deadline)
         int sigs = perl_handles_signals(aTHX);
 
         if (sigs && !held) {
-            /* a handler may drop the last $io: c stays until the
-             * caller's scope ends (or a die unwinds it) */
-            isd_conn_ref(c);
-            SAVEDESTRUCTOR_X(conn_unref_cb, c);
+            hold_conn(aTHX_ c);     /* a handler runs Perl code */
             held = 1;
         }
         if (sigs && block_signals(aTHX_ &old)) {
@@ -1310,6 +1424,7 @@ static int flush_forked(pTHX_ isd_conn *c)
     uint64_t deadline = isd_now_ms() + conn_xd(c)->cfg.linger_ms;
     sigset_t old;
 
+    hold_conn(aTHX_ c);             /* handlers run meanwhile */
     for (;;) {
         uint64_t now = isd_now_ms();
         int left = now >= deadline ? 0 : (int)(deadline - now), r;
@@ -1326,7 +1441,7 @@ static int flush_forked(pTHX_ isd_conn *c)
     }
 }
 
-static SV *read_record(pTHX_ isd_conn *c, SV *into);
+static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline);
 
 /* Every record to EOF, for list context (getlines, <$io>): as a slurp
  * is, bounded by max_line in all; past it the connection fails (EMSGSIZE)
@@ -1338,8 +1453,9 @@ static int read_all(pTHX_ isd_conn *c)
     size_t max = d ? d->cfg.framing.max : 0, total = 0;
     int n = 0;
     SV *sv;
+    uint64_t deadline = 0;          /* read_timeout for the whole list */
 
-    while ((sv = read_record(aTHX_ c, NULL))) {
+    while ((sv = read_record(aTHX_ c, NULL, &deadline))) {
         total += SvCUR(sv);
         XPUSHs(sv_2mortal(sv));
         n++;
@@ -1402,40 +1518,6 @@ static const char *out_chars(pTHX_ int utf8, SV *sv, const char *p,
     return SvPV(tmp, *len);
 }
 
-/* UTF-8 input, counted in characters: the bytes of the first *nchars
- * characters of p[0..len), with *nchars set to how many were there.  A
- * character cut short at the end of the bytes is not counted (more may
- * come), unless at_eof; a malformed byte counts as one character. */
-static size_t utf8_prefix(const char *p, size_t len, size_t *nchars,
-                          int at_eof)
-{
-    const U8 *s = (const U8 *)p;
-    size_t i = 0, k = 0, want = *nchars;
-
-    while (k < want && i < len) {
-        U8 b = s[i];
-        size_t n = b < 0x80 ? 1 : b >= 0xC2 && b <= 0xDF ? 2
-                 : b >= 0xE0 && b <= 0xEF ? 3 : b >= 0xF0 && b <= 0xF4 ? 4
-                 : 1;
-        size_t j;
-
-        for (j = 1; j < n && i + j < len; j++)
-            if ((s[i + j] & 0xC0) != 0x80)
-                break;
-        if (j < n && i + j < len)
-            n = 1;                      /* malformed: one byte */
-        else if (j < n) {               /* cut short */
-            if (!at_eof)
-                break;
-            n = len - i;
-        }
-        i += n;
-        k++;
-    }
-    *nchars = k;
-    return i;
-}
-
 static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
 {
     if (isd_conn_write(c, p, n) < 0) {
@@ -1461,6 +1543,14 @@ XD_INLINE int print_list(pTHX_ isd_conn *c, SV **args, int n, const char *op)
     SV *ors = say ? NULL : PL_ors_sv;
     const char *p;
     STRLEN len;
+
+    for (i = 0; i < n; i++)
+        if (UNLIKELY(RUNS_PERL(args[i]))) {
+            hold_conn(aTHX_ c);
+            break;
+        }
+    if (i == n && ((ofs && RUNS_PERL(ofs)) || (ors && RUNS_PERL(ors))))
+        hold_conn(aTHX_ c);
 
     for (i = 0; i < n && ok; i++) {
         if (i > 0 && ofs && SvOK(ofs)) {
@@ -1492,8 +1582,9 @@ static void consume(pTHX_ isd_conn *c, size_t n)
 
 /* The next record per $/ (NULL at EOF with nothing left or on error), in
  * into if not NULL.  A record of $/ = \N on a :utf8 peer is N characters.
- * Waits (fill) up to read_timeout for the whole call. */
-static SV *read_record(pTHX_ isd_conn *c, SV *into)
+ * Waits (fill) until *deadline (0: read_timeout from the first wait), so
+ * that one call waits read_timeout in all. */
+static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
 {
     isd_framing f;
     const char *p;
@@ -1504,7 +1595,6 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
     STRLEN seplen = 0;
     const char *sep = NULL;
     int para = 0, slurp = 0, utf8;
-    uint64_t deadline = 0;
 
     /* data()'s own line, with the default $/: its bytes at the head of
      * the input, no scan.  A copy: changing it must not change $_[2]. */
@@ -1580,7 +1670,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into)
                 return sv;
             }
         }
-        if (fill(aTHX_ c, &deadline) < 0) {
+        if (fill(aTHX_ c, deadline) < 0) {
             SETERRNO(errno, 0);
             return NULL;
         }
@@ -1616,12 +1706,14 @@ static ssize_t take(pTHX_ isd_conn *c, SV *buf, size_t want, SV *offsv,
     const char *p;
     size_t len, nb, got;
     STRLEN cur;
-    SSize_t off = offsv ? (SSize_t)SvIV(offsv) : 0;
+    SSize_t off;
     int chars;
     uint64_t deadline = 0;
 
     if (SvREADONLY(buf))
         croak("Modification of a read-only value attempted");
+    hold_conn(aTHX_ c);     /* handlers and the buffer's FETCH run Perl */
+    off = offsv ? (SSize_t)SvIV(offsv) : 0;
     for (;;) {
         avail(c, want, &got);
         isd_conn_in(c, &len);
@@ -1654,8 +1746,7 @@ static ssize_t take(pTHX_ isd_conn *c, SV *buf, size_t want, SV *offsv,
     if (chars) {
         /* characters: off counts them in buf; the new ones are appended
          * as UTF-8 (from a :utf8 peer) or as Latin-1 (raw) */
-        int in_utf8 = (*isd_conn_uflags(c) & UF_UTF8)
-                      && is_utf8_string((const U8 *)p, nb);
+        int from_utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
         STRLEN clen;
         if (!SvUTF8(buf))
             sv_utf8_upgrade_nomg(buf);
@@ -1674,9 +1765,10 @@ static ssize_t take(pTHX_ isd_conn *c, SV *buf, size_t want, SV *offsv,
             U8 *s0 = (U8 *)SvPVX(buf);
             SvCUR_set(buf, (STRLEN)(utf8_hop(s0, off) - s0));
         }
-        sv_catpvn_flags(buf, p, nb, in_utf8 ? SV_CATUTF8 : SV_CATBYTES);
-        if (!in_utf8 && (*isd_conn_uflags(c) & UF_UTF8))
-            got = nb;                   /* malformed input: bytes */
+        if (from_utf8)
+            append_chars(aTHX_ buf, p, nb);     /* got characters */
+        else
+            sv_catpvn_flags(buf, p, nb, SV_CATBYTES);
     } else {
         char *dst;
         cur = SvCUR(buf);
@@ -2095,6 +2187,7 @@ printf(SV *self, ...)
     c = conn_from(aTHX_ self, "printf");
     if (items < 2)
         croak("Usage: %s::printf(self, format, ...)", PEER_PKG);
+    hold_conn(aTHX_ c);             /* formatting may run overloading */
     if (!isd_conn_is_open(c)) {
         SETERRNO(ENOTCONN, 0);
         XSRETURN_NO;
@@ -2121,6 +2214,9 @@ syswrite(SV *self, SV *buf, SV *lensv = NULL, SV *offsv = NULL)
     int chars;
   PPCODE:
     c = conn_from(aTHX_ self, ix == 1 ? "write" : ix == 2 ? "send" : "syswrite");
+    if (RUNS_PERL(buf) || (lensv && RUNS_PERL(lensv))
+        || (offsv && RUNS_PERL(offsv)))
+        hold_conn(aTHX_ c);
     /* Bytes on a raw peer (a wide character croaks, as syswrite does);
      * characters on a :utf8 one, LEN and OFFSET counting characters (as
      * perl's syswrite did on :utf8 handles), so none is ever split. */
@@ -2188,7 +2284,8 @@ getline(SV *self)
     }
     {
         dXSTARG;
-        if (!read_record(aTHX_ c, TARG))
+        uint64_t deadline = 0;
+        if (!read_record(aTHX_ c, TARG, &deadline))
             XSRETURN_UNDEF;
         ST(0) = TARG;
         XSRETURN(1);
@@ -2217,6 +2314,8 @@ sysread(SV *self, SV *buf, SV *lensv, SV *offsv = NULL)
     ssize_t n;
   PPCODE:
     c = conn_from(aTHX_ self, ix == 1 ? "read" : ix == 3 ? "recv" : "sysread");
+    HOLD_IF(c, lensv);
+    HOLD_IF(c, offsv);
     len = SvIV(lensv);
     if (len < 0)
         croak("Negative length");
@@ -2405,10 +2504,13 @@ _family(SV *self)
 void
 autoflush(SV *self, SV *on = NULL)
   PREINIT:
+    isd_conn *c;
     unsigned *uf;
     int was;
   PPCODE:
-    uf = isd_conn_uflags(conn_from(aTHX_ self, "autoflush"));
+    c = conn_from(aTHX_ self, "autoflush");
+    HOLD_IF(c, on);
+    uf = isd_conn_uflags(c);
     was = !(*uf & UF_NOAUTOFL);
     if (!on || SvTRUE(on))
         *uf &= ~UF_NOAUTOFL;
@@ -2419,10 +2521,13 @@ autoflush(SV *self, SV *on = NULL)
 void
 blocking(SV *self, SV *on = NULL)
   PREINIT:
+    isd_conn *c;
     unsigned *uf;
     int was;
   PPCODE:
-    uf = isd_conn_uflags(conn_from(aTHX_ self, "blocking"));
+    c = conn_from(aTHX_ self, "blocking");
+    HOLD_IF(c, on);
+    uf = isd_conn_uflags(c);
     was = !(*uf & UF_NONBLOCK);
     if (on && SvOK(on)) {
         if (SvTRUE(on))
@@ -2457,10 +2562,13 @@ binmode(SV *self, SV *layer = NULL)
   ALIAS:
     BINMODE = 1
   PREINIT:
+    isd_conn *c;
     unsigned *uf;
     const char *l;
   PPCODE:
-    uf = isd_conn_uflags(conn_from(aTHX_ self, "binmode"));
+    c = conn_from(aTHX_ self, "binmode");
+    HOLD_IF(c, layer);
+    uf = isd_conn_uflags(c);
     l = layer && SvOK(layer) ? SvPV_nolen(layer) : ":raw";
     if (strEQ(l, ":raw") || strEQ(l, ":bytes") || strEQ(l, ":unix"))
         *uf &= ~UF_UTF8;
@@ -2482,6 +2590,7 @@ setsockopt(SV *self, int level, int optname, SV *val)
     STRLEN len;
   PPCODE:
     c = conn_from(aTHX_ self, "setsockopt");
+    HOLD_IF(c, val);
     if (!isd_conn_is_open(c)) {
         SETERRNO(EBADF, 0);
         XSRETURN_UNDEF;
@@ -2551,6 +2660,7 @@ idle_timeout(SV *self, SV *secs = NULL)
     unsigned was;
   PPCODE:
     c = conn_from(aTHX_ self, "idle_timeout");
+    HOLD_IF(c, secs);
     was = isd_conn_idle(c);
     if (secs) {
         SvGETMAGIC(secs);

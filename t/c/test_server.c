@@ -84,12 +84,26 @@ typedef struct srvctx {
     int         ahead2;            /* the same, asked for at most 2 */
     int         ahead_bad;         /* turns not in the order it gave */
     int         ready_leave;       /* take no connection at all */
+    int         pause_first;       /* isd_conn_pause(c, 1) in the next on_message */
+    int         set_idle;          /* isd_conn_set_idle(c, idle_val) in on_accept */
+    unsigned    idle_val;
+    size_t      greet_pat;         /* write this many pattern bytes in on_accept */
+    size_t      reply_size;        /* answer each message with this many bytes:
+                                    * its text, then dots, then "\n" */
+    int         small_sndbuf;      /* SO_SNDBUF of accepted sockets, if not 0 */
     /* observations */
     isd_conn   *refd[16];
     int         nrefd;
     isd_conn   *last;              /* last connection seen in on_message */
     int         write_errno;       /* errno of a failed isd_conn_write */
     int         inmsg_ok, inptr_ok, msg_intact;
+    int         ndrain;            /* on_drain calls */
+    int         drain_bad;         /* ... with ISD_C_HIGH set or output above low_water */
+    int         held_msgs;         /* messages delivered while PAUSED or HIGH */
+    unsigned    idle_seen;         /* isd_conn_idle in on_accept */
+    size_t      max_open;          /* most connections open, seen in on_accept */
+    size_t      max_out;           /* most output queued, seen in on_message */
+    uint64_t    taccept, tclose;   /* when the last on_accept, on_close ran */
 } srvctx;
 
 static void logf_(srvctx *x, const char *kind, const char *p, size_t n)
@@ -103,12 +117,34 @@ static void logf_(srvctx *x, const char *kind, const char *p, size_t n)
 
 static srvctx *ctx_of(isd_conn *c) { return isd_conn_data(c); }
 
+/* the byte at offset k of the pattern replies (write_pat, greet_pat) */
+static char pat_at(size_t k) { return (char)('a' + k % 26 + (k / 26) % 3); }
+
+static int write_pattern(isd_conn *c, size_t n)
+{
+    char *big = malloc(n);
+    size_t k;
+    int r;
+    for (k = 0; k < n; k++) big[k] = pat_at(k);
+    r = isd_conn_write(c, big, n);
+    free(big);
+    return r;
+}
+
 static void h_accept(isd_server *s, isd_conn *c)
 {
     srvctx *x = isd_server_data(s);
     isd_conn_set_data(c, x);
     x->naccept++;
+    x->taccept = isd_now_ms();
+    if (isd_server_nconns(s) > x->max_open) x->max_open = isd_server_nconns(s);
     logf_(x, "A", "", 0);
+    if (x->small_sndbuf)
+        setsockopt(isd_conn_fd(c), SOL_SOCKET, SO_SNDBUF, &x->small_sndbuf,
+                   sizeof x->small_sndbuf);
+    if (x->set_idle) isd_conn_set_idle(c, x->idle_val);
+    x->idle_seen = isd_conn_idle(c);
+    if (x->greet_pat) write_pattern(c, x->greet_pat);
     if (x->take_ref && x->nrefd < 16) {
         isd_conn_ref(c);
         x->refd[x->nrefd++] = c;
@@ -127,6 +163,7 @@ static void h_message(isd_conn *c, const char *msg, size_t len)
 
     memcpy(copy, msg, clen);
     x->nmsg++;
+    if (isd_conn_flags(c) & (ISD_C_PAUSED | ISD_C_HIGH)) x->held_msgs++;
     x->msgbytes += len;
     x->lastlen = len;
     x->last = c;
@@ -162,13 +199,25 @@ static void h_message(isd_conn *c, const char *msg, size_t len)
         free(big);
     }
     if (x->write_pat) {
-        char *big = malloc(x->write_pat);
-        size_t k;
-        for (k = 0; k < x->write_pat; k++) big[k] = (char)('a' + k % 26 + (k / 26) % 3);
-        if (isd_conn_write(c, big, x->write_pat) < 0)
+        if (write_pattern(c, x->write_pat) < 0)
             x->write_errno = errno;
-        free(big);
         if (x->close_after_write) isd_conn_close(c);
+    }
+    if (x->reply_size) {
+        char *r = malloc(x->reply_size);
+        size_t t = len && msg[len - 1] == '\n' ? len - 1 : len;
+        if (t > x->reply_size - 1) t = x->reply_size - 1;
+        memset(r, '.', x->reply_size);
+        memcpy(r, msg, t);
+        r[x->reply_size - 1] = '\n';
+        if (isd_conn_write(c, r, x->reply_size) < 0)
+            x->write_errno = errno;
+        free(r);
+        if (isd_conn_out_bytes(c) > x->max_out) x->max_out = isd_conn_out_bytes(c);
+    }
+    if (x->pause_first) {
+        x->pause_first = 0;
+        isd_conn_pause(c, 1);
     }
     if (x->unread_push && len == 5 && memcmp(msg, "push\n", 5) == 0) {
         isd_conn_consume(c, len);
@@ -211,6 +260,7 @@ static void h_close(isd_conn *c, int err)
     srvctx *x = ctx_of(c);
     char b[16];
     x->nclose++;
+    x->tclose = isd_now_ms();
     x->lasterr = err;
     snprintf(b, sizeof b, "%d", err);
     logf_(x, "C", b, strlen(b));
@@ -230,7 +280,17 @@ static void h_error(isd_server *s, int err, const char *what)
     logf_(x, "E", b, strlen(b));
 }
 
-static const isd_handlers H = { h_accept, h_message, h_close, h_error, NULL };
+static void h_drain(isd_conn *c)
+{
+    srvctx *x = ctx_of(c);
+    x->ndrain++;
+    if ((isd_conn_flags(c) & ISD_C_HIGH)
+        || isd_conn_out_bytes(c) > isd_server_config(x->s)->low_water)
+        x->drain_bad++;
+}
+
+static const isd_handlers H = { h_accept, h_message, h_close, h_error, NULL,
+                                h_drain };
 
 /* PULL: the same handler, called from on_ready for each message taken. */
 static void h_ready(isd_server *s)
@@ -262,7 +322,8 @@ static void h_ready(isd_server *s)
     }
 }
 
-static const isd_handlers H_PULL = { h_accept, NULL, h_close, h_error, h_ready };
+static const isd_handlers H_PULL = { h_accept, NULL, h_close, h_error, h_ready,
+                                     h_drain };
 
 static isd_server_cfg cfg_line(size_t max)
 {
@@ -349,6 +410,26 @@ static int cli_connect(unsigned port)
     sin.sin_port = htons((unsigned short)port);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     return cli_connect_to((struct sockaddr *)&sin, sizeof sin);
+}
+
+/* a client with a small receive buffer (set before connect, so the window
+ * the server sees is small too): a peer that does not read fills up fast */
+static int cli_connect_rcvbuf(unsigned port, int rcvbuf)
+{
+    struct sockaddr_in sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((unsigned short)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    return fd;
 }
 
 static unsigned cli_port(int fd)
@@ -1824,6 +1905,410 @@ static void test_ready(void)
     teardown(&x);
 }
 
+/* ------------------------------------ idle timeout, max_conns, high water,
+ * pause (cfg.idle_ms, cfg.max_conns, cfg.high_water/low_water, on_drain,
+ * isd_conn_pause, isd_conn_set_idle, isd_server_set_max_conns) */
+
+/* idle_ms: a silent connection fails with ETIMEDOUT after idle_ms, its
+ * queued output still delivered (a graceful close); one that keeps sending
+ * lives on; isd_conn_set_idle sets it per connection, counted from the
+ * call; a paused connection's clock stands still. */
+static void test_idle(void)
+{
+    srvctx x;
+    isd_server_cfg cfg = cfg_line(0);
+    int c1, eof, bad, k;
+    uint64_t t0, el;
+    char buf[64], *big;
+    size_t n, i, bigsz = 8u << 20;
+    isd_conn *c;
+
+    cfg.idle_ms = 200;
+    if (setup(&x, &cfg) < 0) { fail(T("setup")); teardown(&x); return; }
+    x.greet = 1;
+    x.take_ref = 1;
+
+    /* a silent client */
+    t0 = isd_now_ms();
+    c1 = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 1, 3000), T("accepted"));
+    if (x.nrefd != 1) { fail(T("took a reference")); close(c1); teardown(&x); return; }
+    c = x.refd[0];
+    is_int(isd_conn_idle(c), 200, T("isd_conn_idle: cfg.idle_ms"));
+    is_int(x.idle_seen, 200, T("already in on_accept"));
+    ok(pump_until(&x, &x.nclose, 1, 3000), T("a silent client: on_close"));
+    is_int(x.lasterr, ETIMEDOUT, T("with ETIMEDOUT"));
+    el = x.tclose - t0;
+    ok(el >= 180 && el < 1000, T("after idle_ms (%u ms)"), (unsigned)el);
+    n = cli_drain(&x, c1, buf, sizeof buf, 3000, &eof);
+    is_mem(buf, n, "hello\n", 6, T("the greeting queued before it arrives"));
+    is_int(eof, 1, T("then EOF (closed gracefully)"));
+    is_int(isd_server_nconns(x.s), 0, T("connection gone"));
+    ok(isd_conn_flags(c) & ISD_C_CLOSED, T("ISD_C_CLOSED"));
+    close(c1);
+
+    /* a silent client that does not read either: what is still queued at
+     * the timeout is delivered (within linger_ms) */
+    x.greet = 0;
+    x.greet_pat = bigsz;
+    x.nclose = 0;
+    c1 = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 2, 3000), T("accepted"));
+    if (x.nrefd != 2) { fail(T("took a reference")); close(c1); teardown(&x); return; }
+    c = x.refd[1];
+    ok(isd_conn_out_bytes(c) > 0, T("8 MiB greeting: some of it still queued (%zu)"),
+       isd_conn_out_bytes(c));
+    ok(pump_until(&x, &x.nclose, 1, 3000), T("on_close"));
+    is_int(x.lasterr, ETIMEDOUT, T("with ETIMEDOUT"));
+    big = malloc(bigsz + 16);
+    n = cli_drain(&x, c1, big, bigsz + 16, 8000, &eof);
+    is_int(n, bigsz, T("the client then reads all of the queued output"));
+    for (bad = 0, i = 0; i < n; i++)
+        if (big[i] != pat_at(i)) { bad = 1; break; }
+    ok(!bad, T("in order"));
+    is_int(eof, 1, T("then EOF"));
+    free(big);
+    close(c1);
+    x.greet_pat = 0;
+
+    /* a client sending a line every 80 ms is not idle */
+    x.nclose = 0;
+    x.nmsg = 0;
+    c1 = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 3, 3000), T("accepted"));
+    for (k = 0; k < 8; k++) {
+        t0 = isd_now_ms();
+        cli_sends(&x, c1, "ping\n");
+        pump(&x, 80);
+    }
+    is_int(x.nmsg, 8, T("8 lines delivered"));
+    is_int(x.nclose, 0, T("a line every 80 ms for 640 ms: not timed out"));
+    ok(x.nrefd == 3 && isd_conn_is_open(x.refd[2]), T("still open"));
+    ok(pump_until(&x, &x.nclose, 1, 3000), T("once it stops: on_close"));
+    el = x.tclose - t0;
+    ok(x.lasterr == ETIMEDOUT && el >= 180 && el < 1000,
+       T("ETIMEDOUT, idle_ms after its last line (%u ms)"), (unsigned)el);
+    close(c1);
+
+    /* isd_conn_set_idle(c, 0) in on_accept: never */
+    x.nclose = 0;
+    x.set_idle = 1;
+    x.idle_val = 0;
+    c1 = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 4, 3000), T("accepted"));
+    is_int(x.idle_seen, 0, T("isd_conn_set_idle(c, 0) in on_accept: isd_conn_idle 0"));
+    pump(&x, 450);
+    is_int(x.nclose, 0, T("a silent connection without idle timeout: open after 450 ms"));
+    if (x.nrefd == 4) {
+        c = x.refd[3];
+        ok(isd_conn_is_open(c), T("still open"));
+        t0 = isd_now_ms();
+        isd_conn_set_idle(c, 100);
+        is_int(isd_conn_idle(c), 100, T("isd_conn_set_idle(c, 100): isd_conn_idle 100"));
+        ok(pump_until(&x, &x.nclose, 1, 3000), T("then it times out"));
+        el = x.tclose - t0;
+        ok(x.lasterr == ETIMEDOUT && el >= 90 && el < 1000,
+           T("ETIMEDOUT, 100 ms counted from the call (%u ms)"), (unsigned)el);
+    }
+    close(c1);
+    x.set_idle = 0;
+
+    /* a paused connection is not timed out; resumed, its clock restarts */
+    x.nclose = 0;
+    c1 = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 5, 3000), T("accepted"));
+    if (x.nrefd == 5) {
+        c = x.refd[4];
+        isd_conn_pause(c, 1);
+        ok(isd_conn_flags(c) & ISD_C_PAUSED, T("isd_conn_pause(c, 1): ISD_C_PAUSED"));
+        pump(&x, 500);
+        is_int(x.nclose, 0, T("paused: not timed out after 500 ms (idle 200)"));
+        t0 = isd_now_ms();
+        isd_conn_pause(c, 0);
+        ok(!(isd_conn_flags(c) & ISD_C_PAUSED), T("isd_conn_pause(c, 0): cleared"));
+        ok(pump_until(&x, &x.nclose, 1, 3000), T("resumed and silent: on_close"));
+        el = x.tclose - t0;
+        ok(x.lasterr == ETIMEDOUT && el >= 170 && el < 1000,
+           T("ETIMEDOUT, idle_ms after the resume (%u ms)"), (unsigned)el);
+    }
+    close(c1);
+
+    /* a line that arrives during a long wait (the way an embedder runs
+     * the loop: one wait until the next timer) restarts the clock from
+     * when it came, not from when the loop last woke before that */
+    x.nclose = 0;
+    x.nmsg = 0;
+    x.loglen = 0; x.log[0] = 0;
+    c1 = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 6, 3000), T("accepted"));
+    {
+        pid_t pid;
+        uint64_t ta = x.taccept;
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        if (pid == 0) {
+            msleep(150);
+            send(c1, "late\n", 5, MSG_NOSIGNAL);
+            _exit(0);
+        }
+        while (!x.nclose && isd_now_ms() - ta < 320) {
+            int left = 320 - (int)(isd_now_ms() - ta);
+            isd_loop_run_once(x.l, left > 0 ? left : 0, NULL);
+        }
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) ;
+        /* (on_ready reads in the hook, after the clock was updated) */
+        is_str(x.log, "A Mlate\n", T("a line 150 ms in, read after one long wait"));
+        if (!is_int(x.nclose, 0, T("no timeout 320 ms after accept: that line "
+                    "was activity")))
+            note("on_close(%d) %u ms after accept", x.lasterr,
+                 (unsigned)(x.tclose - ta));
+        ok(pump_until(&x, &x.nclose, 1, 3000), T("then it times out"));
+        el = x.tclose - ta;
+        ok(x.lasterr == ETIMEDOUT && el >= 330,
+           T("idle_ms after that line (%u ms after accept)"), (unsigned)el);
+    }
+    close(c1);
+    teardown(&x);
+}
+
+/* max_conns: the clients above it wait in the backlog (connect succeeds,
+ * no on_accept) until one closes; isd_server_set_max_conns moves the limit
+ * at once, either way */
+static void test_max_conns(void)
+{
+    srvctx x;
+    isd_server_cfg cfg = cfg_line(0);
+    int c[6], i, eof;
+    char buf[64];
+    size_t n;
+    ssize_t r;
+
+    cfg.max_conns = 2;
+    if (setup(&x, &cfg) < 0) { fail(T("setup")); teardown(&x); return; }
+    x.echo = 1;
+    c[0] = cli_connect(x.port);
+    c[1] = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 2, 3000), T("two clients accepted"));
+    c[2] = cli_connect(x.port);
+    ok(c[2] >= 0, T("a third client's connect succeeds (the backlog)"));
+    cli_sends(&x, c[2], "third\n");
+    pump(&x, 200);
+    is_int(x.naccept, 2, T("max_conns 2: no on_accept for it while two are open"));
+    is_int(isd_server_nconns(x.s), 2, T("two connections"));
+    r = recv(c[2], buf, sizeof buf, MSG_DONTWAIT);
+    ok(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK),
+       T("it is not served (nor closed)"));
+    close(c[0]);
+    ok(pump_until(&x, &x.naccept, 3, 3000), T("one closes: the third is accepted"));
+    n = cli_recv(&x, c[2], buf, sizeof buf, 6, 3000, &eof);
+    is_mem(buf, n, "third\n", 6, T("and served what it sent while waiting"));
+    is_int(isd_server_nconns(x.s), 2, T("two connections"));
+    ok(x.max_open <= 2, T("never more than two open (%zu)"), x.max_open);
+
+    /* raising the limit accepts the waiting clients at once */
+    c[3] = cli_connect(x.port);
+    c[4] = cli_connect(x.port);
+    pump(&x, 100);
+    is_int(x.naccept, 3, T("two more wait"));
+    isd_server_set_max_conns(x.s, 3);
+    is_int(isd_server_config(x.s)->max_conns, 3, T("isd_server_set_max_conns(s, 3)"));
+    for (i = 0; i < 3 && x.naccept < 4; i++)
+        isd_loop_run_once(x.l, 100, NULL);
+    is_int(x.naccept, 4, T("one of them accepted at the next isd_loop_run_once (%d)"),
+           i);
+    pump(&x, 100);
+    is_int(x.naccept, 4, T("only one"));
+    is_int(isd_server_nconns(x.s), 3, T("three connections"));
+    ok(x.max_open <= 3, T("never more than three open (%zu)"), x.max_open);
+
+    /* lowering it below the number open closes nothing, accepts nothing
+     * until they are down below the new limit */
+    isd_server_set_max_conns(x.s, 1);
+    c[5] = cli_connect(x.port);
+    pump(&x, 100);
+    ok(x.naccept == 4 && isd_server_nconns(x.s) == 3,
+       T("isd_server_set_max_conns(s, 1) with three open: none closed, none accepted"));
+    close(c[1]);
+    close(c[2]);
+    ok(pump_until(&x, &x.nclose, 3, 3000), T("two of them leave"));
+    pump(&x, 100);
+    ok(x.naccept == 4 && isd_server_nconns(x.s) == 1,
+       T("one open, limit 1: still none accepted"));
+    close(c[3]);
+    ok(pump_until(&x, &x.naccept, 5, 3000), T("the last leaves: one accepted"));
+    pump(&x, 100);
+    ok(x.naccept == 5 && isd_server_nconns(x.s) == 1, T("only one"));
+    isd_server_set_max_conns(x.s, 0);
+    ok(pump_until(&x, &x.naccept, 6, 3000),
+       T("isd_server_set_max_conns(s, 0): no limit, the other accepted"));
+    is_int(isd_server_nconns(x.s), 2, T("two connections"));
+    cli_sends(&x, c[5], "last\n");
+    n = cli_recv(&x, c[5], buf, sizeof buf, 5, 3000, &eof);
+    is_mem(buf, n, "last\n", 5, T("and served"));
+    for (i = 3; i < 6; i++) close(c[i]);
+    teardown(&x);
+}
+
+/* high_water: a client that pipelines requests and does not read has its
+ * input held once the replies queue above high_water; when it reads,
+ * on_drain, and every answer arrives, in order */
+static void test_high_water(void)
+{
+    enum { N = 200, R = 4096 };
+    srvctx x;
+    isd_server_cfg cfg = cfg_line(0);
+    int c1, c2, eof, bad, k, drains;
+    char *req, *buf;
+    size_t n, len = 0;
+    isd_conn *c;
+
+    cfg.high_water = 8192;
+    cfg.low_water = 0;
+    if (setup(&x, &cfg) < 0) { fail(T("setup")); teardown(&x); return; }
+    x.reply_size = R;
+    x.small_sndbuf = 8192;      /* so the kernel cannot take it all */
+    x.take_ref = 1;
+    x.nolog = 1;
+    c1 = cli_connect_rcvbuf(x.port, 8192);
+    ok(pump_until(&x, &x.naccept, 1, 3000), T("accepted"));
+    if (x.nrefd != 1) { fail(T("took a reference")); close(c1); teardown(&x); return; }
+    c = x.refd[0];
+    req = malloc((size_t)N * 16);
+    for (k = 0; k < N; k++)
+        len += (size_t)snprintf(req + len, 16, "line %03d\n", k);
+    cli_send(&x, c1, req, len);         /* 200 requests in one write */
+    pump(&x, 300);
+    ok(x.nmsg > 0 && x.nmsg <= N / 4,
+       T("the client does not read: delivery stops well below %d (%d)"), N, x.nmsg);
+    ok(isd_conn_flags(c) & ISD_C_HIGH, T("ISD_C_HIGH set"));
+    is_int(x.held_msgs, 0, T("no message delivered while ISD_C_HIGH was set"));
+    ok(x.max_out <= cfg.high_water + R,
+       T("queued output stays within high_water + one reply (most: %zu)"), x.max_out);
+
+    buf = malloc((size_t)N * R + 16);
+    n = cli_recv(&x, c1, buf, (size_t)N * R + 16, (size_t)N * R, 10000, &eof);
+    is_int(n, (size_t)N * R, T("the client reads: all %d answers arrive"), N);
+    for (bad = 0, k = 0; k < N && (size_t)(k + 1) * R <= n; k++) {
+        char want[32];
+        snprintf(want, sizeof want, "line %03d", k);
+        if (memcmp(buf + (size_t)k * R, want, 8) != 0
+            || buf[(size_t)k * R + R - 1] != '\n') {
+            diag("answer %d is wrong", k);
+            bad = 1;
+            break;
+        }
+    }
+    ok(!bad, T("in order"));
+    is_int(x.nmsg, N, T("all %d messages delivered"), N);
+    ok(x.ndrain >= 1, T("on_drain was called (%d times)"), x.ndrain);
+    is_int(x.drain_bad, 0, T("on_drain: ISD_C_HIGH clear, output down to low_water"));
+    pump(&x, 20);
+    ok(!(isd_conn_flags(c) & ISD_C_HIGH) && isd_conn_out_bytes(c) == 0,
+       T("at the end: ISD_C_HIGH clear, nothing queued"));
+    ok(isd_conn_is_open(c), T("still open"));
+    free(buf);
+    free(req);
+
+    /* a connection that never goes above high water: no on_drain */
+    drains = x.ndrain;
+    c2 = cli_connect(x.port);
+    ok(pump_until(&x, &x.naccept, 2, 3000), T("a second client"));
+    buf = malloc(R);
+    for (k = 0; k < 3; k++) {
+        cli_sends(&x, c2, "one\n");
+        n = cli_recv(&x, c2, buf, R, R, 3000, &eof);
+        is_int(n, R, T("answer %d"), k);
+    }
+    free(buf);
+    pump(&x, 30);
+    is_int(x.ndrain, drains, T("never above high water: no on_drain"));
+    ok(x.nrefd == 2 && !(isd_conn_flags(x.refd[1]) & ISD_C_HIGH), T("nor ISD_C_HIGH"));
+    close(c1);
+    close(c2);
+    teardown(&x);
+}
+
+/* isd_conn_pause: held input is neither read nor delivered; on resume
+ * (from outside any handler) what is buffered is delivered by the next
+ * isd_loop_run_once, without new bytes from the peer */
+static void test_pause(void)
+{
+    srvctx x;
+    isd_server_cfg cfg = cfg_line(0);
+    int c1, eof;
+    char buf[64];
+    size_t n, inlen;
+    isd_conn *c;
+
+    if (setup(&x, &cfg) < 0) { fail(T("setup")); teardown(&x); return; }
+    x.echo = 1;
+    x.take_ref = 1;
+    x.pause_first = 1;
+    c1 = cli_connect(x.port);
+    cli_sends(&x, c1, "a\nb\nc\n");
+    ok(pump_until(&x, &x.nmsg, 1, 3000), T("a delivered"));
+    pump(&x, 100);
+    if (x.nrefd != 1) { fail(T("took a reference")); close(c1); teardown(&x); return; }
+    c = x.refd[0];
+    is_str(x.log, "A Ma\n", T("paused in on_message for a: b and c (same read) "
+           "not delivered"));
+    is_int(x.held_msgs, 0, T("no message delivered while paused"));
+    ok(isd_conn_flags(c) & ISD_C_PAUSED, T("ISD_C_PAUSED"));
+    n = cli_recv(&x, c1, buf, sizeof buf, 2, 1000, &eof);
+    is_mem(buf, n, "a\n", 2, T("a answered"));
+
+    x.loglen = 0; x.log[0] = 0;
+    isd_conn_pause(c, 0);
+    ok(!(isd_conn_flags(c) & ISD_C_PAUSED), T("isd_conn_pause(c, 0) outside a handler"));
+    isd_loop_run_once(x.l, 0, NULL);
+    is_str(x.log, "Mb\n Mc\n", T("b and c at the next isd_loop_run_once, "
+           "the client sending nothing"));
+    n = cli_recv(&x, c1, buf, sizeof buf, 4, 1000, &eof);
+    is_mem(buf, n, "b\nc\n", 4, T("answered"));
+
+    /* paused from outside: what arrives meanwhile waits in the kernel */
+    x.loglen = 0; x.log[0] = 0;
+    x.held_msgs = 0;
+    isd_conn_pause(c, 1);
+    cli_sends(&x, c1, "d\n");
+    pump(&x, 100);
+    is_str(x.log, "", T("paused: d not delivered"));
+    isd_conn_in(c, &inlen);
+    is_int(inlen, 0, T("nor read"));
+    isd_conn_pause(c, 0);
+    ok(pump_until(&x, &x.nmsg, 4, 3000), T("resumed: d delivered"));
+    is_str(x.log, "Md\n", T("it alone"));
+    is_int(x.held_msgs, 0, T("no message delivered while paused"));
+
+    /* paused while the peer sends and leaves: all of it after the resume */
+    x.loglen = 0; x.log[0] = 0;
+    isd_conn_pause(c, 1);
+    cli_sends(&x, c1, "e\nf");
+    shutdown(c1, SHUT_WR);
+    pump(&x, 100);
+    ok(x.loglen == 0 && x.nclose == 0, T("paused: neither e nor the EOF seen (%s)"),
+       x.log);
+    isd_conn_pause(c, 0);
+    ok(pump_until(&x, &x.nclose, 1, 3000), T("resumed: on_close"));
+    is_str(x.log, "Me\n Mf C0", T("after e and the unterminated f"));
+    n = cli_drain(&x, c1, buf, sizeof buf, 3000, &eof);
+    is_mem(buf, n, "d\ne\nf", 5, T("answers, then EOF (%d)"), eof);
+    close(c1);
+
+    /* on a closed connection: harmless */
+    ok(isd_conn_flags(c) & ISD_C_CLOSED, T("closed"));
+    isd_conn_pause(c, 1);
+    ok(!(isd_conn_flags(c) & ISD_C_PAUSED), T("isd_conn_pause(c, 1) on a closed "
+       "connection: no ISD_C_PAUSED"));
+    isd_conn_pause(c, 0);
+    isd_conn_set_idle(c, 10);
+    pump(&x, 50);
+    is_int(x.nclose, 1, T("pause, resume, set_idle on it: no second on_close"));
+    ok(isd_conn_flags(c) & ISD_C_CLOSED, T("still closed"));
+    teardown(&x);
+}
+
 static void test_close_in_message_close(void) { test_close_in_message(0); }
 static void test_close_in_message_abort(void) { test_close_in_message(1); }
 static void test_close_in_message_fail(void)  { test_close_in_message(2); }
@@ -1841,7 +2326,7 @@ int main(void)
     char list[256], *save = NULL, *name;
     int nbe = 0;
 
-    alarm(60);
+    alarm(120);
     signal(SIGPIPE, SIG_DFL);            /* the core must not raise it */
 
     RUN(test_sockets);
@@ -1880,6 +2365,10 @@ int main(void)
         RUN(test_emfile);
         RUN(test_shut_rd);
         RUN(test_cross);
+        RUN(test_idle);
+        RUN(test_max_conns);
+        RUN(test_high_water);
+        RUN(test_pause);
     }
     ok(nbe >= 1, "tested %d backend(s)", nbe);
     return done_testing();

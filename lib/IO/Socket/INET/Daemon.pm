@@ -654,9 +654,11 @@ C<error($io, $server, "idle timeout (no input for SECONDS s) from
 HOST:PORT")>, then C<remove>, then what was queued for it (and what
 C<error> and C<remove> print) is delivered and it is closed.  Default:
 none, as in 0.04.  Only input counts: output to a client that sends
-nothing does not keep it alive.  While a connection is paused or held at
-L</high_water> the server does not read from it, so its idle clock stands
-still (and starts from zero again when it resumes).  Per connection:
+nothing does not keep it alive.  While a connection is paused the server
+does not read from it, so its idle clock stands still (and starts from
+zero again when it resumes); while it is held at L</high_water>, the clock
+counts from the last time the client took some of its output, so a client
+that neither sends nor reads is ended all the same.  Per connection:
 C<< $io->idle_timeout >>.  Timeouts cost nothing between expiries, however
 many connections have one.
 
