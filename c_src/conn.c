@@ -236,8 +236,11 @@ static int run_pending(isd_server *s)
             conn_end(c, c->err);
         } else {
             if (c->flags & ISD_C_DRAINED) {
+                /* (not if it went above high water again meanwhile: the
+                 * drain is for when it comes down from that) */
                 c->flags &= ~ISD_C_DRAINED;
-                if (conn_reads(c) && s->h->on_drain)
+                if (conn_reads(c) && !(c->flags & ISD_C_HIGH)
+                    && s->h->on_drain)
                     s->h->on_drain(c);
             }
             if ((c->flags & ISD_C_REDO) && (c->flags & ISD_C_OPEN)) {
