@@ -77,10 +77,9 @@ void isd_timer_stop(isd_loop *l, isd_timer *t)
         heap_down(l, i);
 }
 
-int isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms)
+/* Put t in the heap to fire at `at` (stopping it first). */
+static int timer_insert(isd_loop *l, isd_timer *t, uint64_t at)
 {
-    uint64_t now;
-
     isd_timer_stop(l, t);
     if (l->nheap + 1 >= l->heapcap) {
         size_t cap = l->heapcap ? l->heapcap * 2 : 16;
@@ -92,16 +91,31 @@ int isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms)
         l->heap = h;
         l->heapcap = cap;
     }
-    now = isd_now_ms();
-
     /* A timer armed by a timer callback never fires in the same pass. */
-    if (l->in_timers && now <= l->timer_now)
-        now = l->timer_now + 1;
-    t->at = ms > UINT64_MAX - now ? UINT64_MAX : now + ms;
+    if (l->in_timers && at <= l->timer_now)
+        at = l->timer_now + 1;
+    t->at = at;
     l->heap[++l->nheap] = t;
     t->hidx = l->nheap;
     heap_up(l, l->nheap);
     return 0;
+}
+
+int isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms)
+{
+    uint64_t now = isd_now_ms();
+
+    return timer_insert(l, t, ms > UINT64_MAX - now ? UINT64_MAX : now + ms);
+}
+
+int isd_timer_repeat(isd_loop *l, isd_timer *t, uint64_t ms)
+{
+    uint64_t at = t->at > UINT64_MAX - ms ? UINT64_MAX : t->at + ms;
+    uint64_t now = isd_now_ms();
+
+    /* behind (a long callback, a busy loop): once, soon, not a burst of
+     * catching up */
+    return timer_insert(l, t, at < now ? now : at);
 }
 
 void isd_timers_run(isd_loop *l)

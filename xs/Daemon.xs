@@ -1164,7 +1164,7 @@ struct xtimer {
     xd         *d;             /* NULL once inactive */
     SV         *obj;           /* the object (the blessed inner SV) */
     SV         *cb;            /* counted */
-    unsigned    every_ms;      /* 0: one-shot */
+    uint64_t    every_ms;      /* 0: one-shot */
     xtimer     *next, *prev;   /* d->timers */
 };
 
@@ -1216,8 +1216,8 @@ static void xt_fire(isd_loop *l, isd_timer *t)
     dXD_THX(d);
     SV *obj = SvREFCNT_inc_simple_NN(xt->obj);   /* through the call */
 
-    if (xt->every_ms)
-        isd_timer_start(l, &xt->t, xt->every_ms);  /* before: cb may cancel */
+    if (xt->every_ms)       /* before the call: cb may cancel */
+        isd_timer_repeat(l, &xt->t, xt->every_ms);
     else
         xt_stop(aTHX_ xt);
     if (d->self_rv) {
@@ -1254,6 +1254,17 @@ static void xd_timers_cancel(pTHX_ xd *d)
 {
     while (d->timers)
         xt_stop(aTHX_ d->timers);
+}
+
+/* Seconds to milliseconds, rounded up, without ms_of's cap (a timer a
+ * year away is a timer a year away). */
+static uint64_t timer_ms(NV secs)
+{
+    if (!(secs > 0))
+        return 0;
+    if (secs > 1e15)
+        return (uint64_t)1e18;
+    return (uint64_t)(secs * 1000.0 + 0.999);
 }
 
 static xtimer *xt_from(pTHX_ SV *sv, const char *method)
@@ -2101,12 +2112,11 @@ _timer(SV *self, NV after, NV every, SV *cb)
     RETVAL = sv_bless(newRV_noinc(obj), gv_stashpv(TIMER_PKG, GV_ADD));
     xt->obj = obj;
     xt->cb = newSVsv(cb);
-    xt->every_ms = every > 0 ? (unsigned)ms_of(aTHX_ sv_2mortal(newSVnv(every)), 0) : 0;
+    xt->every_ms = timer_ms(every);
     if (every > 0 && !xt->every_ms)
         xt->every_ms = 1;
     isd_timer_init(&xt->t, xt_fire, xt);
-    if (isd_timer_start(d->loop, &xt->t,
-                        (uint64_t)ms_of(aTHX_ sv_2mortal(newSVnv(after)), 0)) < 0)
+    if (isd_timer_start(d->loop, &xt->t, timer_ms(after)) < 0)
         croak("%s::timer: out of memory", PKG);
     xt->d = d;                      /* active: the daemon holds it */
     SvREFCNT_inc_simple_void_NN(obj);
