@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <poll.h>
 #include <pthread.h>
+#include <time.h>
 
 #ifndef MSG_NOSIGNAL
 #  define MSG_NOSIGNAL 0   /* SO_NOSIGPIPE is set at accept instead */
@@ -60,10 +61,12 @@ struct isd_conn {
     isd_conn   *pnext;       /* srv->pending */
     isd_buf     in;
     isd_outq    out;
-    isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
-    isd_timer   timer;       /* idle timeout while open, linger after */
+    uint64_t    bytes_in, bytes_out, messages_in;   /* stats */
     uint64_t    last_rx;     /* loop time of the last input */
     unsigned    idle_ms;
+    isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
+    isd_timer   timer;       /* idle timeout while open, linger after */
+    int64_t     connected;   /* wall clock at accept (stats) */
     isd_addr    peer, local;
 };
 
@@ -89,6 +92,7 @@ struct isd_server {
     isd_server    *rnext_srv;  /* every server of the process (fork) */
     isd_server   **rprev_srv;
     pthread_t      owner;      /* the thread that made it */
+    isd_server_stats st;       /* (open: nopen) */
 };
 
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev);
@@ -155,6 +159,7 @@ static void conn_unopen(isd_conn *c)
     c->flags &= ~ISD_C_OPEN;
     if (s) {
         s->nopen--;
+        s->st.closed++;
         if (s->cfg.max_conns && s->nopen + 1 == s->cfg.max_conns)
             accept_update(s);
     }
@@ -203,6 +208,8 @@ static void conn_end(isd_conn *c, int err)
         return;
     }
     c->flags = (c->flags & ~ISD_C_FAILED) | ISD_C_ENDED | ISD_C_RDSHUT;
+    if (err)
+        s->st.failed++;
     if (s->h->on_close)
         s->h->on_close(c, err);
     /* abort and close re-queue c as CLOSED: that entry drops the server's
@@ -540,6 +547,9 @@ static int conn_flush(isd_conn *c)
             conn_fail(c, errno);
             return -1;
         }
+        c->bytes_out += (size_t)w;
+        if (c->srv)
+            c->srv->st.bytes_out += (size_t)w;
         isd_outq_consume_spare(&c->out, (size_t)w,
                                c->srv ? &c->srv->ospare : NULL);
         if (c->flags & ISD_C_HIGH) {
@@ -720,8 +730,11 @@ static ssize_t conn_read1(isd_conn *c)
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         c->in.wpos += (size_t)n;
-        if (s)
+        c->bytes_in += (size_t)n;
+        if (s) {
             c->last_rx = isd_loop_now(s->loop);
+            s->st.bytes_in += (size_t)n;
+        }
     } else if (n == 0)
         c->flags |= ISD_C_EOF;
     return n;
@@ -812,6 +825,8 @@ static void conn_process(isd_conn *c)
     while ((m = conn_frame(c)) > 0) {
         c->consumed = 0;
         c->msg_len = m;
+        c->messages_in++;
+        s->st.messages_in++;
         c->flags |= ISD_C_INMSG;
         s->h->on_message(c, isd_buf_head(&c->in), m);
         c->flags &= ~ISD_C_INMSG;
@@ -877,6 +892,8 @@ int isd_conn_take(isd_conn *c, const char **msg, size_t *len)
         if ((m = conn_frame(c)) > 0) {
             c->consumed = 0;
             c->msg_len = m;
+            c->messages_in++;
+            c->srv->st.messages_in++;
             c->flags |= ISD_C_INMSG;
             *msg = isd_buf_head(&c->in);
             *len = m;
@@ -935,6 +952,8 @@ int isd_conn_next(isd_conn *c, const char **msg, size_t *len)
         return 0;       /* none yet, or over max: conn_process's business */
     c->consumed = 0;
     c->msg_len = (size_t)m;
+    c->messages_in++;
+    s->st.messages_in++;
     *msg = isd_buf_head(&c->in);
     *len = (size_t)m;
     return 1;
@@ -1120,6 +1139,8 @@ static isd_conn *conn_new(isd_server *s, int fd, const isd_addr *peer)
         s->conns->prev = c;
     s->conns = c;
     s->nopen++;
+    s->st.accepted++;
+    c->connected = (int64_t)time(NULL);
     return c;
 }
 
@@ -1332,6 +1353,19 @@ void *isd_server_data(const isd_server *s) { return s->data; }
 isd_loop *isd_server_loop(const isd_server *s) { return s->loop; }
 size_t isd_server_nconns(const isd_server *s) { return s->nopen; }
 isd_server_cfg *isd_server_config(isd_server *s) { return &s->cfg; }
+
+void isd_server_stats_get(const isd_server *s, isd_server_stats *st)
+{
+    *st = s->st;
+}
+
+void isd_conn_stats_get(const isd_conn *c, isd_conn_stats *st)
+{
+    st->bytes_in = c->bytes_in;
+    st->bytes_out = c->bytes_out;
+    st->messages_in = c->messages_in;
+    st->connected = c->connected;
+}
 
 isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c)
 {

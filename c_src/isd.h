@@ -282,6 +282,22 @@ typedef struct isd_server_cfg {
     size_t      low_water;    /* ... until it is down to this; 0 = empty */
 } isd_server_cfg;
 
+/* Counters of a server, since it was made. */
+typedef struct isd_server_stats {
+    uint64_t accepted;        /* connections accepted */
+    uint64_t closed;          /* ... that ended since (open = the rest) */
+    uint64_t bytes_in, bytes_out;
+    uint64_t messages_in;     /* messages handed to the embedder */
+    uint64_t failed;          /* connections ended by an error (on_close
+                               * with err != 0) */
+} isd_server_stats;
+
+/* Counters of one connection. */
+typedef struct isd_conn_stats {
+    uint64_t bytes_in, bytes_out, messages_in;
+    int64_t  connected;       /* time(NULL) when it was accepted */
+} isd_conn_stats;
+
 /* A server: listening sockets plus their connections on one loop.
  * Returns NULL/ENOMEM. */
 isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
@@ -327,6 +343,8 @@ size_t isd_server_nconns(const isd_server *s);
 /* Iterate the open connections: first with c = NULL. */
 isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c);
 isd_server_cfg *isd_server_config(isd_server *s);
+void isd_server_stats_get(const isd_server *s, isd_server_stats *st);
+void isd_conn_stats_get(const isd_conn *c, isd_conn_stats *st);
 /* Change cfg.max_conns now: accepting stops or starts again at once. */
 void isd_server_set_max_conns(isd_server *s, size_t n);
 

@@ -29,6 +29,7 @@
 #include <unistd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
@@ -78,6 +79,9 @@ typedef struct xd {
     HV         *cb_hv;
     SV         *cb_val[CB_N];
     xtimer     *timers;        /* the active ones (each holds its object) */
+    UV          refused;       /* stats: add answered false (or died) */
+    UV          errors;        /* stats: reports (error callback or warn) */
+    IV          started;       /* stats: time() when run first started */
 #ifdef PERL_IMPLICIT_CONTEXT
     void       *perl;
 #endif
@@ -390,6 +394,8 @@ static void report(pTHX_ xd *d, SV *io, SV *msg)
 {
     SV *cb = d ? CB(d, error) : NULL;
 
+    if (d)
+        d->errors++;
     if (cb && d->self_rv) {
         dSP;
         ENTER;
@@ -531,6 +537,8 @@ static void on_accept(isd_server *s, isd_conn *c)
     if (!(cb = CB(d, add)))
         return;
     ok = call_cb(aTHX_ d, cb, "add", io, NULL);
+    if (ok <= 0)
+        d->refused++;
     if (ok <= 0 && isd_conn_is_open(c) && peer_rv(c))
         drop_conn(aTHX_ c, 0);      /* refused: no remove callback */
 }
@@ -1046,6 +1054,8 @@ static int xd_start(pTHX_ xd *d)
         d->srv = isd_server_new(d->loop, &handlers, &d->cfg, d);
         if (!d->srv)
             return -1;
+        if (!d->started)
+            d->started = (IV)time(NULL);
     }
     if (d->lfd >= 0) {
         if (isd_server_listen_fd(d->srv, d->lfd) < 0) {
@@ -2127,6 +2137,31 @@ _timer(SV *self, NV after, NV every, SV *cb)
   OUTPUT:
     RETVAL
 
+SV *
+stats(SV *self)
+  PREINIT:
+    xd *d;
+    HV *hv;
+    isd_server_stats st;
+  CODE:
+    d = xd_from(aTHX_ self, "stats");
+    Zero(&st, 1, isd_server_stats);
+    if (d->srv)
+        isd_server_stats_get(d->srv, &st);
+    hv = newHV();
+    (void)hv_stores(hv, "connections", newSVuv(d->srv ? (UV)isd_server_nconns(d->srv) : 0));
+    (void)hv_stores(hv, "accepted", newSVuv((UV)st.accepted));
+    (void)hv_stores(hv, "refused", newSVuv(d->refused));
+    (void)hv_stores(hv, "closed", newSVuv((UV)st.closed));
+    (void)hv_stores(hv, "bytes_in", newSVuv((UV)st.bytes_in));
+    (void)hv_stores(hv, "bytes_out", newSVuv((UV)st.bytes_out));
+    (void)hv_stores(hv, "messages_in", newSVuv((UV)st.messages_in));
+    (void)hv_stores(hv, "errors", newSVuv(d->errors));
+    (void)hv_stores(hv, "started", d->started ? newSViv(d->started) : newSV(0));
+    RETVAL = newRV_noinc((SV *)hv);
+  OUTPUT:
+    RETVAL
+
 void
 max_connections(SV *self, SV *n = NULL)
   PREINIT:
@@ -2642,6 +2677,22 @@ getsockopt(SV *self, int level, int optname)
     ST(0) = sv_2mortal(newSVpvn(buf, len));
     XSRETURN(1);
 
+
+SV *
+stats(SV *self)
+  PREINIT:
+    isd_conn_stats st;
+    HV *hv;
+  CODE:
+    isd_conn_stats_get(conn_from(aTHX_ self, "stats"), &st);
+    hv = newHV();
+    (void)hv_stores(hv, "bytes_in", newSVuv((UV)st.bytes_in));
+    (void)hv_stores(hv, "bytes_out", newSVuv((UV)st.bytes_out));
+    (void)hv_stores(hv, "messages_in", newSVuv((UV)st.messages_in));
+    (void)hv_stores(hv, "connected", newSViv((IV)st.connected));
+    RETVAL = newRV_noinc((SV *)hv);
+  OUTPUT:
+    RETVAL
 
 void
 pending(SV *self)

@@ -559,6 +559,12 @@ The connection's idle timeout in seconds (0: none), the server's
 L</idle_timeout> to begin with.  With an argument, sets it for this
 connection, counting from now, and returns the previous value.
 
+=item stats
+
+A new hash: C<bytes_in>, C<bytes_out> (taken by the client),
+C<messages_in> (lines handed to C<data>) and C<connected> (epoch seconds
+when it was accepted).  Still answers after the connection is gone.
+
 =back
 
 =head2 Characters and bytes
@@ -747,6 +753,9 @@ the loop.  Returns an C<IO::Socket::INET::Daemon::Timer>:
 =item $timer->cancel
 
 Stops it; safe to call again, and from inside its own callback.
+A repeating timer does not drift: each firing is due C<every> seconds
+after the previous one's due time (after a late one, the next comes
+C<every> seconds later, with no burst to catch up).
 
 =item $timer->active
 
@@ -765,6 +774,21 @@ and a repeating timer goes on.  Timers live in the C core, in one heap:
 naming the method and the value (C<IO::Socket::INET::Daemon::timer:
 after: '-1' is not a number of seconds>); so do a missing C<cb>, neither
 C<after> nor C<every>, and C<< every => 0 >>.
+
+=head2 stats
+
+    my $s = $server->stats;
+    printf "%d open, %d served, %d bytes in\n",
+        $s->{connections}, $s->{accepted}, $s->{bytes_in};
+
+New in 1.01.  A new hash of the server's counters, counted in C and read
+on demand: C<connections> (open now), C<accepted>, C<refused> (C<add>
+returned false or died), C<closed> (connections that ended), C<bytes_in>,
+C<bytes_out> (bytes the clients took), C<messages_in> (lines handed to
+C<data>), C<errors> (reports: C<error> calls or warnings) and C<started>
+(epoch seconds when L</run> first started; undef before).  They count
+from the server's creation, across L</stop> and L</run>.  Per
+connection: C<< $io->stats >>.
 
 =head2 max_connections
 
