@@ -1393,7 +1393,8 @@ static void hold_conn(pTHX_ isd_conn *c)
 
 /* Whether fetching sv's value runs Perl code (get magic: a tie, $1...;
  * overloading); then hold c across it. */
-#define RUNS_PERL(sv) (SvGMAGICAL(sv) || (SvROK(sv) && SvAMAGIC(sv)))
+#define RUNS_PERL(sv) ((SvFLAGS(sv) & (SVs_GMG | SVf_ROK)) \
+                       && (SvGMAGICAL(sv) || (SvROK(sv) && SvAMAGIC(sv))))
 #define HOLD_IF(c, sv) \
     do { if ((sv) && RUNS_PERL(sv)) hold_conn(aTHX_ (c)); } while (0)
 
@@ -1558,23 +1559,19 @@ static int put(pTHX_ isd_conn *c, const char *p, STRLEN n)
 
 XD_INLINE int print_list(pTHX_ isd_conn *c, SV **args, int n, const char *op)
 {
-    int say = op[0] == 's', i, ok = 1;
+    int say = op[0] == 's', i, ok = 1, held = 0;
     int utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
     SV *ofs = PL_ofsgv ? GvSV(PL_ofsgv) : NULL;
     SV *ors = say ? NULL : PL_ors_sv;
     const char *p;
     STRLEN len;
 
-    for (i = 0; i < n; i++)
-        if (UNLIKELY(RUNS_PERL(args[i]))) {
-            hold_conn(aTHX_ c);
-            break;
-        }
-    if (i == n && ((ofs && RUNS_PERL(ofs)) || (ors && RUNS_PERL(ors))))
-        hold_conn(aTHX_ c);
-
     for (i = 0; i < n && ok; i++) {
+        if (UNLIKELY(!held && RUNS_PERL(args[i])))
+            held = 1, hold_conn(aTHX_ c);
         if (i > 0 && ofs && SvOK(ofs)) {
+            if (!held && RUNS_PERL(ofs))
+                held = 1, hold_conn(aTHX_ c);
             p = out_bytes(aTHX_ utf8, ofs, &len, op);
             ok = put(aTHX_ c, p, len);
         }
@@ -1584,6 +1581,8 @@ XD_INLINE int print_list(pTHX_ isd_conn *c, SV **args, int n, const char *op)
     if (ok && say)
         ok = put(aTHX_ c, "\n", 1);
     else if (ok && ors && SvOK(ors)) {
+        if (!held && RUNS_PERL(ors))
+            hold_conn(aTHX_ c);
         p = out_bytes(aTHX_ utf8, ors, &len, op);
         ok = put(aTHX_ c, p, len);
     }
