@@ -1,6 +1,9 @@
 #!/usr/bin/perl
 # A chat room.  The server asks "NICK?", answers "WELCOME <nick>", then
 # every line a member sends goes to everybody else as "<nick> line".
+# Members silent for 10 minutes are shown the door, at most 100 are in at
+# once (the others wait at the door), and every 5 minutes the room hears
+# how many are in.
 #
 #   perl -Mblib eg/chat.pl [port]             (default 5002)
 #   then several:  nc localhost 5002
@@ -13,13 +16,16 @@ my %nick;    # $io => nick; $io is the same object for the whole connection
 sub others {
     my ($server, $me, $text) = @_;
     for my $peer ($server->connections) {
-        $peer->print($text) if $peer != $me and exists $nick{$peer};
+        $peer->print($text)
+            if (!$me or $peer != $me) and exists $nick{$peer};
     }
 }
 
 my $server = IO::Socket::INET::Daemon->new(
-    port     => shift || 5002,
-    callback => {
+    port            => shift || 5002,
+    idle_timeout    => 600,
+    max_connections => 100,
+    callback        => {
         add => sub {
             my ($io) = @_;
             $io->print("NICK?\n");
@@ -48,8 +54,20 @@ my $server = IO::Socket::INET::Daemon->new(
             my $who = delete $nick{$io};
             others($server, $io, "* $who left\n") if defined $who;
         },
+        error => sub {
+            my ($io, $server, $msg) = @_;
+            $io->print("* you were silent too long, bye\n")
+                if $io and $msg =~ /^idle timeout/;
+            warn "chat: $msg\n";
+        },
     },
 );
+
+$server->timer(every => 300, cb => sub {
+    my ($server) = @_;
+    my $n = keys %nick;
+    others($server, undef, "* $n in the room\n");
+});
 
 $SIG{INT} = $SIG{TERM} = sub { $server->stop };
 $server->run or die "chat: cannot listen: $!\n";
