@@ -1033,6 +1033,8 @@ static int xd_loop(pTHX_ xd *d)
         }
         isd_loop_abandon(d->loop);
         d->loop = NULL;
+        d->refused = d->errors = 0;     /* the child's stats are its own */
+        d->started = 0;
     }
     d->pid = getpid();
     if (!d->loop) {

@@ -561,8 +561,8 @@ connection, counting from now, and returns the previous value.
 
 =item stats
 
-A new hash: C<bytes_in>, C<bytes_out> (taken by the client),
-C<messages_in> (lines handed to C<data>) and C<connected> (epoch seconds
+A new hash: C<bytes_in>, C<bytes_out> (written to its socket),
+C<messages_in> (complete lines received) and C<connected> (epoch seconds
 when it was accepted).  Still answers after the connection is gone.
 
 =back
@@ -784,11 +784,12 @@ C<after> nor C<every>, and C<< every => 0 >>.
 New in 1.01.  A new hash of the server's counters, counted in C and read
 on demand: C<connections> (open now), C<accepted>, C<refused> (C<add>
 returned false or died), C<closed> (connections that ended), C<bytes_in>,
-C<bytes_out> (bytes the clients took), C<messages_in> (lines handed to
-C<data>), C<errors> (reports: C<error> calls or warnings) and C<started>
-(epoch seconds when L</run> first started; undef before).  They count
-from the server's creation, across L</stop> and L</run>.  Per
-connection: C<< $io->stats >>.
+C<bytes_out> (bytes written to the clients' sockets), C<messages_in>
+(complete lines received), C<errors> (reports: C<error> calls or
+warnings) and C<started> (epoch seconds when L</run> first started; undef
+before).  They count from the server's creation, across L</stop> and
+L</run>; a child forked from the server that calls C<run> (see L</FORK>)
+counts its own from there.  Per connection: C<< $io->stats >>.
 
 =head2 max_connections
 
