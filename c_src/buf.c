@@ -200,11 +200,79 @@ int isd_buf_prepend(isd_buf *b, const void *p, size_t n)
 
 /* ---------------------------------------------------------------- outq */
 
+/* A chunk holds its bytes itself (data[0..cap)), or, with blob set, stands
+ * for a shared blob's bytes (cap 0: nothing can be appended to it). */
 struct isd_chunk {
     isd_chunk *next;
     size_t     rpos, wpos, cap;
+    isd_blob  *blob;
     char       data[];
 };
+
+struct isd_blob {
+    size_t refcnt, len;
+    char   data[];
+};
+
+static char *chunk_bytes(const isd_chunk *c)
+{
+    return c->blob ? c->blob->data : (char *)c->data;
+}
+
+isd_blob *isd_blob_new(const void *p, size_t n)
+{
+    isd_blob *b;
+
+    if (n > SIZE_MAX - sizeof *b || !(b = mem_alloc(sizeof *b + n))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    b->refcnt = 1;
+    b->len = n;
+    if (n)
+        memcpy(b->data, p, n);
+    return b;
+}
+
+void isd_blob_unref(isd_blob *b)
+{
+    if (b && !--b->refcnt)
+        mem_free(b, sizeof *b + b->len);
+}
+
+size_t isd_blob_len(const isd_blob *b) { return b->len; }
+
+static void chunk_free(isd_chunk *c)
+{
+    if (c->blob)
+        isd_blob_unref(c->blob);
+    mem_free(c, sizeof *c + c->cap);
+}
+
+int isd_outq_append_blob(isd_outq *q, isd_blob *b)
+{
+    isd_chunk *c;
+
+    if (!b->len)
+        return 0;
+    if (!(c = malloc(sizeof *c))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    c->next = NULL;
+    c->rpos = 0;
+    c->wpos = b->len;
+    c->cap = 0;
+    c->blob = b;
+    b->refcnt++;
+    if (q->tail)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    q->bytes += b->len;
+    return 0;
+}
 
 /* Small appends go to a tail chunk that starts small and doubles up to
  * CHUNK_SIZE: a one-line reply costs a 512-byte block (malloc's fast
@@ -232,7 +300,7 @@ int isd_outq_append_spare(isd_outq *q, const void *p, size_t n,
 
     if (n == 0)
         return 0;
-    if (t && (room = t->cap - t->wpos) >= n) {
+    if (t && !t->blob && (room = t->cap - t->wpos) >= n) {
         memcpy(t->data + t->wpos, p, n);
         t->wpos += n;
         q->bytes += n;
@@ -244,7 +312,7 @@ int isd_outq_append_spare(isd_outq *q, const void *p, size_t n,
     if (n >= CHUNK_SIZE)
         cap = n;
     else {
-        cap = t ? (t->cap >= CHUNK_SIZE / 2 ? CHUNK_SIZE : t->cap * 2 + sizeof *c) : CHUNK_FIRST;
+        cap = t && t->cap ? (t->cap >= CHUNK_SIZE / 2 ? CHUNK_SIZE : t->cap * 2 + sizeof *c) : CHUNK_FIRST;
         while (cap < n)
             cap = cap * 2 + sizeof *c;
         if (cap > CHUNK_SIZE)
@@ -268,6 +336,7 @@ int isd_outq_append_spare(isd_outq *q, const void *p, size_t n,
     c->rpos = 0;
     c->wpos = n;
     c->cap = cap;
+    c->blob = NULL;
     memcpy(c->data, p, n);
     if (t)
         t->next = c;
@@ -284,7 +353,7 @@ int isd_outq_iov(const isd_outq *q, struct iovec *iov, int max)
     int n = 0;
 
     for (c = q->head; c && n < max; c = c->next) {
-        iov[n].iov_base = (void *)(c->data + c->rpos);
+        iov[n].iov_base = (void *)(chunk_bytes(c) + c->rpos);
         iov[n].iov_len = c->wpos - c->rpos;
         n++;
     }
@@ -315,7 +384,7 @@ void isd_outq_consume_spare(isd_outq *q, size_t n, isd_chunk **spare)
         if (c->cap == CHUNK_FIRST && spare && !*spare)
             *spare = c;
         else
-            mem_free(c, sizeof *c + c->cap);
+            chunk_free(c);
     }
 }
 
@@ -332,7 +401,7 @@ void isd_outq_clear(isd_outq *q)
 
     for (; c; c = next) {
         next = c->next;
-        mem_free(c, sizeof *c + c->cap);
+        chunk_free(c);
     }
     isd_outq_init(q);
 }

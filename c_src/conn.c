@@ -43,6 +43,7 @@
 #define ISD_C_DRAINED (1u << 22) /* fell to low_water: on_drain is due */
 #define ISD_C_NOSHUT (1u << 23)  /* a forked child's copy: the parent's
                                   * pending shutdown(SHUT_WR) is not ours */
+#define ISD_C_SKIP   (1u << 24)  /* left out of the broadcast being made */
 
 /* What a request touches comes first (three cache lines of four): a busy
  * server with thousands of connections misses the cache on each. */
@@ -620,7 +621,9 @@ int isd_conn_flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
 
 int isd_server_forked(const isd_server *s) { return s->loop->forked; }
 
-int isd_conn_write(isd_conn *c, const void *p, size_t n)
+/* Queue n bytes for c: p's (copied) or, with b, the blob's (shared). */
+static inline int conn_queue(isd_conn *c, const void *p, size_t n,
+                             isd_blob *b)
 {
     isd_server *s = c->srv;
 
@@ -637,7 +640,8 @@ int isd_conn_write(isd_conn *c, const void *p, size_t n)
         errno = ENOBUFS;
         return -1;
     }
-    if (isd_outq_append_spare(&c->out, p, n, &s->ospare) < 0)
+    if ((b ? isd_outq_append_blob(&c->out, b)
+           : isd_outq_append_spare(&c->out, p, n, &s->ospare)) < 0)
         return -1;
     if (c->out.bytes > s->cfg.high_water && s->cfg.high_water
         && !(c->flags & ISD_C_HIGH)) {
@@ -659,6 +663,49 @@ int isd_conn_write(isd_conn *c, const void *p, size_t n)
         return -1;
     }
     return 0;
+}
+
+int isd_conn_write(isd_conn *c, const void *p, size_t n)
+{
+    return conn_queue(c, p, n, NULL);
+}
+
+int isd_conn_write_blob(isd_conn *c, isd_blob *b)
+{
+    return conn_queue(c, NULL, isd_blob_len(b), b);
+}
+
+/* Below this a broadcast is copied into each queue: the entry for a
+ * shared blob would take as much. */
+#define BLOB_MIN 128
+
+size_t isd_server_broadcast(isd_server *s, const void *p, size_t n,
+                            isd_conn *const *except, size_t nexcept,
+                            unsigned umask, unsigned uwant)
+{
+    isd_blob *b = NULL;
+    isd_conn *c, *next;
+    size_t i, got = 0;
+
+    if (n >= BLOB_MIN && !(b = isd_blob_new(p, n)))
+        return 0;
+    for (i = 0; i < nexcept; i++)
+        except[i]->flags |= ISD_C_SKIP;
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if ((c->flags & (ISD_C_OPEN | ISD_C_SKIP)) != ISD_C_OPEN
+            || (c->uflags & umask) != uwant)
+            continue;
+        isd_conn_ref(c);        /* a write may fail it (max_output) */
+        if (conn_queue(c, p, n, b) == 0)
+            got++;
+        next = c->next;
+        isd_conn_unref(c);
+    }
+    for (i = 0; i < nexcept; i++)
+        except[i]->flags &= ~ISD_C_SKIP;
+    isd_blob_unref(b);          /* (the queues hold their own) */
+    return got;
 }
 
 /* ------------------------------------------------------------------ read */

@@ -81,6 +81,17 @@ int    isd_outq_append_spare(isd_outq *q, const void *p, size_t n,
 void   isd_outq_consume_spare(isd_outq *q, size_t n, isd_chunk **spare);
 void   isd_outq_spare_free(isd_chunk **spare);
 
+/* Bytes shared by many queues (a broadcast): stored once, reference
+ * counted; each queue holding them has a small entry of its own.
+ * isd_blob_new copies n bytes (refcount 1, the caller's), or NULL/ENOMEM;
+ * isd_outq_append_blob queues b (taking a reference of its own): 0 or
+ * -1/ENOMEM. */
+typedef struct isd_blob isd_blob;
+isd_blob *isd_blob_new(const void *p, size_t n);
+void      isd_blob_unref(isd_blob *b);
+size_t    isd_blob_len(const isd_blob *b);
+int       isd_outq_append_blob(isd_outq *q, isd_blob *b);
+
 /* ------------------------------------------------------------------ framing */
 
 enum { ISD_FRAME_LINE = 0, ISD_FRAME_RAW = 1 };
@@ -371,6 +382,17 @@ static inline int isd_conn_is_open(const isd_conn *c)
  * with errno: ENOTCONN (c is closed), ENOBUFS (over max_output: c fails and
  * on_close(ENOBUFS) follows from the loop), ENOMEM. */
 int  isd_conn_write(isd_conn *c, const void *p, size_t n);
+/* isd_conn_write of a blob's bytes (shared, not copied). */
+int  isd_conn_write_blob(isd_conn *c, isd_blob *b);
+/* Queue the same n bytes for every open connection of s but those in
+ * except[0..nexcept), and whose embedder's word has (uflags & umask) ==
+ * uwant (umask 0: all): stored once, shared by the queues (above a small
+ * size), each write as isd_conn_write (max_output fails a connection,
+ * high_water holds its input).  Returns how many got them.  Safe from
+ * any handler. */
+size_t isd_server_broadcast(isd_server *s, const void *p, size_t n,
+                            isd_conn *const *except, size_t nexcept,
+                            unsigned umask, unsigned uwant);
 /* Try to write queued output now, without waiting.  0 or -1/errno. */
 int  isd_conn_flush(isd_conn *c);
 /* Write queued output, waiting up to timeout_ms (-1: no limit) for the

@@ -2138,6 +2138,68 @@ _timer(SV *self, NV after, NV every, SV *cb)
   OUTPUT:
     RETVAL
 
+void
+broadcast(SV *self, SV *bytes, ...)
+  PREINIT:
+    xd *d;
+    isd_conn **ex = NULL;
+    size_t nex = 0, got = 0;
+    STRLEN n, i;
+    const char *p;
+    int k;
+  PPCODE:
+    d = xd_from(aTHX_ self, "broadcast");
+    p = SvPV(bytes, n);         /* (magic and overloading: once, first) */
+    if (items > 2) {
+        Newx(ex, items - 2, isd_conn *);
+        SAVEFREEPV(ex);
+        for (k = 2; k < items; k++) {
+            MAGIC *mg = NULL;
+            SV *r;
+            if (!SvOK(ST(k)))
+                continue;
+            if (SvROK(ST(k))) {
+                r = SvRV(ST(k));
+                if (SvTYPE(r) == SVt_PVIO && SvRMAGICAL(r)
+                    && (mg = mg_find(r, PERL_MAGIC_tiedscalar)) && mg->mg_obj
+                    && SvROK(mg->mg_obj))
+                    r = SvRV(mg->mg_obj);
+                mg = find_mg(r, &conn_vtbl);
+            }
+            if (!mg || !mg->mg_ptr)
+                croak("%s::broadcast: '%" SVf "' is not a connection to leave "
+                      "out", PKG, SVfARG(ST(k)));
+            ex[nex++] = (isd_conn *)mg->mg_ptr;
+        }
+    }
+    if (!d->srv || !n)
+        XSRETURN_UV(0);
+    for (i = 0; i < n && !(p[i] & 0x80); i++)
+        ;
+    if (i == n) {               /* ASCII: the same bytes for every peer */
+        got = isd_server_broadcast(d->srv, p, n, ex, nex, 0, 0);
+    } else {
+        /* as print would send it: bytes to raw peers, UTF-8 to :utf8 ones */
+        SV *raw = sv_2mortal(newSVpvn(p, n)), *u8 = sv_2mortal(newSVpvn(p, n));
+        STRLEN rn, un;
+        const char *rp, *up;
+        if (SvUTF8(bytes)) {
+            SvUTF8_on(raw);
+            if (!sv_utf8_downgrade(raw, TRUE)) {
+                Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8),
+                                 "Wide character in broadcast");
+                SvUTF8_off(raw);
+            }
+        } else {
+            sv_utf8_upgrade(u8);
+        }
+        rp = SvPV(raw, rn);
+        up = SvPV(u8, un);
+        got = isd_server_broadcast(d->srv, rp, rn, ex, nex, UF_UTF8, 0)
+            + isd_server_broadcast(d->srv, up, un, ex, nex, UF_UTF8, UF_UTF8);
+    }
+    XSRETURN_UV((UV)got);
+
 SV *
 stats(SV *self)
   PREINIT:

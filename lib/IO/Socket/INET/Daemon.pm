@@ -775,6 +775,22 @@ naming the method and the value (C<IO::Socket::INET::Daemon::timer:
 after: '-1' is not a number of seconds>); so do a missing C<cb>, neither
 C<after> nor C<every>, and C<< every => 0 >>.
 
+=head2 broadcast
+
+    my $n = $server->broadcast("* $nick joined\n", $io);   # all but $io
+
+New in 1.01.  Queues the same bytes for every open connection except the
+C<$io> objects listed after them, and returns how many connections got
+them.  The bytes are stored once and shared by the output queues (each
+connection holds a small entry, not a copy), so 1 KiB broadcast to 10,000
+clients takes about 1 KiB, not 10 MiB.  Each connection is written to as
+by C<print>: a character string is sent as UTF-8 to C<:utf8> peers and as
+bytes to the others (with a "Wide character in broadcast" warning for
+characters above 255), L</max_output> drops a client whose queue would
+grow past it (it is not counted), and L</high_water> holds a client's
+input while its queue is above it.  Connections that are closing (or
+half-closed for writing) are left out.
+
 =head2 stats
 
     my $s = $server->stats;
