@@ -817,6 +817,29 @@ New in 1.01.  Reads or changes L</max_connections> while the server runs
 at once; lowering it below the number open closes nothing, it only stops
 accepting until enough have closed.
 
+=head1 CONNECTION CONTROL, FOR USERS OF OTHER FRAMEWORKS
+
+What POE::Component::Server::TCP, AnyEvent::Handle and Mojo::IOLoop call
+the connection controls of this module:
+
+    this module              PoCo::Server::TCP        AnyEvent::Handle        Mojo::IOLoop
+    -----------------------  -----------------------  ----------------------  ------------------------
+    $server->timer(after)    $kernel->delay           AE::timer               Mojo::IOLoop->timer
+    $server->timer(every)    $kernel->delay (again)   AE::timer(.., $ivl)     Mojo::IOLoop->recurring
+    $t->cancel               $kernel->alarm_remove    undef $w                Mojo::IOLoop->remove
+    idle_timeout => S        (by hand: delay)         timeout => S            $stream->timeout(S)
+    $io->idle_timeout(S)     -                        $hdl->timeout(S)        $stream->timeout(S)
+    max_connections => N     Concurrency => N         -                       max_connections
+    $server->max_connections set_concurrency         -                       -
+    high_water / low_water   (ClientFlushed by hand)  wbuf_max (errors out)   high_water_mark
+    drain callback           ClientFlushed            on_drain                drain event
+    $io->pending             -                        length $hdl->{wbuf}     $stream->bytes_waiting
+    $io->pause / resume      pause_input/resume_input stop_read / start_read  $stream->stop/start
+    $server->broadcast       (loop over clients)      (loop over handles)     (loop over streams)
+    $server->stats           -                        -                       -
+    error callback           ClientError              on_error                error event
+    remove callback          ClientDisconnected       on_eof / on_error       close event
+
 =head1 SIGNALS
 
 C<run> waits inside C, but C<%SIG> handlers run within milliseconds of the
