@@ -2183,11 +2183,12 @@ broadcast(SV *self, SV *bytes, ...)
         SV *raw = sv_2mortal(newSVpvn(p, n)), *u8 = sv_2mortal(newSVpvn(p, n));
         STRLEN rn, un;
         const char *rp, *up;
+        size_t nraw;
+        int wide = 0;
         if (SvUTF8(bytes)) {
             SvUTF8_on(raw);
             if (!sv_utf8_downgrade(raw, TRUE)) {
-                Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8),
-                                 "Wide character in broadcast");
+                wide = 1;               /* raw peers get the UTF-8 */
                 SvUTF8_off(raw);
             }
         } else {
@@ -2195,7 +2196,11 @@ broadcast(SV *self, SV *bytes, ...)
         }
         rp = SvPV(raw, rn);
         up = SvPV(u8, un);
-        got = isd_server_broadcast(d->srv, rp, rn, ex, nex, UF_UTF8, 0)
+        nraw = isd_server_broadcast(d->srv, rp, rn, ex, nex, UF_UTF8, 0);
+        if (wide && nraw)       /* as print warns: only if a raw peer got it */
+            Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8),
+                             "Wide character in broadcast");
+        got = nraw
             + isd_server_broadcast(d->srv, up, un, ex, nex, UF_UTF8, UF_UTF8);
     }
     XSRETURN_UV((UV)got);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -589,6 +590,460 @@ static void test_outq_model(void)
     free(tmp);
 }
 
+/* -------------------------------------------------------------- blobs */
+
+/* Where buf.c keeps a block of BIG_MIN (128 KiB) bytes or more in pages of
+ * its own (not under AddressSanitizer, which gets malloc for everything):
+ * there a blob that is freed is unmapped at once, and mincore() tells. */
+#if defined(__SANITIZE_ADDRESS__)
+#  define TB_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define TB_ASAN 1
+#  endif
+#endif
+#if (defined(MAP_ANONYMOUS) || defined(MAP_ANON)) && !defined(TB_ASAN) && defined(__linux__)
+#  define TB_MAPPED 1
+#endif
+#define TB_BIG ((size_t)200000)     /* > BIG_MIN: a mapping of its own */
+
+/* Is the page holding p mapped?  1 yes, 0 no, -1 cannot tell. */
+static int page_mapped(const void *p)
+{
+#ifdef TB_MAPPED
+    long pg = sysconf(_SC_PAGESIZE);
+    unsigned char vec[1];
+    void *page = (void *)((uintptr_t)p & ~(uintptr_t)(pg - 1));
+    if (mincore(page, (size_t)pg, vec) == 0)
+        return 1;
+    return errno == ENOMEM ? 0 : -1;
+#else
+    (void)p;
+    return -1;
+#endif
+}
+
+/* the first iovec of q: its base, or NULL when q is empty */
+static const char *first_iov(const isd_outq *q, size_t *len)
+{
+    struct iovec iov[1];
+    if (isd_outq_iov(q, iov, 1) != 1) { *len = 0; return NULL; }
+    *len = iov[0].iov_len;
+    return iov[0].iov_base;
+}
+
+/* A blob appended to several queues is one block of memory, shared: every
+ * queue's iovec points at the same bytes (not a copy); it lives while any
+ * queue holds it and goes with the last one (ASan: use after free, or a
+ * leak at exit; elsewhere its pages are unmapped). */
+static void test_blob_shared(void)
+{
+    unsigned char *src = malloc(TB_BIG), *want = malloc(TB_BIG);
+    isd_outq qa, qb, qc;
+    isd_blob *b;
+    const char *pa, *pb, *pc, *data;
+    struct iovec iov[4];
+    size_t la, lb, lc;
+    int n;
+
+    fill_pat(src, 0, TB_BIG);
+    memcpy(want, src, TB_BIG);
+    b = isd_blob_new(src, TB_BIG);
+    ok(b != NULL, "isd_blob_new of %zu bytes", TB_BIG);
+    if (!b) { free(src); free(want); return; }
+    is_int(isd_blob_len(b), TB_BIG, "isd_blob_len");
+    memset(src, 0, TB_BIG);            /* the blob has copied them */
+
+    isd_outq_init(&qa);
+    isd_outq_init(&qb);
+    isd_outq_init(&qc);
+    is_int(isd_outq_append(&qa, "hdr:", 4), 0, "qa: 4 bytes of its own first");
+    is_int(isd_outq_append_blob(&qa, b), 0, "blob appended to qa");
+    is_int(isd_outq_append_blob(&qb, b), 0, "... to qb");
+    is_int(isd_outq_append_blob(&qc, b), 0, "... to qc");
+    is_int(qa.bytes, 4 + TB_BIG, "qa.bytes counts the blob");
+    is_int(qb.bytes, TB_BIG, "qb.bytes is the blob's length");
+    isd_blob_unref(b);                 /* the queues hold their own references */
+    b = NULL;
+
+    n = isd_outq_iov(&qa, iov, 4);
+    is_int(n, 2, "qa: two iovecs, its own bytes and the blob's");
+    pa = n == 2 ? iov[1].iov_base : NULL;
+    la = n == 2 ? iov[1].iov_len : 0;
+    if (n >= 1)
+        is_mem(iov[0].iov_base, iov[0].iov_len, "hdr:", 4, "qa: its own bytes first");
+    else
+        fail("qa: its own bytes first");
+    pb = first_iov(&qb, &lb);
+    pc = first_iov(&qc, &lc);
+    is_int(isd_outq_iov(&qb, iov, 4), 1, "qb: one iovec");
+    ok(pa && pa == pb && pb == pc, "the three queues point at the same bytes (%p %p %p)",
+       (const void *)pa, (const void *)pb, (const void *)pc);
+    ok(la == TB_BIG && lb == TB_BIG && lc == TB_BIG, "each iovec is the whole blob");
+    ok(pb && memcmp(pb, want, TB_BIG) == 0,
+       "the iovec holds the bytes given to isd_blob_new (copied there)");
+    data = pb;
+    if (page_mapped(data) >= 0)
+        is_int(page_mapped(data), 1, "the blob's pages are mapped");
+
+    isd_outq_clear(&qa);
+    is_int(qa.bytes, 0, "qa cleared");
+    pb = first_iov(&qb, &lb);
+    ok(pb == data && lb == TB_BIG && memcmp(pb, want, TB_BIG) == 0,
+       "after qa let go, qb still reads every byte");
+    if (page_mapped(data) >= 0)
+        is_int(page_mapped(data), 1, "not freed while qb and qc hold it");
+
+    isd_outq_consume(&qb, 1000);
+    pb = first_iov(&qb, &lb);
+    ok(pb == data + 1000 && lb == TB_BIG - 1000, "qb consumed 1000: its iovec moves on in the blob");
+    pc = first_iov(&qc, &lc);
+    ok(pc == data && lc == TB_BIG, "qc's entry is its own: still at offset 0");
+    isd_outq_consume(&qb, TB_BIG - 1000);
+    is_int(qb.bytes, 0, "qb consumed it all (the blob entry freed by consume)");
+    is_int(isd_outq_iov(&qb, iov, 4), 0, "qb: no iovec left");
+    pc = first_iov(&qc, &lc);
+    ok(pc == data && lc == TB_BIG && memcmp(pc, want, TB_BIG) == 0,
+       "qc, the last holder, still reads every byte");
+    if (page_mapped(data) >= 0)
+        is_int(page_mapped(data), 1, "not freed while qc holds it");
+
+    isd_outq_clear(&qc);
+    if (page_mapped(data) >= 0)
+        is_int(page_mapped(data), 0, "freed with the last queue: its pages are unmapped");
+    else
+        note("(no mincore check here: ASan or no mapped blocks; LeakSanitizer "
+             "and use-after-free checks stand for it)");
+
+    /* the caller's reference may also be the last one */
+    b = isd_blob_new(want, TB_BIG);
+    isd_outq_init(&qa);
+    isd_outq_append_blob(&qa, b);
+    data = first_iov(&qa, &la);
+    isd_outq_clear(&qa);
+    ok(data && memcmp(data, want, TB_BIG) == 0 && page_mapped(data) != 0,
+       "a queue letting go does not free a blob the caller still holds");
+    isd_blob_unref(b);
+    if (page_mapped(data) >= 0)
+        is_int(page_mapped(data), 0, "the caller's unref, the last, frees it");
+
+    /* the same blob twice in one queue: two entries, two references */
+    b = isd_blob_new(want, 300);
+    isd_outq_init(&qa);
+    is_int(isd_outq_append_blob(&qa, b), 0, "a blob appended to a queue");
+    is_int(isd_outq_append_blob(&qa, b), 0, "... and again to the same queue");
+    isd_blob_unref(b);
+    n = isd_outq_iov(&qa, iov, 4);
+    ok(n == 2 && iov[0].iov_base == iov[1].iov_base && iov[0].iov_len == 300
+       && iov[1].iov_len == 300, "two iovecs over the same 300 bytes");
+    isd_outq_consume(&qa, 300);
+    pa = first_iov(&qa, &la);
+    ok(pa && la == 300 && memcmp(pa, want, 300) == 0,
+       "the first entry consumed, the second still reads the bytes");
+    isd_outq_clear(&qa);
+    pass("(released by clear: LeakSanitizer would tell otherwise)");
+
+    isd_blob_unref(NULL);
+    pass("isd_blob_unref(NULL) is harmless");
+    free(src);
+    free(want);
+}
+
+/* Partial consumes across normal chunks and a blob chunk, and iov over
+ * them, checked against the expected stream. */
+static void test_blob_consume(void)
+{
+    unsigned char blob_bytes[1000], exp[2000];
+    size_t elen = 0, eoff = 0, len;
+    isd_outq q;
+    isd_blob *b;
+    struct iovec iov[8];
+    const char *bp, *p;
+    int n;
+
+    fill_pat(blob_bytes, 5000, sizeof blob_bytes);
+    b = isd_blob_new(blob_bytes, sizeof blob_bytes);
+    ok(b != NULL, "a 1000-byte blob");
+    if (!b) return;
+    isd_outq_init(&q);
+    isd_outq_append(&q, "abc", 3);
+    isd_outq_append_blob(&q, b);
+    isd_outq_append(&q, "xyz", 3);
+    isd_blob_unref(b);
+    memcpy(exp, "abc", 3);
+    memcpy(exp + 3, blob_bytes, 1000);
+    memcpy(exp + 1003, "xyz", 3);
+    elen = 1006;
+    ok(outq_is(&q, exp, elen), "abc + blob + xyz, in order (%zu bytes)", q.bytes);
+    n = isd_outq_iov(&q, iov, 8);
+    is_int(n, 3, "three iovecs: chunk, blob, chunk");
+    bp = n == 3 ? iov[1].iov_base : NULL;
+
+    isd_outq_consume(&q, 2);
+    eoff += 2;
+    ok(outq_is(&q, exp + eoff, elen - eoff), "consume 2: c + blob + xyz");
+    isd_outq_consume(&q, 1 + 400);      /* the rest of "abc", into the blob */
+    eoff += 401;
+    ok(outq_is(&q, exp + eoff, elen - eoff), "consume 401, across into the blob");
+    p = first_iov(&q, &len);
+    ok(bp && p == bp + 400 && len == 600, "the first iovec is the blob from offset 400, 600 bytes");
+    n = isd_outq_iov(&q, iov, 1);
+    is_int(n, 1, "iov max 1 over a blob chunk: one");
+    isd_outq_consume(&q, 599);
+    eoff += 599;
+    ok(outq_is(&q, exp + eoff, elen - eoff), "consume 599: the blob's last byte, then xyz");
+    p = first_iov(&q, &len);
+    ok(bp && p == bp + 999 && len == 1, "the first iovec is the blob's last byte");
+    isd_outq_consume(&q, 2);            /* the blob's last byte and "x" */
+    eoff += 2;
+    ok(outq_is(&q, exp + eoff, elen - eoff), "consume 2, out of the blob: yz");
+    is_int(isd_outq_iov(&q, iov, 8), 1, "one iovec left");
+    isd_outq_consume(&q, 2);
+    is_int(q.bytes, 0, "all consumed");
+
+    /* one consume that swallows a whole blob chunk and ends in the next */
+    b = isd_blob_new(blob_bytes, 500);
+    isd_outq_append(&q, "12", 2);
+    isd_outq_append_blob(&q, b);
+    isd_outq_append_blob(&q, b);
+    isd_outq_append(&q, "34", 2);
+    isd_blob_unref(b);
+    memcpy(exp, "12", 2);
+    memcpy(exp + 2, blob_bytes, 500);
+    memcpy(exp + 502, blob_bytes, 500);
+    memcpy(exp + 1002, "34", 2);
+    elen = 1004;
+    isd_outq_consume(&q, 1);
+    isd_outq_consume(&q, 1 + 500 + 10);
+    ok(outq_is(&q, exp + 512, elen - 512),
+       "consume 511: the rest of a chunk, a whole blob entry, 10 bytes of the next");
+    /* consume that ends exactly at a blob entry's end */
+    isd_outq_consume(&q, 490);
+    ok(outq_is(&q, "34", 2), "consume exactly to the end of a blob entry");
+    is_int(isd_outq_iov(&q, iov, 8), 1, "the emptied blob entry is gone");
+    isd_outq_clear(&q);
+
+    /* a partly consumed blob entry is released by clear */
+    b = isd_blob_new(blob_bytes, 1000);
+    isd_outq_append_blob(&q, b);
+    isd_blob_unref(b);
+    isd_outq_consume(&q, 10);
+    isd_outq_clear(&q);
+    is_int(q.bytes, 0, "a partly consumed blob entry, cleared");
+}
+
+/* Bytes appended after a blob go to a new chunk of their own: the blob,
+ * which other queues share, is never written into; nor do they go into
+ * a chunk before the blob, which would change the order. */
+static void test_blob_append_after(void)
+{
+    unsigned char blob_bytes[300], exp[400];
+    isd_outq q, other;
+    isd_chunk *spare = NULL;
+    isd_blob *b;
+    struct iovec iov[8];
+    const char *bp;
+    size_t len;
+    int n, i;
+
+    fill_pat(blob_bytes, 77, sizeof blob_bytes);
+    b = isd_blob_new(blob_bytes, sizeof blob_bytes);
+    ok(b != NULL, "a 300-byte blob");
+    if (!b) return;
+    isd_outq_init(&q);
+    isd_outq_init(&other);
+    isd_outq_append_blob(&q, b);
+    isd_outq_append_blob(&other, b);
+    bp = first_iov(&q, &len);
+    is_int(isd_outq_append(&q, "tail", 4), 0, "4 bytes appended after the blob");
+    n = isd_outq_iov(&q, iov, 8);
+    is_int(n, 2, "two iovecs: the blob, then a new chunk");
+    ok(n == 2 && iov[0].iov_base == bp && iov[0].iov_len == 300,
+       "the blob entry is unchanged (300 bytes at the same place)");
+    if (n == 2)
+        is_mem(iov[1].iov_base, iov[1].iov_len, "tail", 4, "the new chunk holds them");
+    else
+        fail("the new chunk holds them");
+    ok(iov[1].iov_base != bp + 300, "... not the bytes right after the blob's");
+    is_mem(bp, 300, blob_bytes, 300, "the blob's bytes are untouched");
+    ok(outq_is(&other, blob_bytes, 300), "the other queue sharing it still has just the blob");
+    for (i = 0; i < 200; i++)           /* many more small appends */
+        isd_outq_append(&q, "0123456789", 10);
+    is_mem(bp, 300, blob_bytes, 300, "2000 more bytes later: the blob untouched");
+    ok(outq_is(&other, blob_bytes, 300), "... and the other queue too");
+    isd_outq_clear(&q);
+
+    /* a chunk with room before the blob: later bytes go after the blob */
+    isd_outq_append(&q, "x", 1);
+    isd_outq_append_blob(&q, b);
+    isd_outq_append(&q, "y", 1);
+    exp[0] = 'x';
+    memcpy(exp + 1, blob_bytes, 300);
+    exp[301] = 'y';
+    ok(outq_is(&q, exp, 302), "x + blob + y: y after the blob, not in x's chunk");
+    is_int(isd_outq_iov(&q, iov, 8), 3, "three iovecs");
+    isd_outq_clear(&q);
+
+    /* with a spare: an emptied blob entry never becomes the spare (it has
+     * no room of its own), and a new small chunk after a blob is whole */
+    isd_outq_append_blob(&q, b);
+    isd_outq_consume_spare(&q, 300, &spare);
+    ok(spare == NULL, "an emptied blob entry is not kept as the spare");
+    isd_outq_append_blob(&q, b);
+    is_int(isd_outq_append_spare(&q, "after", 5, &spare), 0, "append_spare after a blob");
+    n = isd_outq_iov(&q, iov, 8);
+    ok(n == 2 && iov[0].iov_len == 300 && iov[1].iov_len == 5
+       && memcmp(iov[1].iov_base, "after", 5) == 0, "a chunk of its own after the blob");
+    isd_outq_consume_spare(&q, 305, &spare);
+    ok(spare != NULL, "that chunk, emptied, is the spare");
+    is_int(isd_outq_append_spare(&q, "again", 5, &spare), 0, "and is taken again");
+    ok(outq_is(&q, "again", 5), "with the new bytes only");
+    isd_outq_clear(&q);
+    isd_outq_spare_free(&spare);
+    isd_outq_clear(&other);
+    isd_blob_unref(b);
+}
+
+/* A zero-length blob: appending it is a no-op (no entry, no empty iovec);
+ * clear releases the references a queue holds. */
+static void test_blob_zero_and_clear(void)
+{
+    isd_outq q, r;
+    isd_blob *z, *b;
+    struct iovec iov[4];
+    unsigned char big[5000];
+    int n;
+
+    z = isd_blob_new("", 0);
+    ok(z != NULL, "a zero-length blob");
+    if (z) {
+        is_int(isd_blob_len(z), 0, "of length 0");
+        isd_outq_init(&q);
+        is_int(isd_outq_append_blob(&q, z), 0, "appended to an empty queue: 0");
+        ok(q.bytes == 0 && q.head == NULL && q.tail == NULL, "the queue stays empty");
+        is_int(isd_outq_iov(&q, iov, 4), 0, "no iovec");
+        isd_outq_append(&q, "ab", 2);
+        is_int(isd_outq_append_blob(&q, z), 0, "appended after bytes: 0");
+        isd_outq_append(&q, "cd", 2);
+        n = isd_outq_iov(&q, iov, 4);
+        is_int(n, 1, "no entry for it: ab and cd share a chunk");
+        ok(outq_is(&q, "abcd", 4), "abcd");
+        isd_outq_clear(&q);
+        isd_blob_unref(z);
+        pass("its only reference released (LeakSanitizer would tell otherwise)");
+    }
+    z = isd_blob_new(NULL, 0);
+    ok(z != NULL && isd_blob_len(z) == 0, "isd_blob_new(NULL, 0) is fine too");
+    isd_blob_unref(z);
+
+    /* clear releases every reference of the queues it empties */
+    fill_pat(big, 9, sizeof big);
+    b = isd_blob_new(big, sizeof big);
+    isd_outq_init(&q);
+    isd_outq_init(&r);
+    isd_outq_append_blob(&q, b);
+    isd_outq_append(&q, "mid", 3);
+    isd_outq_append_blob(&q, b);
+    isd_outq_append_blob(&r, b);
+    isd_blob_unref(b);
+    isd_outq_clear(&q);
+    ok(q.bytes == 0 && q.head == NULL && q.tail == NULL, "clear empties a queue holding a blob twice");
+    ok(outq_is(&r, big, sizeof big), "the other queue still reads the blob");
+    isd_outq_clear(&r);
+    is_int(r.bytes, 0, "clear of the last holder (frees it: LeakSanitizer would tell otherwise)");
+    isd_outq_clear(&r);
+    pass("clear twice is harmless");
+}
+
+/* Random ops over two queues that share blobs, against two models. */
+static void test_blob_model(void)
+{
+    isd_outq q[2];
+    isd_buf model[2];
+    unsigned seed = 777;
+    size_t next = 0;
+    int k, i, bad = 0;
+    unsigned char *tmp = malloc(70000);
+
+    for (i = 0; i < 2; i++) {
+        isd_outq_init(&q[i]);
+        memset(&model[i], 0, sizeof model[i]);
+    }
+    for (k = 0; k < 3000 && !bad; k++) {
+        unsigned op;
+        int w;
+        seed = seed * 1103515245u + 12345u;
+        op = (seed >> 16) % 7;
+        w = (seed >> 24) & 1;
+        if (op <= 1) {                  /* bytes of its own */
+            size_t sz = (seed >> 4) % (op ? 600 : 20000);
+            fill_pat(tmp, next, sz);
+            next += sz;
+            if (isd_outq_append(&q[w], tmp, sz) || isd_buf_append(&model[w], tmp, sz))
+                bad = 1;
+        } else if (op <= 3) {           /* a blob, to one or both */
+            size_t sz = (seed >> 4) % (op == 2 ? 300 : 70000);
+            isd_blob *b;
+            fill_pat(tmp, next, sz);
+            next += sz;
+            if (!(b = isd_blob_new(tmp, sz))) { bad = 2; break; }
+            for (i = 0; i < 2; i++) {
+                if (i != w && (seed & 0x100)) continue;
+                if (isd_outq_append_blob(&q[i], b) || isd_buf_append(&model[i], tmp, sz))
+                    bad = 3;
+            }
+            isd_blob_unref(b);
+        } else if (op <= 5) {           /* consume, sometimes to an iovec's end */
+            size_t sz = q[w].bytes ? (seed >> 4) % (q[w].bytes + 1) : 0;
+            if (op == 5 && q[w].bytes) {
+                struct iovec iov[2];
+                int n = isd_outq_iov(&q[w], iov, 2);
+                sz = iov[0].iov_len + ((seed & 2) && n == 2 ? 1 : 0);
+            }
+            isd_outq_consume(&q[w], sz);
+            isd_buf_consume(&model[w], sz);
+        } else if ((seed & 0x7000) == 0) {
+            isd_outq_clear(&q[w]);
+            isd_buf_consume(&model[w], isd_buf_len(&model[w]));
+        }
+        for (i = 0; i < 2 && !bad; i++) {
+            struct iovec iov[1024];
+            int n, j;
+            if (q[i].bytes != isd_buf_len(&model[i])) { bad = 4; break; }
+            if (!outq_is(&q[i], isd_buf_len(&model[i]) ? isd_buf_head(&model[i]) : "",
+                         isd_buf_len(&model[i]))) { bad = 5; break; }
+            n = isd_outq_iov(&q[i], iov, 1024);
+            for (j = 0; j < n; j++)
+                if (iov[j].iov_len == 0) { bad = 6; break; }
+        }
+    }
+    if (bad) diag("blob model test failed at op %d (code %d)", k, bad);
+    is_int(bad, 0, "3000 random ops over two queues sharing blobs match the models");
+    for (i = 0; i < 2; i++) {
+        isd_outq_clear(&q[i]);
+        isd_buf_free(&model[i]);
+    }
+    free(tmp);
+}
+
+static int enomem_blob(void)
+{
+    static const char junk[16];
+    isd_blob *b;
+    int good = 1;
+
+    errno = 0;
+    b = isd_blob_new(junk, SIZE_MAX - 8);
+    if (b || errno != ENOMEM) { diag("blob_new(SIZE_MAX-8): %p, errno %d", (void *)b, errno); good = 0; }
+    errno = 0;
+    b = isd_blob_new(junk, SIZE_MAX);
+    if (b || errno != ENOMEM) { diag("blob_new(SIZE_MAX): %p, errno %d", (void *)b, errno); good = 0; }
+    errno = 0;
+    b = isd_blob_new(junk, SIZE_MAX / 2);
+    if (b || errno != ENOMEM) { diag("blob_new(SIZE_MAX/2): %p, errno %d", (void *)b, errno); good = 0; }
+    return good;
+}
+
 static int enomem_outq(void)
 {
     isd_outq q;
@@ -623,5 +1078,12 @@ int main(void)
     test_outq_model();
     ok(in_child(enomem_outq, "enomem_outq"),
        "isd_outq: -1/ENOMEM for impossible sizes, queue unchanged");
+    tap_subtest(test_blob_shared, "blob shared by queues");
+    tap_subtest(test_blob_consume, "blob: partial consumes");
+    tap_subtest(test_blob_append_after, "blob: appends after it");
+    tap_subtest(test_blob_zero_and_clear, "blob: zero length, clear");
+    tap_subtest(test_blob_model, "blob: model");
+    ok(in_child(enomem_blob, "enomem_blob"),
+       "isd_blob_new: NULL/ENOMEM for impossible sizes (overflow-safe)");
     return done_testing();
 }
