@@ -13,12 +13,12 @@ use IO::Socket::INET::Daemon;
 
 my %nick;    # $io => nick; $io is the same object for the whole connection
 
+# Everybody in the room but $me: one broadcast (the text is stored once
+# in the server, however many are in), leaving out those still at the
+# NICK? prompt.
 sub others {
     my ($server, $me, $text) = @_;
-    for my $peer ($server->connections) {
-        $peer->print($text)
-            if (!$me or $peer != $me) and exists $nick{$peer};
-    }
+    $server->broadcast($text, $me, grep { !exists $nick{$_} } $server->connections);
 }
 
 my $server = IO::Socket::INET::Daemon->new(
