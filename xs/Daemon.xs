@@ -79,6 +79,7 @@ typedef struct xd {
     HV         *cb_hv;
     SV         *cb_val[CB_N];
     xtimer     *timers;        /* the active ones (each holds its object) */
+    char       *sep;           /* separator => ..., owned */
     UV          refused;       /* stats: add answered false (or died) */
     UV          errors;        /* stats: reports (error callback or warn) */
     IV          started;       /* stats: time() when run first started */
@@ -1319,6 +1320,7 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
         cb_forget(aTHX_ d);
         SvREFCNT_dec(d->spare_line);
     }
+    Safefree(d->sep);
     Safefree(d);
     mg->mg_ptr = NULL;
     return 0;
@@ -1621,7 +1623,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
     /* data()'s own line, with the default $/: its bytes at the head of
      * the input, no scan.  A copy: changing it must not change $_[2]. */
     if (d && d->cur_conn == c && SvPOK(rs) && SvCUR(rs) == 1
-        && SvPVX(rs)[0] == '\n' && !d->cfg.framing.sep) {
+        && SvPVX(rs)[0] == '\n') {
         SV *sv;
         p = isd_conn_in(c, &len);
         sv = new_in(aTHX_ c, p, d->cur_len, into, 0);
@@ -1641,6 +1643,11 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
             para = 1;
             sep = "\n\n";
             seplen = 2;
+        } else if (seplen == 1 && sep[0] == '\n' && d && d->cfg.framing.sep) {
+            /* $/ left as it is: a line is what the server's separator
+             * ends, as data's are */
+            sep = d->cfg.framing.sep;
+            seplen = d->cfg.framing.seplen;
         }
     }
     utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
@@ -1879,6 +1886,16 @@ _init(SV *self)
                                                              : ISD_FRAME_LINE;
     v = opt(aTHX_ d, "max_line");
     d->cfg.framing.max = v ? (size_t)SvUV(v) : 1048576;
+    v = opt(aTHX_ d, "separator");
+    if (v && d->cfg.framing.kind == ISD_FRAME_LINE) {
+        STRLEN n;
+        const char *p = SvPVbyte(v, n);
+        if (n && !(n == 1 && p[0] == '\n')) {
+            d->sep = savepvn(p, n);
+            d->cfg.framing.sep = d->sep;
+            d->cfg.framing.seplen = n;
+        }
+    }
     v = opt(aTHX_ d, "max_output");
     d->cfg.max_output = v ? (size_t)SvUV(v) : 64 * 1048576;
     v = opt(aTHX_ d, "linger");

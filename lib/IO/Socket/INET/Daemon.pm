@@ -22,7 +22,7 @@ my %DEFAULT = (
     low_water    => 0,
 );
 
-my %KNOWN = map { $_ => 1 } qw(port host timeout callback framing max_line
+my %KNOWN = map { $_ => 1 } qw(port host timeout callback framing separator max_line
     max_output read_timeout backlog backend linger idle_timeout
     max_connections high_water low_water);
 
@@ -69,6 +69,13 @@ sub new {
     }
     _bad(framing => $rc{framing}, "is not 'line' or 'raw'")
         if exists $rc{framing} and !(defined $rc{framing} and $rc{framing} =~ /\A(?:line|raw)\z/);
+    if (exists $rc{separator}) {
+        _bad(separator => $rc{separator}, 'is not a non-empty string of bytes')
+            if !defined $rc{separator} or ref $rc{separator} or !length $rc{separator}
+               or !utf8::downgrade(my $copy = $rc{separator}, 1);
+        _bad(separator => $rc{separator}, "goes with framing 'line', not '$rc{framing}'")
+            if defined $rc{framing} and $rc{framing} ne 'line';
+    }
     if (exists $rc{backend}) {
         my %have = map { $_ => 1 } backends();
         _bad(backend => $rc{backend}, 'is not available (have: ' . join(' ', backends()) . ')')
@@ -617,6 +624,18 @@ C<line> (the default) calls C<data> once per line.  C<raw> calls C<data>
 whenever bytes arrive, with everything received so far as the third
 argument; C<< $io->sysread >> and C<< $io->read >> get those bytes.  Use
 C<raw> for byte protocols.
+
+=item separator => STRING
+
+New in 1.01.  With C<< framing => 'line' >>, what ends a line: C<"\n">
+(the default), C<"\r\n">, C<"\0">, or any string of bytes.  Like the
+newline, the separator is kept: C<data>'s third argument and
+C<< $io->getline >> end with it (remove it with
+C<< s/\r\n\z// >>, or C<chomp> under C<< local $/ = "\r\n" >>).
+While C<$/> is left at its default, C<getline>, C<getlines> and
+C<< <$io> >> read lines ending in the separator too; a C<$/> set to
+anything else is used as it is.  L</max_line> counts the separator.  A
+separator split across two reads is found all the same.
 
 =item max_line => BYTES
 
