@@ -1,0 +1,449 @@
+# Daemon.xsh - the XSUBs of IO::Socket::INET::Daemon (the server object),
+# included by Daemon.xs, whose C part they use.
+
+PROTOTYPES: DISABLE
+
+BOOT:
+{
+    PERL_HASH(h_add, "add", 3);
+    PERL_HASH(h_remove, "remove", 6);
+    PERL_HASH(h_data, "data", 4);
+    PERL_HASH(h_tick, "tick", 4);
+    PERL_HASH(h_error, "error", 5);
+    PERL_HASH(h_callback, "callback", 8);
+    PERL_HASH(h_timeout, "timeout", 7);
+    PERL_HASH(h_drain, "drain", 5);
+    {
+        MY_CXT_INIT;
+        init_cxt(aTHX_ &MY_CXT);
+    }
+}
+
+void
+CLONE(...)
+  CODE:
+    {
+        MY_CXT_CLONE;
+        init_cxt(aTHX_ &MY_CXT);
+    }
+    PERL_UNUSED_VAR(items);
+
+void
+_init(SV *self)
+  PREINIT:
+    xd *d;
+    SV *v;
+  CODE:
+    if (!SvROK(self) || SvTYPE(SvRV(self)) != SVt_PVHV)
+        croak("%s::_init: not a hash-based object", PKG);
+    if (find_mg(SvRV(self), &xd_vtbl))
+        croak("%s::_init: already initialised", PKG);
+    Newxz(d, 1, xd);
+    d->self = (HV *)SvRV(self);
+    d->lfd = -1;
+    d->pid = getpid();
+#ifdef PERL_IMPLICIT_CONTEXT
+    d->perl = aTHX;
+#endif
+    v = opt(aTHX_ d, "framing");
+    d->cfg.framing.kind = v && strEQ(SvPV_nolen(v), "raw") ? ISD_FRAME_RAW
+                                                             : ISD_FRAME_LINE;
+    v = opt(aTHX_ d, "max_line");
+    d->cfg.framing.max = v ? (size_t)SvUV(v) : 1048576;
+    v = opt(aTHX_ d, "separator");
+    if (v && d->cfg.framing.kind == ISD_FRAME_LINE) {
+        STRLEN n;
+        const char *p = SvPVbyte(v, n);
+        if (n && !(n == 1 && p[0] == '\n')) {
+            d->sep = savepvn(p, n);
+            d->cfg.framing.sep = d->sep;
+            d->cfg.framing.seplen = n;
+        }
+    }
+    v = opt(aTHX_ d, "max_output");
+    d->cfg.max_output = v ? (size_t)SvUV(v) : 64 * 1048576;
+    v = opt(aTHX_ d, "linger");
+    d->cfg.linger_ms = (unsigned)ms_of(aTHX_ v, 30000);
+    v = opt(aTHX_ d, "read_timeout");
+    d->read_timeout_ms = v ? ms_of(aTHX_ v, 10000) : -1;
+    v = opt(aTHX_ d, "idle_timeout");
+    d->cfg.idle_ms = (unsigned)ms_of(aTHX_ v, 0);
+    v = opt(aTHX_ d, "max_connections");
+    d->cfg.max_conns = v ? (size_t)SvUV(v) : 0;
+    v = opt(aTHX_ d, "high_water");
+    d->cfg.high_water = v ? (size_t)SvUV(v) : 1048576;
+    v = opt(aTHX_ d, "low_water");
+    d->cfg.low_water = v ? (size_t)SvUV(v) : 0;
+    v = opt(aTHX_ d, "backlog");
+    d->backlog = v ? (int)SvIV(v) : SOMAXCONN;
+    v = opt(aTHX_ d, "backend");
+    if (v)
+        my_strlcpy(d->backend, SvPV_nolen(v), sizeof d->backend);
+    sv_magicext(SvRV(self), NULL, PERL_MAGIC_ext, &xd_vtbl, (char *)d, 0);
+
+void
+listen(SV *self)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "listen");
+    if (xd_listen(aTHX_ d) < 0) {
+        SETERRNO(errno, 0);
+        XSRETURN_EMPTY;
+    }
+    XSRETURN_YES;
+
+void
+run(SV *self)
+  PREINIT:
+    xd *d;
+    int timeout, n, sigs, busy = 0;
+    sigset_t old;
+  PPCODE:
+    d = xd_from(aTHX_ self, "run");
+    if (d->running)
+        croak("%s::run: already running", PKG);
+    if (xd_listen(aTHX_ d) < 0 || xd_start(aTHX_ d) < 0) {
+        SETERRNO(errno ? errno : EINVAL, 0);
+        XSRETURN_EMPTY;
+    }
+    {
+        /* Undone by LEAVE, also when a signal handler dies out of run().
+         * The daemon is held first, so that it is let go of last: a
+         * callback may drop the last other reference to it, and d goes
+         * with it (after running and self_rv are restored). */
+        ENTER;
+        SAVEFREESV(SvREFCNT_inc_simple_NN(SvRV(self)));
+        SAVEINT(d->running);
+        SAVEVPTR(d->self_rv);
+        d->running = 1;
+        d->stop = 0;
+        d->self_rv = newSVsv(self);
+        SAVEFREESV(d->self_rv);
+        SAVETMPS;
+        /* The callback cache trusts the slots it holds while someone else
+         * holds them too, which `local $d->{callback}{data} = ...` (the
+         * old value kept on the savestack) fools.  Such a local is in
+         * force only inside its own scope, and callbacks are only called
+         * from run: a local made around this run is seen by looking the
+         * callbacks up afresh here. */
+        cb_forget(aTHX_ d);
+        while (!d->stop) {
+            SV *cb = CB(d, tick);
+            FREETMPS;       /* whatever the last cycle left */
+            if (cb)
+                call_cb(aTHX_ d, cb, "tick", NULL, NULL);
+            if (d->stop || !d->srv)
+                break;
+            timeout = ms_of(aTHX_ timeout_sv(aTHX_ d), -1);
+            if (isd_loop_prepare(d->loop) || d->stop)
+                timeout = 0;
+            if (!d->srv)        /* a forked child destroyed its copy */
+                break;
+            sigs = perl_handles_signals(aTHX);
+            n = 0;
+            if (sigs && busy && timeout != 0) {
+                /* Traffic is flowing: a plain wait, without the two
+                 * mask syscalls, but of BUSY_WAIT_MS at most.  A signal
+                 * during the wait interrupts it; one that lands in the few
+                 * instructions between the PL_sig_pending check and the
+                 * wait is then handled within BUSY_WAIT_MS, not at the next
+                 * event.  Nothing in that time: the exact wait, for the
+                 * rest of the timeout, in the same cycle. */
+                int cap = timeout < 0 || timeout > BUSY_WAIT_MS ? BUSY_WAIT_MS : timeout;
+                if (!PL_sig_pending)
+                    n = isd_loop_run_once(d->loop, cap, NULL);
+                if (n != 0 || PL_sig_pending || cap == timeout || d->stop || !d->srv)
+                    goto waited;
+                busy = 0;
+                if (timeout > 0)
+                    timeout -= cap;
+                if (isd_loop_prepare(d->loop) || d->stop)
+                    timeout = 0;
+                if (!d->srv)
+                    break;
+            }
+            if (sigs && block_signals(aTHX_ &old)) {
+                PERL_ASYNC_CHECK();
+                continue;
+            }
+            n = isd_loop_run_once(d->loop, timeout, sigs ? &old : NULL);
+            busy = n > 0;
+          waited:
+            if (n < 0 && errno != EINTR) {
+                int e = errno;
+                report(aTHX_ d, NULL, sv_2mortal(newSVpvf("%s wait: %s",
+                       isd_loop_backend(d->loop), strerror(e))));
+                SETERRNO(e, 0);
+                break;
+            }
+            PERL_ASYNC_CHECK();
+        }
+        xd_reap(d);     /* the core is off the C stack now */
+        LEAVE;          /* d may be gone after this */
+    }
+    XSRETURN_YES;
+
+void
+stop(SV *self)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "stop");
+    d->stop = 1;
+    if (d->draining)            /* from a handler while destroy waits */
+        d->drain_abort = 1;
+    XSRETURN_YES;
+
+void
+remove(SV *self, SV *peer = NULL)
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    xd_from(aTHX_ self, "remove");
+    if (!peer || !SvOK(peer))
+        XSRETURN_EMPTY;
+    c = conn_from(aTHX_ peer, "remove");
+    if (isd_conn_is_open(c) && peer_rv(c))
+        drop_conn(aTHX_ c, 0);
+    XSRETURN_YES;
+
+void
+destroy(SV *self)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "destroy");
+    d->stop = 1;
+    xd_timers_cancel(aTHX_ d);
+    /* held while it waits: a signal handler may drop the last reference */
+    ENTER;
+    SAVEFREESV(SvREFCNT_inc_simple_NN(SvRV(self)));
+    xd_close_all(aTHX_ d, !PL_dirty);   /* no handlers in global destruction */
+    LEAVE;
+    XSRETURN_YES;
+
+SV *
+sockport(SV *self)
+  ALIAS:
+    sockhost = 1
+  PREINIT:
+    xd *d;
+    isd_addr a;
+    socklen_t len = sizeof a;
+    char host[INET6_ADDRSTRLEN];
+  CODE:
+    d = xd_from(aTHX_ self, ix ? "sockhost" : "sockport");
+    memset(&a, 0, sizeof a);
+    if (d->lfd >= 0) {
+        if (getsockname(d->lfd, &a.sa, &len) < 0)
+            XSRETURN_UNDEF;
+    } else if (!d->srv || isd_server_sockaddr(d->srv, &a) < 0) {
+        XSRETURN_UNDEF;
+    }
+    RETVAL = ix ? newSVpv(isd_addr_host(&a, host, sizeof host), 0)
+                : newSVuv(isd_addr_port(&a));
+  OUTPUT:
+    RETVAL
+
+const char *
+backend(SV *self)
+  PREINIT:
+    xd *d;
+  CODE:
+    d = xd_from(aTHX_ self, "backend");
+    if (d->loop)
+        RETVAL = isd_loop_backend(d->loop);
+    else if (d->backend[0])
+        RETVAL = d->backend;
+    else {
+        /* what a loop made now would use */
+        isd_loop *l = isd_loop_new(NULL, NULL, 0);
+        if (!l)
+            XSRETURN_UNDEF;
+        ST(0) = sv_2mortal(newSVpv(isd_loop_backend(l), 0));
+        isd_loop_free(l);
+        XSRETURN(1);
+    }
+  OUTPUT:
+    RETVAL
+
+void
+backends(...)
+  PREINIT:
+    const char *p, *q;
+  PPCODE:
+    for (p = isd_backends(); *p; p = *q ? q + 1 : q) {
+        q = strchr(p, ' ');
+        if (!q)
+            q = p + strlen(p);
+        XPUSHs(sv_2mortal(newSVpvn(p, (STRLEN)(q - p))));
+    }
+
+void
+_forget_callbacks(SV *self)
+  PPCODE:
+    cb_forget(aTHX_ xd_from(aTHX_ self, "callback"));
+    XSRETURN_EMPTY;
+
+SV *
+_timer(SV *self, NV after, NV every, SV *cb)
+  PREINIT:
+    xd *d;
+    xtimer *xt;
+    SV *obj;
+  CODE:
+    /* (arguments checked by the Perl wrapper, timer) */
+    d = xd_from(aTHX_ self, "timer");
+    if (xd_loop(aTHX_ d) < 0)
+        croak("%s::timer: %s", PKG, d->err);
+    obj = newSV(0);
+    sv_upgrade(obj, SVt_PVMG);
+    Newxz(xt, 1, xtimer);
+    sv_magicext(obj, NULL, PERL_MAGIC_ext, &xt_vtbl, (char *)xt, 0);
+    RETVAL = sv_bless(newRV_noinc(obj), gv_stashpv(TIMER_PKG, GV_ADD));
+    xt->obj = obj;
+    xt->cb = newSVsv(cb);
+    xt->every_ms = timer_ms(every);
+    if (every > 0 && !xt->every_ms)
+        xt->every_ms = 1;
+    isd_timer_init(&xt->t, xt_fire, xt);
+    if (isd_timer_start(d->loop, &xt->t, timer_ms(after)) < 0)
+        croak("%s::timer: out of memory", PKG);
+    xt->d = d;                      /* active: the daemon holds it */
+    SvREFCNT_inc_simple_void_NN(obj);
+    xt->next = d->timers;
+    if (d->timers)
+        d->timers->prev = xt;
+    d->timers = xt;
+  OUTPUT:
+    RETVAL
+
+void
+broadcast(SV *self, SV *bytes, ...)
+  PREINIT:
+    xd *d;
+    isd_conn **ex = NULL;
+    size_t nex = 0, got = 0;
+    STRLEN n, i;
+    const char *p;
+    int k;
+  PPCODE:
+    d = xd_from(aTHX_ self, "broadcast");
+    p = SvPV(bytes, n);         /* (magic and overloading: once, first) */
+    if (items > 2) {
+        Newx(ex, items - 2, isd_conn *);
+        SAVEFREEPV(ex);
+        for (k = 2; k < items; k++) {
+            MAGIC *mg = NULL;
+            SV *r;
+            if (!SvOK(ST(k)))
+                continue;
+            if (SvROK(ST(k))) {
+                r = SvRV(ST(k));
+                if (SvTYPE(r) == SVt_PVIO && SvRMAGICAL(r)
+                    && (mg = mg_find(r, PERL_MAGIC_tiedscalar)) && mg->mg_obj
+                    && SvROK(mg->mg_obj))
+                    r = SvRV(mg->mg_obj);
+                mg = find_mg(r, &conn_vtbl);
+            }
+            if (!mg || !mg->mg_ptr)
+                croak("%s::broadcast: '%" SVf "' is not a connection to leave "
+                      "out", PKG, SVfARG(ST(k)));
+            ex[nex++] = (isd_conn *)mg->mg_ptr;
+        }
+    }
+    if (!d->srv || !n)
+        XSRETURN_UV(0);
+    for (i = 0; i < n && !(p[i] & 0x80); i++)
+        ;
+    if (i == n) {               /* ASCII: the same bytes for every peer */
+        got = isd_server_broadcast(d->srv, p, n, ex, nex, 0, 0);
+    } else {
+        /* as print would send it: bytes to raw peers, UTF-8 to :utf8 ones */
+        SV *raw = sv_2mortal(newSVpvn(p, n)), *u8 = sv_2mortal(newSVpvn(p, n));
+        STRLEN rn, un;
+        const char *rp, *up;
+        size_t nraw;
+        int wide = 0;
+        if (SvUTF8(bytes)) {
+            SvUTF8_on(raw);
+            if (!sv_utf8_downgrade(raw, TRUE)) {
+                wide = 1;               /* raw peers get the UTF-8 */
+                SvUTF8_off(raw);
+            }
+        } else {
+            sv_utf8_upgrade(u8);
+        }
+        rp = SvPV(raw, rn);
+        up = SvPV(u8, un);
+        nraw = isd_server_broadcast(d->srv, rp, rn, ex, nex, UF_UTF8, 0);
+        if (wide && nraw)       /* as print warns: only if a raw peer got it */
+            Perl_ck_warner_d(aTHX_ packWARN(WARN_UTF8),
+                             "Wide character in broadcast");
+        got = nraw
+            + isd_server_broadcast(d->srv, up, un, ex, nex, UF_UTF8, UF_UTF8);
+    }
+    XSRETURN_UV((UV)got);
+
+SV *
+stats(SV *self)
+  PREINIT:
+    xd *d;
+    HV *hv;
+    isd_server_stats st;
+  CODE:
+    d = xd_from(aTHX_ self, "stats");
+    Zero(&st, 1, isd_server_stats);
+    if (d->srv)
+        isd_server_stats_get(d->srv, &st);
+    hv = newHV();
+    (void)hv_stores(hv, "connections", newSVuv(d->srv ? (UV)isd_server_nconns(d->srv) : 0));
+    (void)hv_stores(hv, "accepted", newSVuv((UV)st.accepted));
+    (void)hv_stores(hv, "refused", newSVuv(d->refused));
+    (void)hv_stores(hv, "closed", newSVuv((UV)st.closed));
+    (void)hv_stores(hv, "bytes_in", newSVuv((UV)st.bytes_in));
+    (void)hv_stores(hv, "bytes_out", newSVuv((UV)st.bytes_out));
+    (void)hv_stores(hv, "messages_in", newSVuv((UV)st.messages_in));
+    (void)hv_stores(hv, "errors", newSVuv(d->errors));
+    (void)hv_stores(hv, "started", d->started ? newSViv(d->started) : newSV(0));
+    RETVAL = newRV_noinc((SV *)hv);
+  OUTPUT:
+    RETVAL
+
+void
+max_connections(SV *self, SV *n = NULL)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "max_connections");
+    if (n) {
+        SvGETMAGIC(n);
+        if (!SvOK(n) || !looks_like_number(n) || SvNV(n) < 0
+            || SvNV(n) != (NV)(UV)SvNV(n))
+            croak("%s::max_connections: '%" SVf "' is not a number of "
+                  "connections (0: no limit)", PKG,
+                  SVfARG(SvOK(n) ? n : sv_2mortal(newSVpvs("undef"))));
+        d->cfg.max_conns = (size_t)SvUV(n);
+        if (d->srv)
+            isd_server_set_max_conns(d->srv, d->cfg.max_conns);
+    }
+    XSRETURN_UV((UV)d->cfg.max_conns);
+
+SV *
+_connections(SV *self)
+  PREINIT:
+    xd *d;
+    AV *av;
+    isd_conn *c;
+  CODE:
+    d = xd_from(aTHX_ self, "connections");
+    av = newAV();
+    if (d->srv)
+        for (c = isd_server_next_conn(d->srv, NULL); c;
+             c = isd_server_next_conn(d->srv, c))
+            if (peer_rv(c))
+                av_push(av, newSVsv(peer_rv(c)));
+    RETVAL = newRV_noinc((SV *)av);
+  OUTPUT:
+    RETVAL
