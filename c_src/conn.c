@@ -514,8 +514,7 @@ int isd_conn_shutdown(isd_conn *c, int how)
 static void high_end(isd_conn *c)
 {
     c->flags = (c->flags & ~ISD_C_HIGH) | ISD_C_DRAINED | ISD_C_REDO;
-    c->last_rx = isd_loop_now(c->srv->loop);
-    pend(c);
+    pend(c);        /* (last_rx: conn_flush set it with this write) */
 }
 
 /* Write queued output until done or the kernel is full.  0 (maybe partial,
@@ -1178,9 +1177,7 @@ static isd_conn *conn_new(isd_server *s, int fd, const isd_addr *peer)
     }
     isd_timer_init(&c->timer, idle_cb, c);
     c->idle_ms = s->cfg.idle_ms;
-    c->last_rx = isd_loop_now(s->loop);
-    if (c->idle_ms)
-        isd_timer_start(s->loop, &c->timer, c->idle_ms);
+    idle_start(c);
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;

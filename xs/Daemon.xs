@@ -134,7 +134,7 @@ static xd *xd_from(pTHX_ SV *sv, const char *method)
  * brought in the glob's head and body (the stash), so the magic is one
  * load away; the IO and GP behind it would be three cache misses more.
  * The IO reaches it through its tie object. */
-static isd_conn *conn_from(pTHX_ SV *sv, const char *method)
+static MAGIC *conn_mg(pTHX_ SV *sv)
 {
     MAGIC *mg = NULL;
     SV *r;
@@ -147,6 +147,13 @@ static isd_conn *conn_from(pTHX_ SV *sv, const char *method)
             r = SvRV(mg->mg_obj);
         mg = find_mg(r, &conn_vtbl);
     }
+    return mg;
+}
+
+static isd_conn *conn_from(pTHX_ SV *sv, const char *method)
+{
+    MAGIC *mg = conn_mg(aTHX_ sv);
+
     if (!mg)
         croak("%s::%s: not called on a peer of %s", PEER_PKG, method, PKG);
     if (!mg->mg_ptr)

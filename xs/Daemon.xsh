@@ -335,18 +335,10 @@ broadcast(SV *self, SV *bytes, ...)
         Newx(ex, items - 2, isd_conn *);
         SAVEFREEPV(ex);
         for (k = 2; k < items; k++) {
-            MAGIC *mg = NULL;
-            SV *r;
+            MAGIC *mg;
             if (!SvOK(ST(k)))
                 continue;
-            if (SvROK(ST(k))) {
-                r = SvRV(ST(k));
-                if (SvTYPE(r) == SVt_PVIO && SvRMAGICAL(r)
-                    && (mg = mg_find(r, PERL_MAGIC_tiedscalar)) && mg->mg_obj
-                    && SvROK(mg->mg_obj))
-                    r = SvRV(mg->mg_obj);
-                mg = find_mg(r, &conn_vtbl);
-            }
+            mg = conn_mg(aTHX_ ST(k));
             if (!mg || !mg->mg_ptr)
                 croak("%s::broadcast: '%" SVf "' is not a connection to leave "
                       "out", PKG, SVfARG(ST(k)));
