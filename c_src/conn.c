@@ -60,6 +60,7 @@ struct isd_conn {
     size_t      scan;        /* framing resume offset into in */
     size_t      msg_len;     /* length of the message on_message has */
     isd_conn   *pnext;       /* srv->pending */
+    isd_framing *fr;         /* its own framing (owned), or NULL: srv's */
     isd_buf     in;
     isd_outq    out;
     uint64_t    bytes_in, bytes_out, messages_in;   /* stats */
@@ -113,6 +114,7 @@ void isd_conn_unref(isd_conn *c)
         return;
     isd_buf_free(&c->in);
     isd_outq_clear(&c->out);
+    free(c->fr);
     free(c);
 }
 
@@ -142,10 +144,11 @@ static int conn_delivers(const isd_conn *c)
 }
 
 /* Failures that are the peer's doing on a sound socket (a message over
- * max, an idle timeout): the output queued so far is still delivered. */
+ * max, an idle timeout, EOF inside a length-prefixed message): the output
+ * queued so far is still delivered. */
 static int keeps_output(int err)
 {
-    return err == EMSGSIZE || err == ETIMEDOUT;
+    return err == EMSGSIZE || err == ETIMEDOUT || err == EBADMSG;
 }
 
 static void accept_update(isd_server *s);
@@ -800,30 +803,63 @@ static void conn_read_ev(isd_conn *c)
     }
 }
 
-/* The length of the next message of c to deliver, or 0 if there is none
- * (incomplete, or c no longer reads).  A message over max fails c; at EOF
- * the unterminated rest is a message, and once everything is delivered
- * on_close runs and c is closed. */
-static size_t conn_frame(isd_conn *c)
+static inline const isd_framing *conn_framing(const isd_conn *c)
 {
-    isd_server *s = c->srv;
+    return c->fr ? c->fr : &c->srv->cfg.framing;
+}
+
+/* Frame m (of isd_frame_next) is c's next message: drop its prefix, if the
+ * framing has one, and count it.  The message's length. */
+static size_t msg_start(isd_conn *c, const isd_framing *f, size_t m)
+{
+    size_t hdr = isd_frame_hdr(f);
+
+    if (hdr) {
+        isd_buf_consume(&c->in, hdr);   /* (not input the handler consumed) */
+        c->scan = 0;
+        m -= hdr;
+    }
+    c->consumed = 0;
+    c->msg_len = m;
+    c->messages_in++;
+    c->srv->st.messages_in++;
+    return m;
+}
+
+/* Whether c has a next message to deliver (its length in *m, which may be
+ * 0 for an empty length-prefixed one): not if it is incomplete, or if c no
+ * longer reads.  A message over max fails c; at EOF the unterminated rest
+ * is a message (but a length-prefixed one cut short fails c: EBADMSG), and
+ * once everything is delivered on_close runs and c is closed. */
+static int conn_frame(isd_conn *c, size_t *mlen)
+{
+    const isd_framing *f;
     size_t len;
     ssize_t m;
 
     if (!conn_delivers(c))
         return 0;
+    f = conn_framing(c);
     len = isd_buf_len(&c->in);
-    m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in), len, &c->scan);
+    m = isd_frame_next(f, isd_buf_head(&c->in), len, &c->scan);
     if (m < 0) {
         conn_fail(c, EMSGSIZE);
         return 0;
     }
-    if (m > 0)
-        return (size_t)m;
+    if (m > 0) {
+        *mlen = msg_start(c, f, (size_t)m);
+        return 1;
+    }
     if (!(c->flags & ISD_C_EOF))
         return 0;
-    if (len)
-        return len;             /* final unterminated message */
+    if (len && f->kind == ISD_FRAME_LENGTH) {
+        conn_end(c, EBADMSG);   /* the peer stopped inside a message */
+        return 0;
+    }
+    if (len) {
+        *mlen = msg_start(c, f, len);   /* final unterminated message */
+        return 1;
+    }
     /* Everything delivered: the peer is done.  After a plain EOF c stays
      * open (writable: the peer may only have half-closed) for the handler,
      * then closes gracefully; after a reset it is aborted. */
@@ -868,11 +904,7 @@ static void conn_process(isd_conn *c)
             ready_push(s, c);
         return;
     }
-    while ((m = conn_frame(c)) > 0) {
-        c->consumed = 0;
-        c->msg_len = m;
-        c->messages_in++;
-        s->st.messages_in++;
+    while (conn_frame(c, &m)) {
         c->flags |= ISD_C_INMSG;
         s->h->on_message(c, isd_buf_head(&c->in), m);
         c->flags &= ~ISD_C_INMSG;
@@ -935,11 +967,7 @@ int isd_conn_take(isd_conn *c, const char **msg, size_t *len)
 
     msg_end(c);
     while (c->srv) {
-        if ((m = conn_frame(c)) > 0) {
-            c->consumed = 0;
-            c->msg_len = m;
-            c->messages_in++;
-            c->srv->st.messages_in++;
+        if (conn_frame(c, &m)) {
             c->flags |= ISD_C_INMSG;
             *msg = isd_buf_head(&c->in);
             *len = m;
@@ -992,17 +1020,52 @@ int isd_conn_next(isd_conn *c, const char **msg, size_t *len)
         return 0;
     if (!c->consumed)
         isd_conn_consume(c, c->msg_len);    /* consumed is not 0 now */
-    m = isd_frame_next(&s->cfg.framing, isd_buf_head(&c->in),
+    m = isd_frame_next(conn_framing(c), isd_buf_head(&c->in),
                        isd_buf_len(&c->in), &c->scan);
     if (m <= 0)
         return 0;       /* none yet, or over max: conn_process's business */
-    c->consumed = 0;
-    c->msg_len = (size_t)m;
-    c->messages_in++;
-    s->st.messages_in++;
+    *len = msg_start(c, conn_framing(c), (size_t)m);
     *msg = isd_buf_head(&c->in);
-    *len = (size_t)m;
     return 1;
+}
+
+const isd_framing *isd_conn_framing(const isd_conn *c)
+{
+    return c->srv ? conn_framing(c) : NULL;
+}
+
+int isd_conn_set_framing(isd_conn *c, const isd_framing *f)
+{
+    isd_framing *own = NULL;
+
+    if (!c->srv) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (f) {
+        size_t seplen = f->kind == ISD_FRAME_LINE && f->sep ? f->seplen : 0;
+
+        if (!(own = malloc(sizeof *own + seplen + 1)))
+            return -1;
+        *own = *f;
+        own->sep = NULL;
+        own->seplen = seplen;
+        if (seplen) {
+            char *sep = (char *)(own + 1);
+            memcpy(sep, f->sep, seplen);
+            own->sep = sep;
+        }
+    }
+    free(c->fr);
+    c->fr = own;
+    c->scan = 0;
+    /* What is buffered is cut the new way: if that makes a message now,
+     * it is delivered in this cycle, not when more bytes come. */
+    if (!(c->flags & ISD_C_INMSG) && isd_buf_len(&c->in)) {
+        c->flags |= ISD_C_REDO;
+        pend(c);
+    }
+    return 0;
 }
 
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
@@ -1056,7 +1119,8 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
          * read), whatever the embedder's reads wait for: a slurp or a
          * record longer than that fails c, as an over-long message does. */
         if (c->srv->cfg.framing.max
-            && isd_buf_len(&c->in) > c->srv->cfg.framing.max) {
+            && isd_buf_len(&c->in) > c->srv->cfg.framing.max
+                                     + isd_frame_hdr(conn_framing(c))) {
             conn_fail(c, EMSGSIZE);
             errno = EMSGSIZE;
             return -1;

@@ -94,25 +94,40 @@ int       isd_outq_append_blob(isd_outq *q, isd_blob *b);
 
 /* ------------------------------------------------------------------ framing */
 
-enum { ISD_FRAME_LINE = 0, ISD_FRAME_RAW = 1 };
+enum { ISD_FRAME_LINE = 0, ISD_FRAME_RAW = 1, ISD_FRAME_LENGTH = 2 };
+
+/* The length prefix of LENGTH framing, as pack formats: C (1 byte), n/v
+ * (2 bytes, big/little endian), N/V (4 bytes, big/little endian). */
+enum { ISD_LEN_N = 0, ISD_LEN_n, ISD_LEN_V, ISD_LEN_v, ISD_LEN_C };
 
 /* How a byte stream is cut into messages.  LINE: up to and including sep
- * (default "\n"); RAW: whatever is buffered.  max bounds one message. */
+ * (default "\n"); RAW: whatever is buffered; LENGTH: a length prefix in
+ * lenfmt, then that many bytes.  max bounds one message (LENGTH: its
+ * payload). */
 typedef struct isd_framing {
     int         kind;
+    int         lenfmt;   /* LENGTH: ISD_LEN_* */
     const char *sep;      /* LINE: terminator; NULL or seplen 0 mean "\n" */
     size_t      seplen;
     size_t      max;      /* longest message in bytes, terminator included */
 } isd_framing;
 
-/* Length of the first complete message in p[0..len), terminator included.
- * Returns >0 (a message), 0 (incomplete: need more bytes) or -1 with
- * errno = EMSGSIZE (the message cannot complete within f->max bytes).
- * *scan carries how far an earlier call already searched the same bytes, so
- * a long line arriving in small reads is scanned once; start it at 0 and
- * reset it to 0 whenever bytes are consumed from the front. */
+/* Length of the first complete message in p[0..len), terminator or length
+ * prefix included.  Returns >0 (a message), 0 (incomplete: need more bytes)
+ * or -1 with errno = EMSGSIZE (the message cannot complete within f->max
+ * bytes; LENGTH: the prefix claims more than max).  *scan carries how far
+ * an earlier call already searched the same bytes, so a long line arriving
+ * in small reads is scanned once; start it at 0 and reset it to 0 whenever
+ * bytes are consumed from the front. */
 ssize_t isd_frame_next(const isd_framing *f, const char *p, size_t len,
                        size_t *scan);
+
+/* Bytes in front of each message's payload: LENGTH's prefix, else 0. */
+size_t isd_frame_hdr(const isd_framing *f);
+
+/* The prefix of a payload of n bytes in lenfmt, into out: its size, or 0
+ * when n does not fit the format. */
+size_t isd_frame_len_put(int lenfmt, uint64_t n, unsigned char out[4]);
 
 /* --------------------------------------------------------------------- loop */
 
@@ -240,12 +255,13 @@ typedef struct isd_handlers {
     void (*on_message)(isd_conn *c, const char *msg, size_t len);
     /* The core ends c: err 0 = the peer sent EOF (all its messages were
      * delivered), else why (ECONNRESET, EMSGSIZE: message over max,
-     * ENOBUFS: output over max_output, ...).  Called once, never for a
+     * EBADMSG: EOF inside a length-prefixed message, ENOBUFS: output over
+     * max_output, ...).  Called once, never for a
      * connection the embedder closed itself.  Whatever err, c is still
      * open meanwhile (listed, writable) but reads no more; after it
      * returns the core closes c: gracefully (queued output delivered,
-     * the replies to the messages before one over max included) after EOF
-     * or EMSGSIZE, at once after anything else. */
+     * the replies to the messages before one over max included) after EOF,
+     * EMSGSIZE, ETIMEDOUT or EBADMSG, at once after anything else. */
     void (*on_close)(isd_conn *c, int err);
     /* Something not tied to a connection failed (accept: EMFILE...). */
     void (*on_error)(isd_server *s, int err, const char *what);
@@ -445,6 +461,14 @@ void isd_conn_done(isd_conn *c);
  * end of the current batch (or before the next wait), not when more
  * bytes arrive.  The idle clock stops meanwhile. */
 void isd_conn_pause(isd_conn *c, int pause);
+/* c's framing from now on (a copy of f and its separator; NULL: the
+ * server's again), for the bytes already buffered too: messages that are
+ * complete the new way are delivered in this cycle.  max and all are f's.
+ * Called from on_message, it applies after the current message.  0, or
+ * -1/ENOMEM, -1/ENOTCONN.  isd_conn_framing: what c uses (NULL once c is
+ * closed). */
+int  isd_conn_set_framing(isd_conn *c, const isd_framing *f);
+const isd_framing *isd_conn_framing(const isd_conn *c);
 /* c's idle timeout in ms (0: none), counted from now. */
 void isd_conn_set_idle(isd_conn *c, unsigned ms);
 unsigned isd_conn_idle(const isd_conn *c);

@@ -5,7 +5,9 @@
  *
  *   byte 0      flags: bit 0 raw framing, bit 1 NULL separator (default),
  *               bits 2-7: seed of the feed splits
- *   byte 1      separator length 0..4 (0: default "\n")
+ *   byte 1      separator length 0..4 (0: default "\n") in bits 0-3; bit 7
+ *               length framing instead, with the length format (bits 4-6,
+ *               modulo 5) and no separator
  *   bytes ...   the separator
  *   2 bytes     max (little endian; 0 = no limit)
  *   rest        the stream
@@ -14,8 +16,9 @@
  * isd_buf, and after every piece isd_frame_next is asked for messages until
  * it has none, exactly as the core does (scan carried between calls, reset
  * after a consume).  Every answer is cross-checked against a naive reference
- * that searches the whole buffered input from the start each time; at the
- * end the messages plus what is left must be the stream, byte for byte.
+ * that searches the whole buffered input from the start each time (for
+ * length framing: that decodes the prefix its own way); at the end the
+ * messages plus what is left must be the stream, byte for byte.
  * Any disagreement aborts (a crash for libFuzzer).
  *
  * Build: see fuzz/run (clang -fsanitize=fuzzer,address,undefined).
@@ -31,6 +34,24 @@
 #define CHECK(cond, ...) do { if (!(cond)) { \
     fprintf(stderr, "fuzz_frame: %s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
     fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); abort(); } } while (0)
+
+/* The length reference: prefix decoded byte by byte, the other way round
+ * from frame.c (sum of shifted bytes, in the format's order). */
+static ssize_t ref_len(int fmt, size_t max, const unsigned char *p, size_t len)
+{
+    static const int size[] = { 4, 2, 4, 2, 1 };
+    static const int big[] = { 1, 1, 0, 0, 1 };
+    size_t h = (size_t)size[fmt], i;
+    unsigned long long n = 0;
+
+    if (len < h)
+        return 0;
+    for (i = 0; i < h; i++)
+        n += (unsigned long long)p[i] << (8 * (big[fmt] ? h - 1 - i : i));
+    if (max && n > max)
+        return -1;
+    return len - h >= n ? (ssize_t)(h + n) : 0;
+}
 
 /* The reference: what the first message of p[0..len) is. */
 static ssize_t ref_next(int raw, const char *sep, size_t seplen, size_t max,
@@ -73,14 +94,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *stream;
     size_t pos = 0, slen, fed = 0, scan = 0, seplen, max, delivered = 0;
     uint32_t seed;
-    int raw, nullsep, dead = 0;
+    int raw, nullsep, dead = 0, length, lenfmt;
 
     if (size < 4)
         return 0;
     raw = data[0] & 1;
     nullsep = (data[0] >> 1) & 1;
     seed = (uint32_t)(data[0] >> 2) * 2654435761u + 1;
-    seplen = data[1] % 5;
+    length = (data[1] & 0x80) != 0;
+    lenfmt = ((data[1] >> 4) & 7) % 5;
+    seplen = length ? 0 : (size_t)(data[1] & 0x0f) % 5;
+    if (length)
+        raw = 0;
     pos = 2;
     if (size < pos + seplen + 2)
         return 0;
@@ -92,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     slen = size - pos;
 
     memset(&f, 0, sizeof f);
-    f.kind = raw ? ISD_FRAME_RAW : ISD_FRAME_LINE;
+    f.kind = length ? ISD_FRAME_LENGTH : raw ? ISD_FRAME_RAW : ISD_FRAME_LINE;
+    f.lenfmt = lenfmt;
     f.sep = (nullsep || !seplen) ? NULL : sepbuf;
     f.seplen = seplen;      /* a NULL sep with seplen > 0 means "\n" too */
     f.max = max;
@@ -113,7 +139,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (;;) {
                 size_t len = isd_buf_len(&in);
                 const char *p = isd_buf_head(&in);
-                ssize_t want = ref_next(raw, rsep, rseplen, max, p, len);
+                ssize_t want = length
+                    ? ref_len(lenfmt, max, (const unsigned char *)p, len)
+                    : ref_next(raw, rsep, rseplen, max, p, len);
                 ssize_t got;
 
                 errno = 0;
@@ -127,8 +155,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 if (got == 0)
                     break;
-                CHECK(!max || (size_t)got <= max, "message %zd over max %zu", got, max);
-                if (!raw)
+                CHECK(!max || (size_t)got - isd_frame_hdr(&f) <= max,
+                      "message %zd over max %zu", got, max);
+                if (length)
+                    CHECK((size_t)got >= isd_frame_hdr(&f), "frame shorter than its prefix");
+                else if (!raw)
                     CHECK(memcmp(p + got - rseplen, rsep, rseplen) == 0,
                           "message does not end with the separator");
                 CHECK(isd_buf_append(&outcat, p, (size_t)got) == 0, "outcat");
@@ -144,7 +175,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(memcmp(isd_buf_head(&outcat), stream, isd_buf_len(&outcat)) == 0, "messages differ");
             CHECK(memcmp(isd_buf_head(&in), stream + isd_buf_len(&outcat), isd_buf_len(&in)) == 0,
                   "rest differs");
-            if (!raw && isd_buf_len(&in))
+            if (length && isd_buf_len(&in))
+                CHECK(ref_len(lenfmt, max, (const unsigned char *)isd_buf_head(&in),
+                              isd_buf_len(&in)) == 0, "a complete message was left behind");
+            else if (!raw && isd_buf_len(&in))
                 CHECK(ref_next(0, rsep, rseplen, 0, isd_buf_head(&in), isd_buf_len(&in)) == 0,
                       "a complete message was left behind");
         }

@@ -506,17 +506,49 @@ static SV *make_peer(pTHX_ isd_conn *c)
     return sv_bless(rv, MY_CXT.peer_stash);
 }
 
+/* Framing names and length formats, as new and $io->framing take them. */
+static const char *const framing_names[] = { "line", "raw", "length" };
+static const char *const lenfmt_names[] = { "N", "n", "V", "v", "C" };
+
+static int framing_of(const char *name)
+{
+    int i;
+
+    for (i = 0; i < 3; i++)
+        if (strEQ(name, framing_names[i]))
+            return i;
+    return -1;
+}
+
+static int lenfmt_of(const char *name)
+{
+    int i;
+
+    for (i = 0; i < 5; i++)
+        if (strEQ(name, lenfmt_names[i]))
+            return i;
+    return -1;
+}
+
 static SV *errmsg(pTHX_ isd_conn *c, int err)
 {
     char host[INET6_ADDRSTRLEN];
     xd *d = conn_xd(c);
     const isd_addr *a = isd_conn_peer(c);
+    const isd_framing *f = isd_conn_framing(c);
 
     isd_addr_host(a, host, sizeof host);
+    if (err == EMSGSIZE && f && f->kind == ISD_FRAME_LENGTH)
+        return newSVpvf("message too long (over max_line %lu bytes) from "
+                        "%s:%u", (unsigned long)f->max, host,
+                        isd_addr_port(a));
     if (err == EMSGSIZE)
         return newSVpvf("line too long (over max_line %lu bytes) from %s:%u",
                         (unsigned long)(d ? d->cfg.framing.max : 0), host,
                         isd_addr_port(a));
+    if (err == EBADMSG)
+        return newSVpvf("end of file inside a message (length-prefixed) "
+                        "from %s:%u", host, isd_addr_port(a));
     if (err == ENOBUFS)
         return newSVpvf("output for %s:%u over max_output (%lu bytes)", host,
                         isd_addr_port(a),
@@ -750,7 +782,7 @@ static SV *deliver(pTHX_ batch *b)
     SV *res;
 
     b->line = line_sv(aTHX_ d, b->c, b->msg, b->len);
-    if (d->cfg.framing.kind == ISD_FRAME_LINE) {
+    if (isd_conn_framing(b->c)->kind != ISD_FRAME_RAW) {
         d->cur_conn = b->c;
         d->cur_len = b->len;
     }
@@ -915,7 +947,8 @@ static void on_close(isd_conn *c, int err)
     SAVETMPS;
     /* ours through the calls: error may remove it, or destroy */
     sv_2mortal(SvREFCNT_inc_simple_NN(io));
-    if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM || err == ETIMEDOUT)
+    if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM || err == ETIMEDOUT
+        || err == EBADMSG)
         report(aTHX_ d, io, sv_2mortal(errmsg(aTHX_ c, err)));
     /* (not after error removed it: remove means no remove callback) */
     if (peer_rv(c) == io && (cb = CB(d, remove)))
@@ -1627,6 +1660,8 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
     SV *rs = PL_rs;
     STRLEN seplen = 0;
     const char *sep = NULL;
+    const isd_framing *cf = NULL;
+    size_t hdr = 0;
     int para = 0, slurp = 0, utf8;
 
     /* data()'s own line, with the default $/: its bytes at the head of
@@ -1652,11 +1687,15 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
             para = 1;
             sep = "\n\n";
             seplen = 2;
-        } else if (seplen == 1 && sep[0] == '\n' && d && d->cfg.framing.sep) {
-            /* $/ left as it is: a line is what the server's separator
-             * ends, as data's are */
-            sep = d->cfg.framing.sep;
-            seplen = d->cfg.framing.seplen;
+        } else if (seplen == 1 && sep[0] == '\n') {
+            /* $/ left as it is: a line is what the connection's framing
+             * cuts, as data's are (its separator; or a length-prefixed
+             * message, without its prefix) */
+            cf = isd_conn_framing(c);
+            if (cf && cf->kind == ISD_FRAME_LINE && cf->sep && cf->seplen) {
+                sep = cf->sep;
+                seplen = cf->seplen;
+            }
         }
     }
     utf8 = (*isd_conn_uflags(c) & UF_UTF8) != 0;
@@ -1665,6 +1704,10 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
     f.sep = sep;
     f.seplen = seplen;
     f.max = d ? d->cfg.framing.max : 0;
+    if (cf && cf->kind == ISD_FRAME_LENGTH) {
+        f = *cf;
+        hdr = isd_frame_hdr(cf);
+    }
     for (;;) {
         p = isd_conn_in(c, &len);
         if (para) {
@@ -1694,7 +1737,7 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
                 return NULL;
             }
             if (m > 0) {
-                SV *sv = new_in(aTHX_ c, p, (size_t)m, into, 0);
+                SV *sv = new_in(aTHX_ c, p + hdr, (size_t)m - hdr, into, 0);
                 consume(aTHX_ c, (size_t)m);
                 return sv;
             }
@@ -1702,6 +1745,11 @@ static SV *read_record(pTHX_ isd_conn *c, SV *into, uint64_t *deadline)
         if (isd_conn_flags(c) & ISD_C_EOF) {
             if (!len)
                 return NULL;
+            if (hdr) {                  /* EOF inside a message */
+                isd_conn_fail(c, EBADMSG);
+                SETERRNO(EBADMSG, 0);
+                return NULL;
+            }
             {
                 SV *sv = new_in(aTHX_ c, p, len, into, 0);
                 consume(aTHX_ c, len);

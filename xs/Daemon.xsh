@@ -46,8 +46,13 @@ _init(SV *self)
     d->perl = aTHX;
 #endif
     v = opt(aTHX_ d, "framing");
-    d->cfg.framing.kind = v && strEQ(SvPV_nolen(v), "raw") ? ISD_FRAME_RAW
-                                                             : ISD_FRAME_LINE;
+    d->cfg.framing.kind = framing_of(v ? SvPV_nolen(v) : "line");
+    if (d->cfg.framing.kind < 0)
+        d->cfg.framing.kind = ISD_FRAME_LINE;
+    v = opt(aTHX_ d, "length_format");
+    d->cfg.framing.lenfmt = lenfmt_of(v ? SvPV_nolen(v) : "N");
+    if (d->cfg.framing.lenfmt < 0)
+        d->cfg.framing.lenfmt = ISD_LEN_N;
     v = opt(aTHX_ d, "max_line");
     d->cfg.framing.max = v ? (size_t)SvUV(v) : 1048576;
     v = opt(aTHX_ d, "separator");

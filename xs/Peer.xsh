@@ -533,3 +533,125 @@ idle_timeout(SV *self, SV *secs = NULL)
         isd_conn_set_idle(c, (unsigned)ms_of(aTHX_ secs, 0));
     }
     XSRETURN_NV(was / 1000.0);
+
+void
+send_message(SV *self, SV *msg)
+  PREINIT:
+    isd_conn *c;
+    const isd_framing *f;
+    xd *d;
+    STRLEN n;
+    const char *p;
+    unsigned char hd[4];
+    size_t h;
+    int fmt;
+  PPCODE:
+    c = conn_from(aTHX_ self, "send_message");
+    HOLD_IF(c, msg);
+    SvGETMAGIC(msg);
+    if (!SvOK(msg))
+        croak("%s::send_message: undef is not a message", PEER_PKG);
+    /* Bytes, as syswrite takes them: on a raw peer a wide character
+     * croaks; on a :utf8 peer the characters go as UTF-8, and the prefix
+     * counts those bytes. */
+    p = SvPV_nomg(msg, n);
+    if (*isd_conn_uflags(c) & UF_UTF8) {
+        if (!SvUTF8(msg)) {
+            msg = sv_2mortal(newSVpvn(p, n));
+            sv_utf8_upgrade(msg);
+            p = SvPV(msg, n);
+        }
+    } else if (SvUTF8(msg)) {
+        msg = sv_2mortal(newSVpvn_flags(p, n, SVf_UTF8));
+        if (!sv_utf8_downgrade(msg, TRUE))
+            croak("Wide character in %s::send_message", PEER_PKG);
+        p = SvPV(msg, n);
+    }
+    if (!isd_conn_is_open(c) || !(f = isd_conn_framing(c))) {
+        SETERRNO(ENOTCONN, 0);
+        XSRETURN_NO;
+    }
+    d = conn_xd(c);
+    fmt = f->kind == ISD_FRAME_LENGTH || !d ? f->lenfmt : d->cfg.framing.lenfmt;
+    if (!(h = isd_frame_len_put(fmt, (uint64_t)n, hd)))
+        croak("%s::send_message: a message of %lu bytes is too long for "
+              "length_format '%s'", PEER_PKG, (unsigned long)n,
+              lenfmt_names[fmt]);
+    if (put(aTHX_ c, (const char *)hd, h) && put(aTHX_ c, p, n))
+        XSRETURN_YES;
+    XSRETURN_NO;
+
+void
+framing(SV *self, ...)
+  PREINIT:
+    isd_conn *c;
+    const isd_framing *f;
+    isd_framing nf;
+    xd *d;
+    int i, was;
+    STRLEN n;
+    const char *p;
+  PPCODE:
+    c = conn_from(aTHX_ self, "framing");
+    for (i = 1; i < items; i++)
+        HOLD_IF(c, ST(i));
+    d = conn_xd(c);
+    f = isd_conn_framing(c);
+    was = f ? f->kind : -1;
+    if (items > 1) {
+        if (!d || !f) {
+            SETERRNO(ENOTCONN, 0);
+            XSRETURN_UNDEF;
+        }
+        p = SvOK(ST(1)) ? SvPV_nolen(ST(1)) : "";
+        nf = d->cfg.framing;                /* what is not given: new's */
+        if ((nf.kind = framing_of(p)) < 0)
+            croak("%s::framing: '%" SVf "' is not 'line', 'raw' or 'length'",
+                  PEER_PKG, SVfARG(SvOK(ST(1)) ? ST(1)
+                                   : sv_2mortal(newSVpvs("undef"))));
+        if (items % 2)
+            croak("%s::framing: the options after '%s' come in pairs "
+                  "(NAME => VALUE)", PEER_PKG, p);
+        if (nf.kind != ISD_FRAME_LINE) {
+            nf.sep = NULL;
+            nf.seplen = 0;
+        }
+        for (i = 2; i + 1 < items; i += 2) {
+            const char *k = SvPV_nolen(ST(i));
+            SV *v = ST(i + 1);
+            if (strEQ(k, "separator") && nf.kind == ISD_FRAME_LINE) {
+                SV *tmp = sv_2mortal(newSVsv(v));
+                if (!SvOK(v) || SvROK(v) || !sv_utf8_downgrade(tmp, TRUE)
+                    || !SvCUR(tmp))
+                    croak("%s::framing: separator: '%" SVf "' is not a "
+                          "non-empty string of bytes", PEER_PKG,
+                          SVfARG(SvOK(v) ? v : sv_2mortal(newSVpvs("undef"))));
+                nf.sep = SvPV(tmp, n);
+                nf.seplen = n;
+            } else if (strEQ(k, "length_format")
+                       && nf.kind == ISD_FRAME_LENGTH) {
+                if (!SvOK(v) || SvROK(v)
+                    || (nf.lenfmt = lenfmt_of(SvPV_nolen(v))) < 0)
+                    croak("%s::framing: length_format: '%" SVf "' is not "
+                          "one of N n V v C", PEER_PKG,
+                          SVfARG(SvOK(v) ? v : sv_2mortal(newSVpvs("undef"))));
+            } else {
+                croak("%s::framing: '%s' is not an option of framing '%s'",
+                      PEER_PKG, k, p);
+            }
+        }
+        if (nf.kind == ISD_FRAME_LINE && nf.seplen == 1 && nf.sep[0] == '\n')
+            nf.sep = NULL, nf.seplen = 0;   /* the default */
+        {
+            const isd_framing *sf = &d->cfg.framing;
+            int same = nf.kind == sf->kind && nf.lenfmt == sf->lenfmt
+                && nf.seplen == sf->seplen
+                && (!nf.seplen || memcmp(nf.sep, sf->sep, nf.seplen) == 0);
+            if (isd_conn_set_framing(c, same ? NULL : &nf) < 0)
+                croak("%s::framing: %s", PEER_PKG, strerror(errno));
+        }
+    }
+    if (was < 0)
+        XSRETURN_UNDEF;
+    ST(0) = sv_2mortal(newSVpv(framing_names[was], 0));
+    XSRETURN(1);

@@ -496,6 +496,96 @@ static void test_raw(void)
     }
 }
 
+static isd_framing lenf(int fmt, size_t max)
+{
+    isd_framing f;
+    memset(&f, 0, sizeof f);
+    f.kind = ISD_FRAME_LENGTH;
+    f.lenfmt = fmt;
+    f.max = max;
+    return f;
+}
+
+static void test_length(void)
+{
+    static const struct { int fmt; const char *name; size_t hdr; uint64_t top; }
+        fm[] = {
+            { ISD_LEN_N, "N", 4, 0xffffffffu }, { ISD_LEN_n, "n", 2, 0xffffu },
+            { ISD_LEN_V, "V", 4, 0xffffffffu }, { ISD_LEN_v, "v", 2, 0xffffu },
+            { ISD_LEN_C, "C", 1, 0xffu },
+        };
+    size_t i, k;
+
+    for (i = 0; i < sizeof fm / sizeof fm[0]; i++) {
+        isd_framing f = lenf(fm[i].fmt, 1000);
+        unsigned char hd[4], msg[64];
+        size_t h;
+
+        is_int((long)isd_frame_hdr(&f), (long)fm[i].hdr, "%s: prefix size", fm[i].name);
+        h = isd_frame_len_put(fm[i].fmt, 5, hd);
+        is_int((long)h, (long)fm[i].hdr, "%s: len_put of 5", fm[i].name);
+        memcpy(msg, hd, h);
+        memcpy(msg + h, "hellotail", 9);
+        /* every prefix of the frame is incomplete; the whole is h + 5 */
+        for (k = 0; k < h + 5; k++)
+            if (next_n(&f, (char *)msg, k) != 0)
+                break;
+        is_int((long)k, (long)(h + 5), "%s: shorter than the frame: incomplete", fm[i].name);
+        is_int(next_n(&f, (char *)msg, h + 5), (long)(h + 5), "%s: exactly one frame", fm[i].name);
+        is_int(next_n(&f, (char *)msg, h + 9), (long)(h + 5), "%s: a frame and more", fm[i].name);
+        /* an empty message is a frame of its prefix alone */
+        h = isd_frame_len_put(fm[i].fmt, 0, hd);
+        is_int(next_n(&f, (char *)hd, h), (long)h, "%s: empty message", fm[i].name);
+        /* the format's top value fits, one more does not */
+        ok(isd_frame_len_put(fm[i].fmt, fm[i].top, hd) == fm[i].hdr, "%s: top fits", fm[i].name);
+        ok(isd_frame_len_put(fm[i].fmt, fm[i].top + 1, hd) == 0, "%s: top + 1 does not", fm[i].name);
+        /* a claim over max fails as soon as the prefix is in */
+        f.max = 4;
+        h = isd_frame_len_put(fm[i].fmt, 5, hd);
+        ok(emsgsize(&f, (char *)hd, h), "%s: 5 over max 4: EMSGSIZE from the prefix alone", fm[i].name);
+        h = isd_frame_len_put(fm[i].fmt, 4, hd);
+        is_int(next_n(&f, (char *)hd, h), 0, "%s: 4 at max 4: waits for the payload", fm[i].name);
+    }
+    {
+        /* byte order */
+        isd_framing f = lenf(ISD_LEN_N, 0);
+        unsigned char hd[4];
+        isd_frame_len_put(ISD_LEN_N, 0x01020304u, hd);
+        ok(hd[0] == 1 && hd[1] == 2 && hd[2] == 3 && hd[3] == 4, "N is big endian");
+        isd_frame_len_put(ISD_LEN_V, 0x01020304u, hd);
+        ok(hd[0] == 4 && hd[1] == 3 && hd[2] == 2 && hd[3] == 1, "V is little endian");
+        isd_frame_len_put(ISD_LEN_n, 0x0102u, hd);
+        ok(hd[0] == 1 && hd[1] == 2, "n is big endian");
+        isd_frame_len_put(ISD_LEN_v, 0x0102u, hd);
+        ok(hd[0] == 2 && hd[1] == 1, "v is little endian");
+        /* a 4 GiB claim with no max: incomplete (it would fit ssize_t on
+         * 64 bits), never a read past the buffer */
+        memcpy(hd, "\xff\xff\xff\xff", 4);
+        if (sizeof(size_t) > 4)
+            is_int(next_n(&f, (char *)hd, 4), 0, "N 4 GiB - 1, no max: incomplete");
+        else
+            ok(emsgsize(&f, (char *)hd, 4), "N 4 GiB - 1 on 32 bits: EMSGSIZE");
+        f.max = 1048576;
+        ok(emsgsize(&f, (char *)hd, 4), "N 4 GiB - 1 over max 1 MiB: EMSGSIZE");
+        is_int((long)isd_frame_hdr(&(isd_framing){ .kind = ISD_FRAME_LINE }), 0,
+               "LINE has no prefix");
+    }
+    {
+        /* coalesced frames, consumed one by one */
+        isd_framing f = lenf(ISD_LEN_C, 0);
+        const char s[] = "\003abc\000\001x\002y";
+        size_t off = 0, n = sizeof s - 1, got = 0;
+        ssize_t r;
+        size_t scan = 0;
+        while ((r = isd_frame_next(&f, s + off, n - off, &scan)) > 0) {
+            off += (size_t)r;
+            got++;
+        }
+        is_int((long)got, 3, "C: three coalesced frames");
+        is_int((long)(n - off), 2, "C: a partial fourth left");
+    }
+}
+
 int main(void)
 {
     alarm(20);
@@ -511,6 +601,7 @@ int main(void)
     test_random_feeds();
     test_max();
     test_raw();
+    test_length();
 
     guard_free(&G);
     return done_testing();

@@ -22,8 +22,8 @@ my %DEFAULT = (
     low_water    => 0,
 );
 
-my %KNOWN = map { $_ => 1 } qw(port host timeout callback framing separator max_line
-    max_output read_timeout backlog backend linger idle_timeout
+my %KNOWN = map { $_ => 1 } qw(port host timeout callback framing separator length_format
+    max_line max_output read_timeout backlog backend linger idle_timeout
     max_connections high_water low_water);
 
 sub _bad {
@@ -67,8 +67,11 @@ sub new {
         _bad(low_water => $rc{low_water}, "is not below high_water ($hw)")
             if exists $rc{low_water} and $rc{low_water} >= $hw;
     }
-    _bad(framing => $rc{framing}, "is not 'line' or 'raw'")
-        if exists $rc{framing} and !(defined $rc{framing} and $rc{framing} =~ /\A(?:line|raw)\z/);
+    _bad(framing => $rc{framing}, "is not 'line', 'raw' or 'length'")
+        if exists $rc{framing} and !(defined $rc{framing} and $rc{framing} =~ /\A(?:line|raw|length)\z/);
+    _bad(length_format => $rc{length_format}, 'is not one of N n V v C')
+        if exists $rc{length_format}
+           and !(defined $rc{length_format} and $rc{length_format} =~ /\A[NnVvC]\z/);
     if (exists $rc{separator}) {
         _bad(separator => $rc{separator}, 'is not a non-empty string of bytes')
             if !defined $rc{separator} or ref $rc{separator} or !length $rc{separator}
