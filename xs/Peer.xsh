@@ -30,6 +30,7 @@ printf(SV *self, ...)
     STRLEN n;
     const char *p;
   PPCODE:
+    PERL_UNUSED_VAR(ix);     /* (the aliases are the same method) */
     c = conn_from(aTHX_ self, "printf");
     if (items < 2)
         croak("Usage: %s::printf(self, format, ...)", PEER_PKG);
@@ -183,6 +184,7 @@ getc(SV *self)
     isd_conn *c;
     SV *buf;
   PPCODE:
+    PERL_UNUSED_VAR(ix);     /* (the aliases are the same method) */
     c = conn_from(aTHX_ self, "getc");
     buf = sv_2mortal(newSVpvs(""));
     if (take(aTHX_ c, buf, 1, NULL, 1) <= 0)
@@ -218,6 +220,7 @@ eof(SV *self, ...)
     ssize_t n;
     uint64_t deadline = 0;
   PPCODE:
+    PERL_UNUSED_VAR(ix);     /* (the aliases are the same method) */
     c = conn_from(aTHX_ self, "eof");
     isd_conn_in(c, &len);
     if (len)
@@ -237,6 +240,7 @@ close(SV *self)
   PREINIT:
     isd_conn *c;
   PPCODE:
+    PERL_UNUSED_VAR(ix);     /* (the aliases are the same method) */
     c = conn_from(aTHX_ self, "close");
     if (!isd_conn_is_open(c)) {
         SETERRNO(EBADF, 0);
@@ -273,6 +277,7 @@ fileno(SV *self)
   PREINIT:
     isd_conn *c;
   PPCODE:
+    PERL_UNUSED_VAR(ix);     /* (the aliases are the same method) */
     c = conn_from(aTHX_ self, "fileno");
     if (!isd_conn_is_open(c))
         XSRETURN_UNDEF;
@@ -412,6 +417,7 @@ binmode(SV *self, SV *layer = NULL)
     unsigned *uf;
     const char *l;
   PPCODE:
+    PERL_UNUSED_VAR(ix);     /* (the aliases are the same method) */
     c = conn_from(aTHX_ self, "binmode");
     HOLD_IF(c, layer);
     uf = isd_conn_uflags(c);

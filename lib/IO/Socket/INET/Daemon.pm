@@ -572,8 +572,44 @@ connection, counting from now, and returns the previous value.
 =item stats
 
 A new hash: C<bytes_in>, C<bytes_out> (written to its socket),
-C<messages_in> (complete lines received) and C<connected> (epoch seconds
-when it was accepted).  Still answers after the connection is gone.
+C<messages_in> (complete lines, or messages, received) and C<connected>
+(epoch seconds when it was accepted).  Still answers after the connection
+is gone.
+
+=item send_message(BYTES)
+
+Writes one length-prefixed message: the length of BYTES in the
+connection's L</length_format> (the server's C<length_format> when the
+connection is not C<length>-framed), then BYTES.  BYTES are taken as
+C<syswrite> takes them: on a C<:utf8> connection characters are sent as
+UTF-8 and the prefix counts those bytes; on a raw one a wide character
+croaks.  A message too long for the format (over 255 bytes for C<C>,
+65535 for C<n>/C<v>) croaks.  Returns true, or false with C<$!> set once
+the connection is closed.
+
+=item framing([NAME, OPTIONS])
+
+Without arguments: the connection's framing, C<'line'>, C<'raw'> or
+C<'length'>.  With them: switches this connection alone to another
+framing, for everything it has not yet been given, the bytes already
+buffered included, and returns the previous framing's name.  OPTIONS are
+C<< separator => STRING >> for C<line> and C<< length_format => FORMAT >>
+for C<length>; those not given are the server's.  Called inside C<data>,
+the switch applies from the next message on; called elsewhere (C<add>, a
+timer), messages already complete in the new framing are delivered in the
+same cycle.  This is how a protocol with a line header and a binary body
+is read:
+
+    data => sub {
+        my ($io, $server, $msg) = @_;
+        if ($io->framing eq 'line') {               # "BLOB\n": a body follows
+            $io->framing('length', length_format => 'n') if $msg eq "BLOB\n";
+            return 1;
+        }
+        store($msg);                                # the body, prefix gone
+        $io->framing('line');                       # and lines again
+        1;
+    },
 
 =back
 
@@ -621,12 +657,45 @@ over-long line (C<error>, then C<remove>).
 
 =over 4
 
-=item framing => 'line' | 'raw'
+=item framing => 'line' | 'raw' | 'length'
 
 C<line> (the default) calls C<data> once per line.  C<raw> calls C<data>
 whenever bytes arrive, with everything received so far as the third
 argument; C<< $io->sysread >> and C<< $io->read >> get those bytes.  Use
 C<raw> for byte protocols.
+
+C<length> (new in 1.01) is for binary protocols whose messages carry their
+length: a length prefix in L</length_format>, then that many bytes.
+C<data> is called once per message with the message I<without> its prefix
+(an empty message, prefix 0, is delivered as C<''>), and
+C<< $io->getline >> with C<$/> left alone reads the next message the same
+way.  L</max_line> bounds the message: a prefix that claims more is
+refused as soon as it arrives (C<error> "message too long", then
+C<remove>), so a prefix claiming 4 GiB costs nothing.  A client that ends
+its stream in the middle of a message gets C<error> "end of file inside a
+message" and C<remove>; the replies to its earlier messages are delivered
+first.  Answer with C<< $io->send_message >> (see L</Connection control>), which writes the prefix:
+
+    my $server = IO::Socket::INET::Daemon->new(
+        port => 5000, framing => 'length', length_format => 'N',
+        callback => { data => sub {
+            my ($io, $server, $msg) = @_;
+            $io->send_message(uc $msg);     # 4-byte length, then the bytes
+            1;
+        } },
+    );
+
+    # a client: print $sock pack('N/a*', $request);
+    #           read $sock, my $len, 4; read $sock, my $reply, unpack 'N', $len;
+
+=item length_format => 'N' | 'n' | 'V' | 'v' | 'C'
+
+New in 1.01.  The length prefix of C<< framing => 'length' >> and of
+C<< $io->send_message >> (see L</Connection control>), as a C<pack> format: C<N> (the default) 4 bytes big
+endian, C<n> 2 bytes big endian, C<V> and C<v> the same little endian,
+C<C> one byte.  The prefix counts the bytes that follow it, not itself.
+Accepted with any framing: it is what C<send_message> writes and what
+C<< $io->framing('length') >> reads.
 
 =item separator => STRING
 
@@ -859,6 +928,10 @@ the connection controls of this module:
     $io->pause / resume      pause_input/resume_input stop_read / start_read  $stream->stop/start
     $server->broadcast       (loop over clients)      (loop over handles)     (loop over streams)
     $server->stats           -                        -                       -
+    framing => 'line'        Filter::Line             push_read(line)         (by hand)
+    framing => 'length'      Filter::Block            push_read(chunk)x2      (by hand)
+    $io->send_message        (by hand: pack)          push_write(pack)        (by hand: pack)
+    $io->framing(...)        wheel's set_input_filter push_read(other type)   (by hand)
     error callback           ClientError              on_error                error event
     remove callback          ClientDisconnected       on_eof / on_error       close event
 
