@@ -810,11 +810,10 @@ static inline const isd_framing *conn_framing(const isd_conn *c)
 
 /* Frame m (of isd_frame_next) is c's next message: drop its prefix, if the
  * framing has one, and count it.  The message's length. */
-static size_t msg_start(isd_conn *c, const isd_framing *f, size_t m)
+static inline size_t msg_start(isd_conn *c, const isd_framing *f, size_t m)
 {
-    size_t hdr = isd_frame_hdr(f);
-
-    if (hdr) {
+    if (f->kind == ISD_FRAME_LENGTH) {
+        size_t hdr = isd_frame_hdr(f);
         isd_buf_consume(&c->in, hdr);   /* (not input the handler consumed) */
         c->scan = 0;
         m -= hdr;
@@ -826,45 +825,48 @@ static size_t msg_start(isd_conn *c, const isd_framing *f, size_t m)
     return m;
 }
 
-/* Whether c has a next message to deliver (its length in *m, which may be
- * 0 for an empty length-prefixed one): not if it is incomplete, or if c no
- * longer reads.  A message over max fails c; at EOF the unterminated rest
- * is a message (but a length-prefixed one cut short fails c: EBADMSG), and
- * once everything is delivered on_close runs and c is closed. */
-static int conn_frame(isd_conn *c, size_t *mlen)
+/* conn_frame found no complete message in len buffered bytes: at EOF the
+ * unterminated rest is a message (but a length-prefixed one cut short
+ * fails c: EBADMSG), and once everything is delivered on_close runs and c
+ * is closed.  The final message's length, or -1. */
+static ssize_t conn_frame_end(isd_conn *c, const isd_framing *f, size_t len)
+{
+    if (len && f->kind == ISD_FRAME_LENGTH) {
+        conn_end(c, EBADMSG);   /* the peer stopped inside a message */
+        return -1;
+    }
+    if (len)
+        return (ssize_t)msg_start(c, f, len);  /* final unterminated one */
+    /* Everything delivered: the peer is done.  After a plain EOF c stays
+     * open (writable: the peer may only have half-closed) for the handler,
+     * then closes gracefully; after a reset it is aborted. */
+    conn_end(c, c->err);
+    return -1;
+}
+
+/* The length of c's next message to deliver (0 for an empty
+ * length-prefixed one), or -1 if there is none: incomplete, or c no longer
+ * reads.  A message over max fails c; EOF: conn_frame_end. */
+static inline ssize_t conn_frame(isd_conn *c)
 {
     const isd_framing *f;
     size_t len;
     ssize_t m;
 
     if (!conn_delivers(c))
-        return 0;
+        return -1;
     f = conn_framing(c);
     len = isd_buf_len(&c->in);
     m = isd_frame_next(f, isd_buf_head(&c->in), len, &c->scan);
+    if (m > 0)
+        return (ssize_t)msg_start(c, f, (size_t)m);
     if (m < 0) {
         conn_fail(c, EMSGSIZE);
-        return 0;
-    }
-    if (m > 0) {
-        *mlen = msg_start(c, f, (size_t)m);
-        return 1;
+        return -1;
     }
     if (!(c->flags & ISD_C_EOF))
-        return 0;
-    if (len && f->kind == ISD_FRAME_LENGTH) {
-        conn_end(c, EBADMSG);   /* the peer stopped inside a message */
-        return 0;
-    }
-    if (len) {
-        *mlen = msg_start(c, f, len);   /* final unterminated message */
-        return 1;
-    }
-    /* Everything delivered: the peer is done.  After a plain EOF c stays
-     * open (writable: the peer may only have half-closed) for the handler,
-     * then closes gracefully; after a reset it is aborted. */
-    conn_end(c, c->err);
-    return 0;
+        return -1;
+    return conn_frame_end(c, f, len);
 }
 
 /* c's input is handled: answer now (one write for everything it produced),
@@ -897,16 +899,16 @@ static void ready_push(isd_server *s, isd_conn *c)
 static void conn_process(isd_conn *c)
 {
     isd_server *s = c->srv;
-    size_t m;
+    ssize_t m;
 
     if (s->h->on_ready) {
         if (conn_delivers(c) && (isd_buf_len(&c->in) || (c->flags & ISD_C_EOF)))
             ready_push(s, c);
         return;
     }
-    while (conn_frame(c, &m)) {
+    while ((m = conn_frame(c)) >= 0) {
         c->flags |= ISD_C_INMSG;
-        s->h->on_message(c, isd_buf_head(&c->in), m);
+        s->h->on_message(c, isd_buf_head(&c->in), (size_t)m);
         c->flags &= ~ISD_C_INMSG;
         if (!(c->flags & ISD_C_OPEN)) {
             isd_buf_free(&c->in);       /* closed by the handler */
@@ -963,14 +965,14 @@ static void msg_end(isd_conn *c)
 
 int isd_conn_take(isd_conn *c, const char **msg, size_t *len)
 {
-    size_t m;
+    ssize_t m;
 
     msg_end(c);
     while (c->srv) {
-        if (conn_frame(c, &m)) {
+        if ((m = conn_frame(c)) >= 0) {
             c->flags |= ISD_C_INMSG;
             *msg = isd_buf_head(&c->in);
-            *len = m;
+            *len = (size_t)m;
             return 1;
         }
         if (!(c->flags & ISD_C_RDREADY) || !conn_delivers(c)

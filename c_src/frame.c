@@ -107,6 +107,16 @@ static ssize_t frame_length(const isd_framing *f, const char *p, size_t len)
     return len - hdr >= n ? (ssize_t)(hdr + n) : 0;
 }
 
+/* The framings that are not lines. */
+static ssize_t frame_other(const isd_framing *f, const char *p, size_t len)
+{
+    if (f->kind == ISD_FRAME_LENGTH)
+        return frame_length(f, p, len);
+    if (f->max && len > f->max)             /* RAW */
+        return (ssize_t)f->max;
+    return (ssize_t)len;
+}
+
 ssize_t isd_frame_next(const isd_framing *f, const char *p, size_t len,
                        size_t *scan)
 {
@@ -117,10 +127,8 @@ ssize_t isd_frame_next(const isd_framing *f, const char *p, size_t len,
     size_t from, limit, msglen;
     const char *hit;
 
-    if (f->kind == ISD_FRAME_RAW)
-        return (ssize_t)(len < max ? len : max);
-    if (f->kind == ISD_FRAME_LENGTH)
-        return frame_length(f, p, len);
+    if (f->kind != ISD_FRAME_LINE)
+        return frame_other(f, p, len);
 
     if (len == 0)
         return 0;

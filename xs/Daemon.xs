@@ -82,6 +82,7 @@ typedef struct xd {
     SV         *cb_val[CB_N];
     xtimer     *timers;        /* the active ones (each holds its object) */
     char       *sep;           /* separator => ..., owned */
+    int         framed;        /* a connection has a framing of its own */
     UV          refused;       /* stats: add answered false (or died) */
     UV          errors;        /* stats: reports (error callback or warn) */
     IV          started;       /* stats: time() when run first started */
@@ -782,7 +783,8 @@ static SV *deliver(pTHX_ batch *b)
     SV *res;
 
     b->line = line_sv(aTHX_ d, b->c, b->msg, b->len);
-    if (isd_conn_framing(b->c)->kind != ISD_FRAME_RAW) {
+    if (LIKELY(!d->framed) ? d->cfg.framing.kind != ISD_FRAME_RAW
+                           : isd_conn_framing(b->c)->kind != ISD_FRAME_RAW) {
         d->cur_conn = b->c;
         d->cur_len = b->len;
     }

@@ -655,6 +655,8 @@ framing(SV *self, ...)
                 && (!nf.seplen || memcmp(nf.sep, sf->sep, nf.seplen) == 0);
             if (isd_conn_set_framing(c, same ? NULL : &nf) < 0)
                 croak("%s::framing: %s", PEER_PKG, strerror(errno));
+            if (!same)
+                d->framed = 1;
         }
     }
     if (was < 0)
