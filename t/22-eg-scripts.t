@@ -57,6 +57,24 @@ sub line {
     return $buf;
 }
 
+# A length-prefixed body: 4 bytes of length, then the bytes (5 s at most).
+sub body {
+    my ($c) = @_;
+    my $buf = '';
+    my $sel = IO::Select->new($c);
+    my $deadline = time + 5;
+    while (1) {
+        if (length $buf >= 4) {
+            my $n = unpack 'N', $buf;
+            return substr($buf, 4, $n) if length $buf >= 4 + $n;
+        }
+        my $left = $deadline - time;
+        return undef if $left <= 0 or !$sel->can_read($left);
+        my $n = sysread $c, $buf, 65536, length $buf;
+        return undef unless $n;
+    }
+}
+
 sub stop {
     my ($pid) = @_;
     kill 'TERM', $pid;
@@ -101,6 +119,29 @@ subtest "eg/reverse.pl, backend $be" => sub {
     is(line($c), "desserts\n", 'line reversed (CRLF accepted)');
     print $c "quit\n";
     is(line($c), "Bye.\n", 'quit says Bye.');
+    is(line($c, 2), undef, 'then the server closes');
+    is(stop($pid), 0, 'SIGTERM stops it cleanly');
+};
+
+subtest "eg/blobstore.pl, backend $be" => sub {
+    my $port = free_port();
+    my $pid = start('eg/blobstore.pl', $port);
+    my $c = connect_to($port);
+    my $bytes = join '', map { chr int rand 256 } 1 .. 100_000;
+    $bytes .= "\n\0\r\n";                       # line ends inside a body are bytes
+    print $c "PUT photo\n", pack('N/a*', $bytes), "LIST\n";    # all in one go
+    is(line($c), "STORED photo 100004\n", 'PUT: the body after the line is stored whole');
+    is(line($c), "photo 100004\n", 'and lines come after it again');
+    is(line($c), ".\n", 'LIST ends');
+    print $c "PUT empty\n", pack('N', 0);
+    is(line($c), "STORED empty 0\n", 'an empty body');
+    print $c "GET photo\n";
+    my $got = body($c);
+    ok(defined $got && $got eq $bytes, 'GET: the same bytes back, length-prefixed');
+    print $c "GET nothing\n";
+    is(body($c), '', 'GET of no such blob: an empty body');
+    print $c "QUIT\n";
+    is(line($c), "BYE\n", 'QUIT says BYE');
     is(line($c, 2), undef, 'then the server closes');
     is(stop($pid), 0, 'SIGTERM stops it cleanly');
 };
