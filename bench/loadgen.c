@@ -8,6 +8,8 @@
  *   loadgen connect -p PORT [-c CONNS] [-t SECS] [-w WARMUP] [-s LINELEN]
  *                           [-P SERVER_PID]
  *   loadgen idle    -p PORT -P SERVER_PID [-n CONNS] [-t SECS] [-s LINELEN]
+ *   loadgen bcast   -p PORT -P SERVER_PID [-n CONNS] [-r ROUNDS] [-s SIZE]
+ *                           [-t IDLE_SECS] [-g GRACE] [-C CONNECT_TIMEOUT]
  *
  * Common: -H HOST (default 127.0.0.1, numeric IPv4 only), -B SRC (bind
  * connections to 64 source addresses from SRC on, e.g. 127.23.5.1: in
@@ -28,6 +30,32 @@
  *          its reply, then reports the growth of the server's VmRSS
  *          (from /proc/PID/status) per connection.  SECS bounds the whole
  *          run (the connections proven by then are the ones counted).
+ * bcast:   broadcast and idle cost of a server holding many connections
+ *          (bench/control, servers bench/servers/bcast-*.pl).  Opens one
+ *          control connection, then CONNS receivers (500 at a time, each
+ *          batch counted in by the server before the next).  The protocol,
+ *          on the control connection only, lines ending in "\n":
+ *            "COUNT"            -> "<connections open, control included>"
+ *            "B <round> <size>" -> the server queues one message of <size>
+ *                bytes for every connection but the control, then answers
+ *                "OK <how many it queued it for>"
+ *          The message is the same for everyone: the round number in 10
+ *          digits, a space, "abc...xyzabc..." up to <size> - 1 bytes, "\n".
+ *          Phases: COUNT until it is CONNS + 1 (CONNECT_TIMEOUT seconds at
+ *          most); IDLE_SECS seconds with nothing sent, measuring the
+ *          server's CPU time (idle_cpu_pct, in % of one core) and context
+ *          switches (idle_switches: its wake-ups and preemptions); COUNT
+ *          again (nobody dropped); then ROUNDS broadcasts, each timed from
+ *          writing "B" until every receiver holds the whole message,
+ *          checked byte for byte (a round gives up after GRACE seconds
+ *          without a byte arriving, 10 * GRACE in all), with the server's
+ *          CPU time per round (srv_cpu_ms) and the load generator's share
+ *          of a core (lg_cpu).  Before the first round the server's VmHWM
+ *          is reset (writing 5 to /proc/PID/clear_refs; hwm_reset=1 when
+ *          allowed); VmRSS before the first round and after the last give
+ *          rss_growth_kb, the highest VmHWM after any round minus that
+ *          VmRSS gives hwm_growth_kb (the transient peak).  SIZE defaults
+ *          to 1024 (12 .. 16 MiB), IDLE_SECS to 5, ROUNDS to 5.
  *
  * With -P, echo and connect also report the server's CPU time during the
  * measured window: srv_cpu (in CPUs, 1.0 = one core busy all the time) and
@@ -39,9 +67,10 @@
  * Output: one line of key=value pairs on stdout, e.g.
  *   mode=echo status=OK c=50 d=16 secs=2.000 reqs=... rps=... p50_us=...
  * status is OK, LOST/REORDERED, CORRUPT, CLOSED, STALLED, CONNECT_FAILED or
- * ERROR; details=... says more (no spaces).  Exit code 0 when the run
- * completed (whatever the status), 2 on a usage error, 1 on a local
- * failure (cannot create sockets, ...).
+ * ERROR (bcast: OK, CORRUPT, LOST, CLOSED, BAD_REPLY, TIMEOUT,
+ * CONNECT_FAILED or ERROR); details=... says more (no spaces).  Exit code 0
+ * when the run completed (whatever the status), 2 on a usage error, 1 on a
+ * local failure (cannot create sockets, ...).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -1022,6 +1051,487 @@ static int run_idle(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* bcast mode                                                         */
+
+static int opt_rounds = 5;
+static long bc_size = 1024;
+static int bc_n;            /* receivers: conns[0 .. n-1]; control: conns[n] */
+static char *bc_msg;        /* the message of the current round */
+static int bc_round;        /* the round being received; 0: none */
+static int bc_done;         /* receivers holding the whole message */
+static char ctl_in[256];    /* control: bytes received, not yet a line */
+static int ctl_len;
+static int ctl_dead;
+static uint64_t n_badreply;
+
+/* Field KEY ("VmHWM:", "voluntary_ctxt_switches:") of /proc/PID/status,
+ * or -1. */
+static long status_field(int pid, const char *key)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long v = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, kl) == 0) {
+            v = strtol(line + kl, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return v;
+}
+
+/* context switches: each time the server went to sleep (voluntary) or was
+ * preempted */
+static long server_switches(void)
+{
+    long v = status_field(opt_pid, "voluntary_ctxt_switches:");
+    long nv = status_field(opt_pid, "nonvoluntary_ctxt_switches:");
+    return v < 0 || nv < 0 ? -1 : v + nv;
+}
+
+/* Reset the server's VmHWM to its VmRSS; 1 when allowed. */
+static int reset_hwm(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/clear_refs", opt_pid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok;
+}
+
+/* the message of round R, as the servers build it */
+static void bc_make(char *buf, int round)
+{
+    snprintf(buf, 12, "%010d ", round);
+    for (long i = 11; i < bc_size - 1; i++)
+        buf[i] = 'a' + (i - 11) % 26;
+    buf[bc_size - 1] = '\n';
+}
+
+static void alloc_bcast(int n)
+{
+    conns = calloc(n, sizeof *conns);
+    bc_msg = malloc(bc_size);
+    if (!conns || !bc_msg)
+        die("calloc");
+    for (int i = 0; i < n; i++) {
+        conns[i].id = i;
+        conns[i].fd = -1;
+        conns[i].state = C_DEAD;
+    }
+}
+
+/* Receiver bytes: conn->rpos counts the bytes of the current message,
+ * conn->rseq is the last round received whole. */
+static void bc_input(struct conn *c, const char *data, long len)
+{
+    if (!bc_round || c->rseq == (uint64_t)bc_round) {
+        n_corrupt++;
+        note("conn_%d:%ld_unexpected_bytes_%s_round_%d", c->id, len,
+             bc_round ? "after_the_message_of" : "outside_a", bc_round);
+        conn_kill(c);
+        return;
+    }
+    long want = bc_size - c->rpos;
+    if (len > want || memcmp(bc_msg + c->rpos, data, len) != 0) {
+        long off = 0;
+        while (off < len && off < want && bc_msg[c->rpos + off] == data[off])
+            off++;
+        n_corrupt++;
+        note("conn_%d:round_%d:wrong_byte_at_offset_%ld_of_%ld", c->id,
+             bc_round, c->rpos + off, bc_size);
+        conn_kill(c);
+        return;
+    }
+    c->rpos += len;
+    if (c->rpos == bc_size) {
+        c->rpos = 0;
+        c->rseq = bc_round;
+        bc_done++;
+    }
+}
+
+/* One pass of the event loop; returns the bytes received. */
+static long bc_pump(int timeout_ms)
+{
+    static struct epoll_event evs[1024];
+    int k = epoll_wait(g_ep, evs, 1024, timeout_ms);
+    if (k < 0) {
+        if (errno == EINTR)
+            return 0;
+        die("epoll_wait");
+    }
+    long bytes = 0;
+    for (int i = 0; i < k; i++) {
+        struct conn *c = &conns[evs[i].data.u64];
+        if (c->state != C_OPEN)
+            continue;
+        if (c->id == bc_n) {
+            /* the control connection */
+            ssize_t r = read(c->fd, ctl_in + ctl_len,
+                             sizeof ctl_in - 1 - ctl_len);
+            if (r > 0) {
+                ctl_len += r;
+                if (ctl_len == (int)sizeof ctl_in - 1 &&
+                    !memchr(ctl_in, '\n', ctl_len)) {
+                    n_badreply++;
+                    note("control:reply_line_too_long");
+                    ctl_dead = 1;
+                    conn_kill(c);
+                }
+            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+                note("control:server_closed(%s)",
+                     r == 0 ? "eof" : strerror(errno));
+                ctl_dead = 1;
+                conn_kill(c);
+            }
+            continue;
+        }
+        ssize_t r = read(c->fd, rbuf, sizeof rbuf);
+        if (r > 0) {
+            bytes += r;
+            bc_input(c, rbuf, r);
+        } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+            n_closed++;
+            note("conn_%d:server_closed(%s)_in_round_%d", c->id,
+                 r == 0 ? "eof" : strerror(errno), bc_round);
+            conn_kill(c);
+        }
+    }
+    return bytes;
+}
+
+/* A line from the control connection (without "\n") into out, by the
+ * deadline; 0 if none came. */
+static int ctl_line(char *out, int outlen, double deadline)
+{
+    for (;;) {
+        char *nl = memchr(ctl_in, '\n', ctl_len);
+        if (nl) {
+            int l = nl - ctl_in;
+            int m = l < outlen - 1 ? l : outlen - 1;
+            memcpy(out, ctl_in, m);
+            out[m] = 0;
+            if (m && out[m - 1] == '\r')
+                out[m - 1] = 0;
+            memmove(ctl_in, nl + 1, ctl_len - l - 1);
+            ctl_len -= l + 1;
+            return 1;
+        }
+        if (ctl_dead || now_s() >= deadline)
+            return 0;
+        bc_pump(5);
+    }
+}
+
+static int ctl_send(const char *s)
+{
+    struct conn *c = &conns[bc_n];
+    if (c->state != C_OPEN)
+        return 0;
+    size_t len = strlen(s), off = 0;
+    double dl = now_s() + 5;
+    while (off < len) {
+        ssize_t w = write(c->fd, s + off, len - off);
+        if (w > 0) {
+            off += w;
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EINTR) && now_s() < dl) {
+            usleep(1000);
+            continue;
+        }
+        note("control:write:%s", w < 0 ? strerror(errno) : "short");
+        ctl_dead = 1;
+        conn_kill(c);
+        return 0;
+    }
+    return 1;
+}
+
+/* The server's count of open connections, -1 if it did not answer by the
+ * deadline, -2 if the answer was not a number. */
+static long ctl_count(double deadline)
+{
+    char line[256], *end;
+    if (!ctl_send("COUNT\n") || !ctl_line(line, sizeof line, deadline))
+        return -1;
+    long v = strtol(line, &end, 10);
+    if (end == line || *end) {
+        n_badreply++;
+        note("control:COUNT_answered_'%.40s'", line);
+        return -2;
+    }
+    return v;
+}
+
+/* Ask COUNT until it is at least `want` (or the deadline); the last answer. */
+static long ctl_wait_count(long want, double deadline)
+{
+    long v;
+    for (;;) {
+        v = ctl_count(deadline);
+        if (v < 0 || v >= want || now_s() >= deadline)
+            return v;
+        double until = now_s() + 0.02;
+        while (now_s() < until)
+            bc_pump(5);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    if (n <= 0)
+        return -1;
+    double *s = malloc(n * sizeof *s);
+    if (!s)
+        die("malloc");
+    memcpy(s, v, n * sizeof *s);
+    qsort(s, n, sizeof *s, cmp_double);
+    double m = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+    free(s);
+    return m;
+}
+
+static int alive_receivers(void)
+{
+    int a = 0;
+    for (int i = 0; i < bc_n; i++)
+        if (conns[i].state == C_OPEN)
+            a++;
+    return a;
+}
+
+/* "a,b,c" of the first n values (%.Nf), for the report line */
+static void join_values(char *out, size_t outlen, const double *v, int n,
+                        int decimals)
+{
+    size_t o = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && o + 24 < outlen; i++)
+        o += snprintf(out + o, outlen - o, "%s%.*f", i ? "," : "", decimals,
+                      v[i]);
+    if (!n)
+        snprintf(out, outlen, "-");
+}
+
+static int run_bcast(void)
+{
+    int n = opt_conns;
+    if (opt_pid <= 0) {
+        fprintf(stderr, "loadgen: bcast needs -P SERVER_PID\n");
+        return 2;
+    }
+    raise_nofile(n + 64);
+    bc_n = n;
+    alloc_bcast(n + 1);
+    sending = 0;
+    measuring = 0;
+    double t0 = now_s(), cdl = t0 + opt_ctimeout;
+    const char *status = NULL;
+    int opened = 0, rounds_done = 0, hwm_reset = 0;
+    long count = -1, count_after_idle = -1;
+    long rss_before = -1, rss_after = -1, hwm_before = -1, hwm_max = -1;
+    long sw0 = -1, sw1 = -1;
+    double idle_pct = -1, idle_wall = 0, connect_secs = -1;
+    double *ms = calloc(opt_rounds, sizeof(double));
+    double *ok_ms = calloc(opt_rounds, sizeof(double));
+    double *srv_ms = calloc(opt_rounds, sizeof(double));
+    double *lg = calloc(opt_rounds, sizeof(double));
+    if (!ms || !ok_ms || !srv_ms || !lg)
+        die("calloc");
+    uint64_t n_lost_rx = 0, n_wrong_ok = 0;
+
+    /* the control connection, then the receivers, 500 at a time, each
+     * batch counted in by the server before the next */
+    if (open_all(n, 1, cdl) != 1) {
+        status = "CONNECT_FAILED";
+        note("control_connection_failed");
+        goto report;
+    }
+    count = ctl_wait_count(1, cdl);
+    for (int b = 0; b < n && count >= 0 && now_s() < cdl; b += 500) {
+        int cnt = n - b < 500 ? n - b : 500;
+        opened += open_all(b, cnt, cdl);
+        count = ctl_wait_count(opened + 1, cdl);
+        if (opt_verbose)
+            fprintf(stderr, "loadgen: bcast %d opened, server counts %ld, "
+                    "%.1fs\n", opened, count, now_s() - t0);
+    }
+    connect_secs = now_s() - t0;
+    if (count != n + 1) {
+        status = count == -2 ? "BAD_REPLY" : ctl_dead ? "CLOSED"
+               : n_connfail ? "CONNECT_FAILED" : "TIMEOUT";
+        note("server_counts_%ld_connections_of_%d+1_after_%.1fs", count,
+             n, now_s() - t0);
+        goto report;
+    }
+
+    /* idle: nothing sent for IDLE_SECS */
+    {
+        double until = now_s() + 0.5;   /* let the accepts settle */
+        while (now_s() < until)
+            bc_pump(50);
+        double c0 = server_cpu_ns();
+        sw0 = server_switches();
+        double w0 = now_s(), w1 = w0 + opt_secs;
+        while (now_s() < w1)
+            bc_pump(100);
+        double c1 = server_cpu_ns();
+        sw1 = server_switches();
+        idle_wall = now_s() - w0;
+        if (c0 >= 0 && c1 >= 0)
+            idle_pct = (c1 - c0) / 1e9 / idle_wall * 100;
+        count_after_idle = ctl_count(now_s() + 5);
+        if (count_after_idle != n + 1 || n_closed || n_corrupt) {
+            status = n_corrupt ? "CORRUPT" : n_closed || ctl_dead ? "CLOSED"
+                   : count_after_idle == -2 ? "BAD_REPLY" : "TIMEOUT";
+            note("after_idle_the_server_counts_%ld_connections",
+                 count_after_idle);
+            goto report;
+        }
+    }
+
+    /* rounds */
+    hwm_reset = reset_hwm();
+    rss_before = settled_rss(opt_pid);
+    hwm_before = status_field(opt_pid, "VmHWM:");
+    for (int r = 1; r <= opt_rounds; r++) {
+        int want = alive_receivers();
+        char cmd[64], line[256];
+        bc_make(bc_msg, r);
+        bc_round = r;
+        bc_done = 0;
+        double sc0 = server_cpu_ns(), own0 = own_cpu_s();
+        snprintf(cmd, sizeof cmd, "B %d %ld\n", r, bc_size);
+        uint64_t ts = now_ns();
+        if (!ctl_send(cmd)) {
+            status = "CLOSED";
+            break;
+        }
+        double start = now_s(), last = start;
+        uint64_t t_all = 0, t_ok = 0;
+        long sent = -1;
+        while (!t_all || !t_ok) {
+            long got = bc_pump(10);
+            double tn = now_s();
+            if (got > 0)
+                last = tn;
+            if (!t_all && bc_done >= alive_receivers())
+                t_all = now_ns();
+            if (!t_ok && memchr(ctl_in, '\n', ctl_len)) {
+                t_ok = now_ns();
+                last = tn;
+                ctl_line(line, sizeof line, tn);
+                char *end;
+                if (strncmp(line, "OK", 2) != 0) {
+                    n_badreply++;
+                    note("control:round_%d:B_answered_'%.40s'", r, line);
+                } else if (line[2] == ' ') {
+                    sent = strtol(line + 3, &end, 10);
+                    if (*end || sent != want) {
+                        n_wrong_ok++;
+                        note("control:round_%d:server_queued_it_for_%ld_of_%d",
+                             r, sent, want);
+                    }
+                }
+            }
+            if (ctl_dead && !t_ok)
+                break;
+            if (tn - last > opt_grace || tn - start > 10 * opt_grace)
+                break;
+        }
+        double sc1 = server_cpu_ns(), own1 = own_cpu_s();
+        long hwm = status_field(opt_pid, "VmHWM:");
+        if (hwm > hwm_max)
+            hwm_max = hwm;
+        if (!t_all || !t_ok || n_corrupt || n_badreply) {
+            int alive = alive_receivers();
+            if (!t_all && alive > bc_done) {
+                n_lost_rx += alive - bc_done;
+                note("round_%d:%d_of_%d_receivers_got_the_whole_message_"
+                     "in_%.1fs", r, bc_done, alive, now_s() - start);
+            }
+            if (!t_ok)
+                note("round_%d:no_OK_on_the_control_connection", r);
+            break;
+        }
+        ms[r - 1] = (t_all - ts) / 1e6;
+        ok_ms[r - 1] = (t_ok - ts) / 1e6;
+        double wall = (t_all > t_ok ? t_all : t_ok) - ts;
+        srv_ms[r - 1] = sc0 >= 0 && sc1 >= 0 ? (sc1 - sc0) / 1e6 : -1;
+        lg[r - 1] = wall > 0 ? (own1 - own0) / (wall / 1e9) : -1;
+        rounds_done = r;
+        if (opt_verbose)
+            fprintf(stderr, "loadgen: bcast round %d: %.2f ms (OK after %.2f "
+                    "ms), server %.2f ms CPU, VmHWM %ld kB\n", r, ms[r - 1],
+                    ok_ms[r - 1], srv_ms[r - 1], hwm);
+    }
+    bc_round = 0;
+    rss_after = settled_rss(opt_pid);
+
+report:
+    if (!status)
+        status = n_corrupt ? "CORRUPT"
+               : n_lost_rx ? "LOST"
+               : n_closed ? "CLOSED"
+               : n_badreply || n_wrong_ok ? "BAD_REPLY"
+               : ctl_dead ? "CLOSED"
+               : rounds_done < opt_rounds ? "TIMEOUT" : "OK";
+    {
+        int k = rounds_done;
+        double mn = -1, mx = -1;
+        for (int i = 0; i < k; i++) {
+            if (mn < 0 || ms[i] < mn) mn = ms[i];
+            if (ms[i] > mx) mx = ms[i];
+        }
+        char rl[2048], ol[2048], sl[2048];
+        join_values(rl, sizeof rl, ms, k, 2);
+        join_values(ol, sizeof ol, ok_ms, k, 2);
+        join_values(sl, sizeof sl, srv_ms, k, 2);
+        printf("mode=bcast status=%s n=%d opened=%d count=%ld "
+               "connect_secs=%.3f rounds=%d rounds_done=%d size=%ld "
+               "idle_secs=%.3f idle_cpu_pct=%.3f idle_switches=%ld "
+               "bcast_ms_median=%.3f bcast_ms_min=%.3f bcast_ms_max=%.3f "
+               "ok_ms_median=%.3f srv_cpu_ms_median=%.3f lg_cpu_median=%.3f "
+               "rss_before_kb=%ld rss_after_kb=%ld rss_growth_kb=%ld "
+               "hwm_before_kb=%ld hwm_max_kb=%ld hwm_growth_kb=%ld "
+               "hwm_reset=%d lost=%llu corrupt=%llu closed=%llu "
+               "bad_reply=%llu connect_failed=%llu round_ms=%s ok_ms=%s "
+               "srv_cpu_ms=%s details=%s\n",
+               status, n, opened, count, connect_secs, opt_rounds, k, bc_size,
+               idle_wall, idle_pct,
+               sw0 >= 0 && sw1 >= 0 ? sw1 - sw0 : -1,
+               median(ms, k), mn, mx, median(ok_ms, k), median(srv_ms, k),
+               median(lg, k), rss_before, rss_after,
+               rss_before >= 0 && rss_after >= 0 ? rss_after - rss_before : -1,
+               hwm_before, hwm_max,
+               rss_before >= 0 && hwm_max >= 0 ? hwm_max - rss_before : -1,
+               hwm_reset, (unsigned long long)n_lost_rx,
+               (unsigned long long)n_corrupt, (unsigned long long)n_closed,
+               (unsigned long long)(n_badreply + n_wrong_ok),
+               (unsigned long long)n_connfail, rl, ol, sl, details);
+    }
+    fflush(stdout);
+    for (int i = 0; i <= n; i++)
+        conn_kill(&conns[i]);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 
 static void usage(void)
 {
@@ -1030,6 +1540,8 @@ static void usage(void)
         "[-g S] [-C S]\n"
         "       loadgen connect -p PORT [-c C] [-t S] [-w S]\n"
         "       loadgen idle    -p PORT -P PID [-n N] [-t S]\n"
+        "       loadgen bcast   -p PORT -P PID [-n N] [-r ROUNDS] [-s SIZE] "
+        "[-t IDLE_S] [-g S] [-C S]\n"
         "       common: -H HOST (IPv4 address, default 127.0.0.1) -B SRC -v\n");
     exit(2);
 }
@@ -1041,7 +1553,8 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     optind = 2;
     int ch;
-    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:v")) != -1) {
+    int is_bcast = !strcmp(mode, "bcast");
+    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:v")) != -1) {
         switch (ch) {
         case 'H': opt_host = optarg; break;
         case 'B':
@@ -1058,7 +1571,13 @@ int main(int argc, char **argv)
         case 'd': opt_depth = atoi(optarg); break;
         case 't': opt_secs = atof(optarg); break;
         case 'w': opt_warm = atof(optarg); break;
-        case 's': opt_linelen = atoi(optarg); break;
+        case 's':
+            if (is_bcast)
+                bc_size = atol(optarg);
+            else
+                opt_linelen = atoi(optarg);
+            break;
+        case 'r': opt_rounds = atoi(optarg); break;
         case 'g': opt_grace = atof(optarg); break;
         case 'C': opt_ctimeout = atof(optarg); break;
         case 'P': opt_pid = atoi(optarg); break;
@@ -1070,6 +1589,9 @@ int main(int argc, char **argv)
         opt_conns > 999999 || opt_depth < 1 || opt_depth > 4096 ||
         opt_linelen < 21 || opt_linelen > 4096 || opt_secs <= 0 ||
         opt_warm < 0)
+        usage();
+    if (is_bcast && (bc_size < 12 || bc_size > (16L << 20) || opt_rounds < 1 ||
+                     opt_rounds > 10000 || opt_grace <= 0))
         usage();
     memset(&g_addr, 0, sizeof g_addr);
     g_addr.sin_family = AF_INET;
@@ -1088,6 +1610,8 @@ int main(int argc, char **argv)
         return run_connect();
     if (!strcmp(mode, "idle"))
         return run_idle();
+    if (is_bcast)
+        return run_bcast();
     usage();
     return 2;
 }
