@@ -531,6 +531,13 @@ static int lenfmt_of(const char *name)
     return -1;
 }
 
+/* v for an error message: 'v', or undef (unquoted), as new's are. */
+static SV *quoted(pTHX_ SV *v)
+{
+    return SvOK(v) ? sv_2mortal(newSVpvf("'%" SVf "'", SVfARG(v)))
+                   : sv_2mortal(newSVpvs("undef"));
+}
+
 static SV *errmsg(pTHX_ isd_conn *c, int err)
 {
     char host[INET6_ADDRSTRLEN];

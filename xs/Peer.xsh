@@ -533,9 +533,8 @@ idle_timeout(SV *self, SV *secs = NULL)
     if (secs) {
         SvGETMAGIC(secs);
         if (!SvOK(secs) || !looks_like_number(secs) || SvNV(secs) < 0)
-            croak("%s::idle_timeout: '%" SVf "' is not a number of seconds "
-                  "(0: none)", PEER_PKG,
-                  SVfARG(SvOK(secs) ? secs : sv_2mortal(newSVpvs("undef"))));
+            croak("%s::idle_timeout: %" SVf " is not a number of seconds "
+                  "(0: none)", PEER_PKG, SVfARG(quoted(aTHX_ secs)));
         isd_conn_set_idle(c, (unsigned)ms_of(aTHX_ secs, 0));
     }
     XSRETURN_NV(was / 1000.0);
@@ -612,9 +611,8 @@ framing(SV *self, ...)
         p = SvOK(ST(1)) ? SvPV_nolen(ST(1)) : "";
         nf = d->cfg.framing;                /* what is not given: new's */
         if ((nf.kind = framing_of(p)) < 0)
-            croak("%s::framing: '%" SVf "' is not 'line', 'raw' or 'length'",
-                  PEER_PKG, SVfARG(SvOK(ST(1)) ? ST(1)
-                                   : sv_2mortal(newSVpvs("undef"))));
+            croak("%s::framing: %" SVf " is not 'line', 'raw' or 'length'",
+                  PEER_PKG, SVfARG(quoted(aTHX_ ST(1))));
         if (items % 2)
             croak("%s::framing: the options after '%s' come in pairs "
                   "(NAME => VALUE)", PEER_PKG, p);
@@ -629,18 +627,18 @@ framing(SV *self, ...)
                 SV *tmp = sv_2mortal(newSVsv(v));
                 if (!SvOK(v) || SvROK(v) || !sv_utf8_downgrade(tmp, TRUE)
                     || !SvCUR(tmp))
-                    croak("%s::framing: separator: '%" SVf "' is not a "
+                    croak("%s::framing: separator: %" SVf " is not a "
                           "non-empty string of bytes", PEER_PKG,
-                          SVfARG(SvOK(v) ? v : sv_2mortal(newSVpvs("undef"))));
+                          SVfARG(quoted(aTHX_ v)));
                 nf.sep = SvPV(tmp, n);
                 nf.seplen = n;
             } else if (strEQ(k, "length_format")
                        && nf.kind == ISD_FRAME_LENGTH) {
                 if (!SvOK(v) || SvROK(v)
                     || (nf.lenfmt = lenfmt_of(SvPV_nolen(v))) < 0)
-                    croak("%s::framing: length_format: '%" SVf "' is not "
+                    croak("%s::framing: length_format: %" SVf " is not "
                           "one of N n V v C", PEER_PKG,
-                          SVfARG(SvOK(v) ? v : sv_2mortal(newSVpvs("undef"))));
+                          SVfARG(quoted(aTHX_ v)));
             } else {
                 croak("%s::framing: '%s' is not an option of framing '%s'",
                       PEER_PKG, k, p);

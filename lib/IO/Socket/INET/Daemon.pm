@@ -572,8 +572,9 @@ connection, counting from now, and returns the previous value.
 =item stats
 
 A new hash: C<bytes_in>, C<bytes_out> (written to its socket),
-C<messages_in> (complete lines, or messages, received) and C<connected>
-(epoch seconds when it was accepted).  Still answers after the connection
+C<messages_in> (the lines, or messages, C<data> was called with: one a
+callback reads itself with a second C<getline> is not counted) and
+C<connected> (epoch seconds when it was accepted).  Still answers after the connection
 is gone.
 
 =item send_message(BYTES)
