@@ -164,6 +164,48 @@ subtest "eg/chat.pl, backend $be" => sub {
     is(line($b), "<alice> hi bob\n", 'bob gets alice\'s line');
     print $b "hi alice\n";
     is(line($a), "<bob> hi alice\n", 'alice gets bob\'s line');
+    {
+        # carol reads nothing while alice talks a lot: once 64 KiB wait
+        # for her she is skipped; when she has read it all she is told
+        my $c = connect_to($port);
+        is(line($c), "NICK?\n", 'asks carol');
+        print $c "carol\n";
+        is(line($c), "WELCOME carol\n", 'welcomes carol');
+        is(line($a), "* carol joined\n", 'alice hears carol join');
+        is(line($b), "* carol joined\n", 'bob hears carol join');
+        my $text = 'x' x 500;
+        my $sent = 0;
+        my $bob = '';
+        my $sel = IO::Select->new($b);
+        my $deadline = time + 20;
+        # alice talks; bob keeps reading (he must not lag too)
+        while ($sent < 30_000 && time < $deadline) {
+            print $a "$text\n" for 1 .. 100;
+            $sent += 100;
+            while ($sel->can_read(0)) {
+                sysread($b, $bob, 1 << 20, length $bob) or last;
+            }
+            $bob = substr($bob, -100) if length $bob > 1000;
+        }
+        my ($got, $lines, $missed) = ('', 0, undef);
+        my $csel = IO::Select->new($c);
+        $deadline = time + 20;
+        # (after the notice she is in the room again: the rest comes too)
+        while ((!defined $missed || $lines + $missed < $sent) && time < $deadline) {
+            $csel->can_read(0.2) or next;
+            sysread($c, $got, 1 << 20, length $got) or last;
+            $lines += () = $got =~ /^<alice> x+\n/mg;
+            $missed = ($missed // 0) + $1 while $got =~ /^\* you missed (\d+) line/mg;
+            $got = $1 if $got =~ /([^\n]*)\z/;
+        }
+        ok(defined $missed && $missed > 0, "carol is told she missed lines (" . ($missed // 'none') . ')');
+        ok(defined $missed && $lines + $missed == $sent,
+           "what she got and what she missed add up ($lines + " . ($missed // '-') . " of $sent)");
+        close $c;
+        $sel->can_read(1);
+        1 while $sel->can_read(0.2) and sysread($b, my $junk, 1 << 20);
+        1 while IO::Select->new($a)->can_read(0.2) and sysread($a, my $junk2, 1 << 20);
+    }
     close $a;
     is(line($b), "* alice left\n", 'bob hears alice leave');
     print $b "/quit\n";
