@@ -3,7 +3,7 @@ package IO::Socket::INET::Daemon;
 use strict;
 use warnings;
 
-our $VERSION = '1.01';
+our $VERSION = '1.02';
 
 use Carp ();
 use IO::Socket::INET ();
@@ -579,7 +579,7 @@ is gone.
 
 =item send_message(BYTES)
 
-Writes one length-prefixed message: the length of BYTES in the
+New in 1.02.  Writes one length-prefixed message: the length of BYTES in the
 connection's L</length_format> (the server's C<length_format> when the
 connection is not C<length>-framed), then BYTES.  BYTES are taken as
 C<syswrite> takes them: on a C<:utf8> connection characters are sent as
@@ -590,7 +590,7 @@ the connection is closed.
 
 =item framing([NAME, OPTIONS])
 
-Without arguments: the connection's framing, C<'line'>, C<'raw'> or
+New in 1.02.  Without arguments: the connection's framing, C<'line'>, C<'raw'> or
 C<'length'>.  With them: switches this connection alone to another
 framing, for everything it has not yet been given, the bytes already
 buffered included, and returns the previous framing's name.  OPTIONS are
@@ -665,7 +665,7 @@ whenever bytes arrive, with everything received so far as the third
 argument; C<< $io->sysread >> and C<< $io->read >> get those bytes.  Use
 C<raw> for byte protocols.
 
-C<length> (new in 1.01) is for binary protocols whose messages carry their
+C<length> (new in 1.02) is for binary protocols whose messages carry their
 length: a length prefix in L</length_format>, then that many bytes.
 C<data> is called once per message with the message I<without> its prefix
 (an empty message, prefix 0, is delivered as C<''>), and
@@ -691,7 +691,7 @@ first.  Answer with C<< $io->send_message >> (see L</Connection control>), which
 
 =item length_format => 'N' | 'n' | 'V' | 'v' | 'C'
 
-New in 1.01.  The length prefix of C<< framing => 'length' >> and of
+New in 1.02.  The length prefix of C<< framing => 'length' >> and of
 C<< $io->send_message >> (see L</Connection control>), as a C<pack> format: C<N> (the default) 4 bytes big
 endian, C<n> 2 bytes big endian, C<V> and C<v> the same little endian,
 C<C> one byte.  The prefix counts the bytes that follow it, not itself.
