@@ -241,6 +241,13 @@ void isd_blob_unref(isd_blob *b)
 }
 
 size_t isd_blob_len(const isd_blob *b) { return b->len; }
+const char *isd_blob_data(const isd_blob *b) { return b->data; }
+
+isd_blob *isd_blob_ref(isd_blob *b)
+{
+    b->refcnt++;
+    return b;
+}
 
 static void chunk_free(isd_chunk *c)
 {

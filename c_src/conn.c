@@ -16,6 +16,7 @@
 #include "isd_int.h"
 
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,17 +70,28 @@ struct isd_conn {
     isd_conn   *prev, *next; /* srv->conns: every conn holding SREF */
     isd_timer   timer;       /* idle timeout while open, linger after */
     int64_t     connected;   /* wall clock at accept (stats) */
+    isd_blob   *path;        /* a UNIX listener's path (counted), or NULL */
     isd_addr    peer, local;
 };
+
+/* A listening socket.  Kept (fd -1) until the server is freed once it is
+ * closed: an event for it may still be in the loop's batch. */
+typedef struct isd_listener {
+    isd_io       io;         /* first: the loop hands us &l->io */
+    isd_server  *srv;
+    struct isd_listener *next;
+    isd_addr     addr;       /* its local address */
+    int          wild;       /* bound to a wildcard: ask each conn */
+    isd_blob    *path;       /* UNIX: its path, NUL included */
+} isd_listener;
 
 struct isd_server {
     isd_loop      *loop;
     const isd_handlers *h;
     isd_server_cfg cfg;
     void          *data;
-    isd_io         lio;
-    isd_addr       laddr;
-    int            lwild;      /* bound to a wildcard: ask each conn */
+    isd_listener  *ls;         /* in the order added (closed ones too) */
+    size_t         nls;        /* open listeners */
     int            spare_fd;   /* for shedding load on EMFILE */
     isd_timer      accept_pause;
     uint64_t       last_emfile;
@@ -115,6 +127,8 @@ void isd_conn_unref(isd_conn *c)
     isd_buf_free(&c->in);
     isd_outq_clear(&c->out);
     free(c->fr);
+    if (c->path)
+        isd_blob_unref(c->path);
     free(c);
 }
 
@@ -123,6 +137,10 @@ int isd_conn_fd(const isd_conn *c) { return c->io.fd; }
 isd_server *isd_conn_server(const isd_conn *c) { return c->srv; }
 const isd_addr *isd_conn_peer(const isd_conn *c) { return &c->peer; }
 const isd_addr *isd_conn_local(const isd_conn *c) { return &c->local; }
+const char *isd_conn_path(const isd_conn *c)
+{
+    return c->path ? isd_blob_data(c->path) : NULL;
+}
 void *isd_conn_data(const isd_conn *c) { return c->data; }
 void isd_conn_set_data(isd_conn *c, void *data) { c->data = data; }
 size_t isd_conn_out_bytes(const isd_conn *c) { return c->out.bytes; }
@@ -1175,13 +1193,14 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
 static void accept_update(isd_server *s)
 {
     unsigned want = ISD_READ;
+    isd_listener *l;
 
-    if (s->lio.fd < 0)
-        return;
     if ((s->cfg.max_conns && s->nopen >= s->cfg.max_conns)
         || isd_timer_active(&s->accept_pause))
         want = 0;
-    isd_io_set(s->loop, &s->lio, want);
+    for (l = s->ls; l; l = l->next)
+        if (l->io.fd >= 0 && l->io.events != want)
+            isd_io_set(s->loop, &l->io, want);
 }
 
 static void accept_resume(isd_loop *l, isd_timer *t)
@@ -1199,8 +1218,9 @@ void isd_server_set_max_conns(isd_server *s, size_t n)
 /* Out of descriptors: shed the pending connection with the spare fd so the
  * client hears a close instead of hanging, and pause accepting briefly so a
  * flood cannot spin us (the libuv and nginx remedies, combined). */
-static void accept_emfile(isd_server *s, int err)
+static void accept_emfile(isd_listener *l, int err)
 {
+    isd_server *s = l->srv;
     uint64_t now = isd_now_ms();
     isd_addr junk;
     int fd;
@@ -1208,13 +1228,13 @@ static void accept_emfile(isd_server *s, int err)
     if (s->spare_fd >= 0) {
         close(s->spare_fd);
         s->spare_fd = -1;
-        fd = isd_accept(s->lio.fd, &junk);
+        fd = isd_accept(l->io.fd, &junk);
         if (fd >= 0)
             close(fd);
         s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
-    isd_io_set(s->loop, &s->lio, 0);
     isd_timer_start(s->loop, &s->accept_pause, 100);
+    accept_update(s);
     if (now - s->last_emfile >= 1000 || !s->last_emfile) {
         s->last_emfile = now;
         if (s->h->on_error)
@@ -1222,8 +1242,9 @@ static void accept_emfile(isd_server *s, int err)
     }
 }
 
-static isd_conn *conn_new(isd_server *s, int fd, const isd_addr *peer)
+static isd_conn *conn_new(isd_listener *l, int fd, const isd_addr *peer)
 {
+    isd_server *s = l->srv;
     isd_conn *c = calloc(1, sizeof *c);
     socklen_t len;
 
@@ -1234,13 +1255,16 @@ static isd_conn *conn_new(isd_server *s, int fd, const isd_addr *peer)
     c->refcnt = 1;
     c->flags = ISD_C_OPEN | ISD_C_SREF;
     c->peer = *peer;
-    if (s->lwild) {
+    if (l->wild) {
         len = sizeof c->local;
         if (getsockname(fd, &c->local.sa, &len) < 0)
             memset(&c->local, 0, sizeof c->local);
+        isd_addr_unmap(&c->local);
     } else {
-        c->local = s->laddr;
+        c->local = l->addr;
     }
+    if (l->path)
+        c->path = isd_blob_ref(l->path);
     isd_timer_init(&c->timer, idle_cb, c);
     c->idle_ms = s->cfg.idle_ms;
     idle_start(c);
@@ -1254,22 +1278,23 @@ static isd_conn *conn_new(isd_server *s, int fd, const isd_addr *peer)
     return c;
 }
 
-static void listen_cb(isd_loop *l, isd_io *w, unsigned ev)
+static void listen_cb(isd_loop *lp, isd_io *w, unsigned ev)
 {
-    isd_server *s = (isd_server *)((char *)w - offsetof(isd_server, lio));
+    isd_listener *l = (isd_listener *)w;
+    isd_server *s = l->srv;
     isd_addr peer;
     isd_conn *c;
     int i, fd;
 
-    ISD_UNUSED(l);
+    ISD_UNUSED(lp);
     ISD_UNUSED(ev);
-    for (i = 0; i < ACCEPT_BATCH && s->lio.fd >= 0; i++) {
+    for (i = 0; i < ACCEPT_BATCH && l->io.fd >= 0; i++) {
         if (s->cfg.max_conns && s->nopen >= s->cfg.max_conns) {
             accept_update(s);       /* full: the rest wait in the backlog */
             return;
         }
         memset(&peer, 0, sizeof peer);
-        fd = isd_accept(s->lio.fd, &peer);
+        fd = isd_accept(l->io.fd, &peer);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -1277,14 +1302,14 @@ static void listen_cb(isd_loop *l, isd_io *w, unsigned ev)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS
                 || errno == ENOMEM) {
-                accept_emfile(s, errno);
+                accept_emfile(l, errno);
                 return;
             }
             if (s->h->on_error)
                 s->h->on_error(s, errno, "accept");
             return;
         }
-        c = conn_new(s, fd, &peer);
+        c = conn_new(l, fd, &peer);
         if (!c) {
             close(fd);
             if (s->h->on_error)
@@ -1380,7 +1405,6 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
     s->h = h;
     s->cfg = *cfg;
     s->data = data;
-    isd_io_init(&s->lio, -1, listen_cb);
     isd_timer_init(&s->accept_pause, accept_resume, s);
     s->spare_fd = -1;
     s->hook.cb = server_hook;
@@ -1392,70 +1416,150 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
 
 int isd_server_listen_fd(isd_server *s, int fd)
 {
-    socklen_t len = sizeof s->laddr;
+    isd_listener *l, **tail;
+    isd_addr a;
+    socklen_t len = sizeof a;
+    struct sockaddr_un un;
 
-    if (s->lio.fd >= 0) {
-        errno = EBUSY;
+    memset(&a, 0, sizeof a);
+    if (getsockname(fd, &a.sa, &len) < 0)
+        return -1;
+    if (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6
+        && a.sa.sa_family != AF_UNIX) {
+        errno = EAFNOSUPPORT;
         return -1;
     }
-    memset(&s->laddr, 0, sizeof s->laddr);
-    if (getsockname(fd, &s->laddr.sa, &len) < 0)
-        return -1;
-    s->lwild = (s->laddr.sa.sa_family == AF_INET
-                && s->laddr.in4.sin_addr.s_addr == htonl(INADDR_ANY))
-            || (s->laddr.sa.sa_family == AF_INET6
-                && memcmp(&s->laddr.in6.sin6_addr, &in6addr_any,
-                          sizeof in6addr_any) == 0);
     if (isd_fd_nonblock_cloexec(fd) < 0)
         return -1;
-    isd_nodelay(fd);
-    isd_io_init(&s->lio, fd, listen_cb);
-    if (isd_io_set(s->loop, &s->lio,
-                   s->cfg.max_conns && s->nopen >= s->cfg.max_conns
-                   ? 0 : ISD_READ) < 0) {
-        s->lio.fd = -1;
+    /* a closed listener's struct again, else a new one at the end */
+    for (tail = &s->ls; *tail && (*tail)->io.fd >= 0; tail = &(*tail)->next)
+        ;
+    if (!(l = *tail)) {
+        if (!(l = calloc(1, sizeof *l)))
+            return -1;
+        l->srv = s;
+    }
+    if (a.sa.sa_family == AF_UNIX) {
+        len = sizeof un;
+        memset(&un, 0, sizeof un);
+        if (getsockname(fd, (struct sockaddr *)&un, &len) < 0
+            || !(l->path = isd_blob_new(un.sun_path,
+                                        strnlen(un.sun_path,
+                                                sizeof un.sun_path - 1) + 1))) {
+            if (l != *tail)
+                free(l);
+            return -1;
+        }
+    }
+    l->addr = a;
+    l->wild = (a.sa.sa_family == AF_INET
+               && a.in4.sin_addr.s_addr == htonl(INADDR_ANY))
+           || (a.sa.sa_family == AF_INET6
+               && memcmp(&a.in6.sin6_addr, &in6addr_any,
+                         sizeof in6addr_any) == 0);
+    if (a.sa.sa_family != AF_UNIX)
+        isd_nodelay(fd);
+    isd_io_init(&l->io, fd, listen_cb);
+    if (isd_io_set(s->loop, &l->io,
+                   (s->cfg.max_conns && s->nopen >= s->cfg.max_conns)
+                   || isd_timer_active(&s->accept_pause) ? 0 : ISD_READ) < 0) {
+        int e = errno;
+        l->io.fd = -1;
+        if (l->path)
+            isd_blob_unref(l->path);
+        l->path = NULL;
+        if (l != *tail)
+            free(l);
+        errno = e;
         return -1;
     }
+    if (!*tail)
+        *tail = l;
+    s->nls++;
     if (s->spare_fd < 0)
         s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return 0;
 }
 
+/* l stops listening: its fd is the caller's to close. */
+static int listener_off(isd_server *s, isd_listener *l)
+{
+    int fd = l->io.fd;
+
+    if (fd < 0)
+        return -1;
+    if (l->io.events && !isd_server_forked(s))
+        isd_io_set(s->loop, &l->io, 0);
+    isd_io_init(&l->io, -1, listen_cb);
+    if (l->path)
+        isd_blob_unref(l->path);
+    l->path = NULL;
+    s->nls--;
+    return fd;
+}
+
 void isd_server_unlisten(isd_server *s)
 {
+    isd_listener *l;
+    int fd;
+
     isd_timer_stop(s->loop, &s->accept_pause);
-    if (s->lio.fd >= 0) {
-        if (s->lio.events)
-            isd_io_set(s->loop, &s->lio, 0);
-        close(s->lio.fd);
-        s->lio.fd = -1;
-    }
+    for (l = s->ls; l; l = l->next)
+        if ((fd = listener_off(s, l)) >= 0)
+            close(fd);
     if (s->spare_fd >= 0) {
         close(s->spare_fd);
         s->spare_fd = -1;
     }
 }
 
-int isd_server_take_listener(isd_server *s)
+size_t isd_server_take_listeners(isd_server *s, int *fds, size_t max)
 {
-    int fd = s->lio.fd;
+    isd_listener *l;
+    size_t n = 0;
+    int fd;
 
     isd_timer_stop(s->loop, &s->accept_pause);
-    if (fd >= 0 && s->lio.events)
-        isd_io_set(s->loop, &s->lio, 0);
-    isd_io_init(&s->lio, -1, listen_cb);
-    return fd;
+    for (l = s->ls; l; l = l->next) {
+        if ((fd = listener_off(s, l)) < 0)
+            continue;
+        if (n < max)
+            fds[n++] = fd;
+        else
+            close(fd);
+    }
+    return n;
 }
 
-int isd_server_listening(const isd_server *s) { return s->lio.fd >= 0; }
+int isd_server_listening(const isd_server *s) { return s->nls > 0; }
+size_t isd_server_nlisteners(const isd_server *s) { return s->nls; }
+
+static const isd_listener *listener_at(const isd_server *s, size_t i)
+{
+    const isd_listener *l;
+
+    for (l = s->ls; l; l = l->next)
+        if (l->io.fd >= 0 && !i--)
+            return l;
+    return NULL;
+}
+
+int isd_server_listener_fd(const isd_server *s, size_t i)
+{
+    const isd_listener *l = listener_at(s, i);
+
+    return l ? l->io.fd : -1;
+}
 
 int isd_server_sockaddr(const isd_server *s, isd_addr *a)
 {
-    if (s->lio.fd < 0) {
+    const isd_listener *l = listener_at(s, 0);
+
+    if (!l) {
         errno = ENOTCONN;
         return -1;
     }
-    *a = s->laddr;
+    *a = l->addr;
     return 0;
 }
 
@@ -1599,10 +1703,18 @@ void isd_server_abandon(isd_server *s)
     int running = isd_loop_running(s->loop);
     isd_conn *c, *next;
 
+    isd_listener *l;
+
     isd_timer_stop(s->loop, &s->accept_pause);
-    if (s->lio.fd >= 0)
-        close(s->lio.fd);
-    isd_io_init(&s->lio, -1, listen_cb);
+    for (l = s->ls; l; l = l->next) {
+        if (l->io.fd >= 0)
+            close(l->io.fd);
+        isd_io_init(&l->io, -1, listen_cb);
+        if (l->path)
+            isd_blob_unref(l->path);
+        l->path = NULL;
+    }
+    s->nls = 0;
     if (s->spare_fd >= 0)
         close(s->spare_fd);
     s->spare_fd = -1;
@@ -1666,5 +1778,10 @@ void isd_server_free(isd_server *s)
     isd_loop_del_hook(s->loop, &s->hook);
     isd_buf_free(&s->spare);
     isd_outq_spare_free(&s->ospare);
+    while (s->ls) {
+        isd_listener *l = s->ls;
+        s->ls = l->next;
+        free(l);
+    }
     free(s);
 }

@@ -90,6 +90,8 @@ typedef struct isd_blob isd_blob;
 isd_blob *isd_blob_new(const void *p, size_t n);
 void      isd_blob_unref(isd_blob *b);
 size_t    isd_blob_len(const isd_blob *b);
+const char *isd_blob_data(const isd_blob *b);
+isd_blob *isd_blob_ref(isd_blob *b);
 int       isd_outq_append_blob(isd_outq *q, isd_blob *b);
 
 /* ------------------------------------------------------------------ framing */
@@ -228,9 +230,39 @@ typedef union isd_addr {
  * -1 with errno and err = "bind 127.0.0.1:5000: Address already in use". */
 int isd_listen_tcp(const char *host, unsigned port, int family, int backlog,
                    char *err, size_t errlen);
+/* How a listening socket is made. */
+typedef struct isd_listen_opts {
+    int backlog;      /* listen(2) backlog; <= 0: SOMAXCONN */
+    int v6only;       /* IPv6: -1 the system's default, 0 IPv4 too, 1 not */
+    int reuseport;    /* SO_REUSEPORT (where the system has it) */
+    int mode;         /* UNIX: the socket file's permissions; -1: umask's */
+} isd_listen_opts;
+
+/* Listen on a (an IPv4 or IPv6 address and port): SO_REUSEADDR,
+ * non-blocking, close-on-exec.  The fd, or -1 with errno and err = "bind
+ * [::1]:5000: Address already in use". */
+int isd_listen_addr(const isd_addr *a, const isd_listen_opts *o, char *err,
+                    size_t errlen);
+/* Listen on every address, IPv4 and IPv6, at port: one IPv6 socket that
+ * takes IPv4 too where the system allows it, else an IPv6 and an IPv4
+ * socket on the same port (IPv4 alone without IPv6).  o->v6only 1 asks for
+ * the two sockets.  Puts the fds in fds[0..1]; returns how many (1 or 2),
+ * or -1 with errno and err (nothing left open). */
+int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
+                   char *err, size_t errlen);
+/* Listen on a UNIX stream socket at path.  A socket file nobody accepts on
+ * (left by a server that died) is replaced; one that is live fails with
+ * EADDRINUSE, and any other kind of file with EEXIST: neither is touched.
+ * o->mode >= 0: chmod the file to it. */
+int isd_listen_unix(const char *path, const isd_listen_opts *o, char *err,
+                    size_t errlen);
 /* Accept one connection, non-blocking and close-on-exec, retrying EINTR.
- * -1/EAGAIN when none is pending. */
+ * -1/EAGAIN when none is pending.  An IPv4 peer of a dual-stack socket
+ * comes as plain IPv4 (not ::ffff:a.b.c.d); a UNIX one as AF_UNIX with no
+ * path. */
 int isd_accept(int lfd, isd_addr *peer);
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) made plain IPv4, in place. */
+void isd_addr_unmap(isd_addr *a);
 /* Numeric host of a, into buf (>= 46 bytes); returns buf ("" if unknown). */
 const char *isd_addr_host(const isd_addr *a, char *buf, size_t len);
 unsigned    isd_addr_port(const isd_addr *a);
@@ -329,14 +361,21 @@ typedef struct isd_conn_stats {
  * Returns NULL/ENOMEM. */
 isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
                            const isd_server_cfg *cfg, void *data);
-/* Start accepting on an already listening fd (the server owns it now). */
+/* Start accepting on an already listening fd too (the server owns it now):
+ * a server has any number of listeners, TCP (IPv4, IPv6) or UNIX.  0, or
+ * -1 with errno (the fd is then still the caller's). */
 int   isd_server_listen_fd(isd_server *s, int fd);
-/* Stop accepting and close the listening socket(s). */
+/* Stop accepting and close every listening socket. */
 void  isd_server_unlisten(isd_server *s);
-/* Stop accepting and hand the listening fd to the caller (not closed):
- * the fd, or -1 if none.  For a forked child that serves anew. */
-int   isd_server_take_listener(isd_server *s);
+/* Stop accepting and hand the listening fds to the caller (not closed), in
+ * the order they were added: up to max into fds (the rest are closed);
+ * returns how many.  For a forked child that serves anew. */
+size_t isd_server_take_listeners(isd_server *s, int *fds, size_t max);
+/* Whether s listens at all; how many listeners; the i-th's fd (-1 past the
+ * end). */
 int   isd_server_listening(const isd_server *s);
+size_t isd_server_nlisteners(const isd_server *s);
+int   isd_server_listener_fd(const isd_server *s, size_t i);
 /* Non-zero in a child forked since s was made: its loop is the parent's
  * (the child neither sends the output queued before the fork nor changes
  * the interest it shares), and only isd_server_abandon, or writes and
@@ -386,6 +425,8 @@ int          isd_conn_fd(const isd_conn *c);          /* -1 once closed */
 isd_server  *isd_conn_server(const isd_conn *c);      /* NULL once closed */
 const isd_addr *isd_conn_peer(const isd_conn *c);
 const isd_addr *isd_conn_local(const isd_conn *c);
+/* The socket path of c's UNIX listener, or NULL (not a UNIX connection). */
+const char *isd_conn_path(const isd_conn *c);
 void        *isd_conn_data(const isd_conn *c);
 void         isd_conn_set_data(isd_conn *c, void *data);
 /* A word of flags that belongs to the embedder. */

@@ -8,6 +8,8 @@
 #include "isd_int.h"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -89,13 +91,221 @@ static void fmt_hostport(const struct sockaddr *sa, char *buf, size_t len)
              h, isd_addr_port(&a));
 }
 
+/* socket, options, bind, listen on one address: the fd, or -1 with errno
+ * and err naming the step and the address. */
+static int listen_on(const struct sockaddr *sa, socklen_t salen,
+                     const isd_listen_opts *o, char *err, size_t errlen)
+{
+    char where[INET6_ADDRSTRLEN + 16];
+    const char *step = "socket";
+    int fd, one = 1, saved;
+
+    fd = socket(sa->sa_family, SOCK_STREAM, 0);
+    if (fd < 0)
+        goto fail;
+    step = "fcntl";
+    if (isd_fd_nonblock_cloexec(fd) < 0)
+        goto fail;
+    step = "setsockopt";
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        goto fail;
+    if (o && o->reuseport) {
+#ifdef SO_REUSEPORT
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+            goto fail;
+#else
+        errno = ENOPROTOOPT;
+        goto fail;
+#endif
+    }
+    if (sa->sa_family == AF_INET6 && o && o->v6only >= 0) {
+        int v = o->v6only ? 1 : 0;
+        if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v) < 0)
+            goto fail;
+    }
+    step = "bind";
+    if (bind(fd, sa, salen) < 0)
+        goto fail;
+    step = "listen";
+    if (listen(fd, o && o->backlog > 0 ? o->backlog : SOMAXCONN) < 0)
+        goto fail;
+    return fd;
+fail:
+    saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (err) {
+        fmt_hostport(sa, where, sizeof where);
+        snprintf(err, errlen, "%s %s: %s", step, where, strerror(saved));
+    }
+    errno = saved;
+    return -1;
+}
+
+int isd_listen_addr(const isd_addr *a, const isd_listen_opts *o, char *err,
+                    size_t errlen)
+{
+    socklen_t len = isd_addr_len(a);
+
+    if (!len) {
+        if (err)
+            snprintf(err, errlen, "listen: not an IPv4 or IPv6 address");
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    return listen_on(&a->sa, len, o, err, errlen);
+}
+
+int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
+                   char *err, size_t errlen)
+{
+    isd_listen_opts v6 = { -1, -1, 0, -1 };
+    isd_addr a;
+    socklen_t len = sizeof a;
+    int n = 0, e;
+
+    if (port > 65535) {
+        if (err)
+            snprintf(err, errlen, "port %u is out of range", port);
+        errno = EINVAL;
+        return -1;
+    }
+    if (o)
+        v6 = *o;
+    /* One dual-stack socket where the system lets IPv6 sockets take IPv4
+     * (Linux by default; not OpenBSD, nor where bindv6only is set and
+     * refused), else IPv6 alone here and IPv4 on the same port. */
+    memset(&a, 0, sizeof a);
+    a.in6.sin6_family = AF_INET6;
+    a.in6.sin6_addr = in6addr_any;
+    a.in6.sin6_port = htons((unsigned short)port);
+    if (v6.v6only != 1) {
+        v6.v6only = 0;
+        fds[0] = listen_on(&a.sa, sizeof a.in6, &v6, err, errlen);
+        if (fds[0] >= 0)
+            return 1;
+        if (errno != ENOPROTOOPT && errno != EINVAL
+            && errno != EAFNOSUPPORT && errno != EOPNOTSUPP)
+            return -1;                  /* (the port is taken...) */
+    }
+    v6.v6only = 1;
+    fds[0] = listen_on(&a.sa, sizeof a.in6, &v6, err, errlen);
+    if (fds[0] >= 0) {
+        n = 1;
+        if (!port) {                    /* the IPv4 one on the same port */
+            if (getsockname(fds[0], &a.sa, &len) < 0) {
+                e = errno;
+                close(fds[0]);
+                errno = e;
+                return -1;
+            }
+            port = ntohs(a.in6.sin6_port);
+        }
+    } else if (errno != EAFNOSUPPORT) {
+        return -1;
+    }
+    memset(&a, 0, sizeof a);
+    a.in4.sin_family = AF_INET;
+    a.in4.sin_addr.s_addr = htonl(INADDR_ANY);
+    a.in4.sin_port = htons((unsigned short)port);
+    v6.v6only = -1;
+    fds[n] = listen_on(&a.sa, sizeof a.in4, &v6, err, errlen);
+    if (fds[n] < 0) {
+        e = errno;
+        if (n)
+            close(fds[0]);
+        errno = e;
+        return -1;
+    }
+    return n + 1;
+}
+
+int isd_listen_unix(const char *path, const isd_listen_opts *o, char *err,
+                    size_t errlen)
+{
+    struct sockaddr_un un;
+    struct stat st;
+    size_t n = strlen(path);
+    const char *step = "socket";
+    int fd = -1, probe, saved, r;
+
+    if (!n || n >= sizeof un.sun_path) {
+        if (err)
+            snprintf(err, errlen, "listen unix:%s: the path is %s", path,
+                     n ? "too long" : "empty");
+        errno = n ? ENAMETOOLONG : EINVAL;
+        return -1;
+    }
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    memcpy(un.sun_path, path, n);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            if (err)
+                snprintf(err, errlen, "listen unix:%s: a file that is not a "
+                         "socket is there", path);
+            errno = EEXIST;
+            return -1;
+        }
+        /* Live (something accepts on it) or stale (its server is gone)? */
+        probe = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (probe < 0)
+            goto fail;
+        do
+            r = connect(probe, (struct sockaddr *)&un, sizeof un);
+        while (r < 0 && errno == EINTR);
+        saved = errno;
+        close(probe);
+        if (r == 0 || (saved != ECONNREFUSED && saved != ENOENT)) {
+            if (err)
+                snprintf(err, errlen, "listen unix:%s: %s", path,
+                         r == 0 ? "a server is listening on it"
+                                : strerror(saved));
+            errno = r == 0 ? EADDRINUSE : saved;
+            return -1;
+        }
+        if (unlink(path) < 0 && errno != ENOENT) {
+            step = "unlink";
+            goto fail;
+        }
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0)
+        goto fail;
+    step = "fcntl";
+    if (isd_fd_nonblock_cloexec(fd) < 0)
+        goto fail;
+    step = "bind";
+    if (bind(fd, (struct sockaddr *)&un, sizeof un) < 0)
+        goto fail;
+    step = "chmod";
+    if (o && o->mode >= 0 && chmod(path, (mode_t)o->mode) < 0)
+        goto fail_bound;
+    step = "listen";
+    if (listen(fd, o && o->backlog > 0 ? o->backlog : SOMAXCONN) < 0)
+        goto fail_bound;
+    return fd;
+fail_bound:
+    saved = errno;
+    unlink(path);
+    errno = saved;
+fail:
+    saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (err)
+        snprintf(err, errlen, "%s unix:%s: %s", step, path, strerror(saved));
+    errno = saved;
+    return -1;
+}
+
 int isd_listen_tcp(const char *host, unsigned port, int family, int backlog,
                    char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL, *ai;
-    char portstr[16], where[INET6_ADDRSTRLEN + 16];
-    const char *step = "socket";
-    int fd = -1, rc, one = 1, saved = 0;
+    isd_listen_opts o = { backlog, -1, 0, -1 };
+    char portstr[16];
+    int fd = -1, rc;
 
     if (port > 65535) {
         if (err)
@@ -120,38 +330,32 @@ int isd_listen_tcp(const char *host, unsigned port, int family, int backlog,
             errno = EADDRNOTAVAIL;
         return -1;
     }
-    /* The first address that binds wins (more listeners: a later release). */
+    /* The first address that binds wins (0.04's one listener; more with
+     * isd_listen_addr). */
     for (ai = res; ai; ai = ai->ai_next) {
-        fmt_hostport(ai->ai_addr, where, sizeof where);
-        step = "socket";
-        fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
-        if (fd < 0)
-            goto fail;
-        step = "fcntl";
-        if (isd_fd_nonblock_cloexec(fd) < 0)
-            goto fail;
-        step = "setsockopt";
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
-            goto fail;
-        step = "bind";
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0)
-            goto fail;
-        step = "listen";
-        if (listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
-            goto fail;
-        freeaddrinfo(res);
-        return fd;
-    fail:
-        saved = errno;
+        fd = listen_on(ai->ai_addr, ai->ai_addrlen, &o, err, errlen);
         if (fd >= 0)
-            close(fd);
-        fd = -1;
+            break;
     }
+    rc = errno;
     freeaddrinfo(res);
-    if (err)
-        snprintf(err, errlen, "%s %s: %s", step, where, strerror(saved));
-    errno = saved;
-    return -1;
+    errno = rc;
+    return fd;
+}
+
+void isd_addr_unmap(isd_addr *a)
+{
+    if (a->sa.sa_family == AF_INET6
+        && IN6_IS_ADDR_V4MAPPED(&a->in6.sin6_addr)) {
+        struct sockaddr_in in4;
+
+        memset(&in4, 0, sizeof in4);
+        in4.sin_family = AF_INET;
+        in4.sin_port = a->in6.sin6_port;
+        memcpy(&in4.sin_addr, a->in6.sin6_addr.s6_addr + 12, 4);
+        memset(a, 0, sizeof *a);
+        a->in4 = in4;
+    }
 }
 
 int isd_accept(int lfd, isd_addr *peer)
@@ -185,6 +389,7 @@ int isd_accept(int lfd, isd_addr *peer)
         setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
 #endif
         ISD_UNUSED(one);
+        isd_addr_unmap(peer);
     }
     return fd;
 }

@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1655,14 +1657,108 @@ static void test_many_clients(void)
     for (i = 0; i < N; i++) close(c[i]);
     pump(&x, 50);
     is_int(isd_server_nconns(x.s), 0, T("all gone"));
-    errno = 0;
-    {
-        char err[128];
-        int fd = isd_listen_tcp("127.0.0.1", 0, AF_INET, 4, err, sizeof err);
-        ok(isd_server_listen_fd(x.s, fd) == -1 && errno == EBUSY,
-           T("a second isd_server_listen_fd: -1/EBUSY"));
-        close(fd);
+    teardown(&x);
+}
+
+/* Several listeners on one server: TCP on 127.0.0.1, every address (an
+ * IPv4 client of a dual-stack socket is plain IPv4), and a UNIX socket
+ * whose connections know its path; unlisten and take_listeners see all. */
+static void test_listeners(void)
+{
+    srvctx x;
+    isd_server_cfg cfg = cfg_line(0);
+    isd_listen_opts o = { 16, -1, 0, 0600 };
+    char err[256], path[64], buf[64], host[INET6_ADDRSTRLEN];
+    int any[2], nany, ufd, c1, c2, c3, eof, fds[8];
+    isd_addr a;
+    socklen_t len = sizeof a;
+    struct sockaddr_un un;
+    struct stat st;
+    unsigned anyport;
+    isd_conn *c;
+    size_t n, paths = 0, mapped = 0;
+
+    if (setup(&x, &cfg) < 0) { ok(0, T("setup")); return; }
+    x.echo = 1;
+    nany = isd_listen_any(0, &o, any, err, sizeof err);
+    ok(nany >= 1, T("isd_listen_any (%s)"), nany < 0 ? err : "ok");
+    snprintf(path, sizeof path, "/tmp/isd-test-%d.sock", (int)getpid());
+    unlink(path);
+    ufd = isd_listen_unix(path, &o, err, sizeof err);
+    ok(ufd >= 0, T("isd_listen_unix (%s)"), ufd < 0 ? err : "ok");
+    ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, T("mode 0600"));
+    if (nany < 1 || ufd < 0) { teardown(&x); return; }
+    getsockname(any[0], &a.sa, &len);
+    anyport = isd_addr_port(&a);
+    ok(isd_server_listen_fd(x.s, any[0]) == 0, T("a second listener"));
+    if (nany == 2)
+        ok(isd_server_listen_fd(x.s, any[1]) == 0, T("and its IPv4 twin"));
+    ok(isd_server_listen_fd(x.s, ufd) == 0, T("and a UNIX one"));
+    is_int((long)isd_server_nlisteners(x.s), 2 + nany, T("nlisteners"));
+    is_int(isd_server_listener_fd(x.s, (size_t)(1 + nany)), ufd, T("listener_fd in order"));
+    is_int(isd_server_listener_fd(x.s, (size_t)(2 + nany)), -1, T("listener_fd past the end"));
+
+    {   /* the live socket is not taken over, a regular file not touched */
+        int fd2 = isd_listen_unix(path, &o, err, sizeof err);
+        ok(fd2 < 0 && errno == EADDRINUSE, T("live UNIX socket: EADDRINUSE (%s)"), err);
     }
+    c1 = cli_connect(x.port);
+    c2 = cli_connect(anyport);
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    strcpy(un.sun_path, path);
+    c3 = cli_connect_to((struct sockaddr *)&un, sizeof un);
+    ok(c1 >= 0 && c2 >= 0 && c3 >= 0, T("three clients connect"));
+    cli_sends(&x, c1, "one\n");
+    cli_sends(&x, c2, "two\n");
+    cli_sends(&x, c3, "three\n");
+    n = cli_recv(&x, c1, buf, sizeof buf, 4, 3000, &eof);
+    ok(n == 4 && memcmp(buf, "one\n", 4) == 0, T("echo on 127.0.0.1"));
+    n = cli_recv(&x, c2, buf, sizeof buf, 4, 3000, &eof);
+    ok(n == 4 && memcmp(buf, "two\n", 4) == 0, T("echo on the any-address listener"));
+    n = cli_recv(&x, c3, buf, sizeof buf, 6, 3000, &eof);
+    ok(n == 6 && memcmp(buf, "three\n", 6) == 0, T("echo on the UNIX listener"));
+    for (c = isd_server_next_conn(x.s, NULL); c; c = isd_server_next_conn(x.s, c)) {
+        const char *p = isd_conn_path(c);
+        if (p) {
+            paths += strcmp(p, path) == 0
+                  && isd_conn_peer(c)->sa.sa_family == AF_UNIX;
+        } else if (isd_addr_port(isd_conn_local(c)) == anyport) {
+            mapped += isd_conn_peer(c)->sa.sa_family == AF_INET
+                && strcmp(isd_addr_host(isd_conn_peer(c), host, sizeof host), "127.0.0.1") == 0
+                && strcmp(isd_addr_host(isd_conn_local(c), host, sizeof host), "127.0.0.1") == 0;
+        }
+    }
+    is_int((long)paths, 1, T("the UNIX connection knows its listener's path"));
+    is_int((long)mapped, 1, T("IPv4 client of the any-address listener: plain IPv4 on both ends"));
+    close(c1);
+    close(c2);
+    close(c3);
+    pump(&x, 50);
+    n = isd_server_take_listeners(x.s, fds, 8);
+    is_int((long)n, 2 + nany, T("take_listeners hands every fd back"));
+    ok(!isd_server_listening(x.s), T("then it listens no more"));
+    is_int(fds[1 + nany], ufd, T("in order"));
+    ok(isd_server_listen_fd(x.s, fds[0]) == 0 && isd_server_nlisteners(x.s) == 1,
+       T("a listener again (a closed one's place)"));
+    while (n-- > 1)
+        close(fds[n]);
+    /* the UNIX socket's fd is closed, its file left: stale now */
+    ufd = isd_listen_unix(path, &o, err, sizeof err);
+    ok(ufd >= 0, T("a stale socket file is replaced (%s)"), ufd < 0 ? err : "ok");
+    if (ufd >= 0)
+        close(ufd);
+    unlink(path);
+    {
+        int f = open(path, O_CREAT | O_WRONLY, 0600);
+        close(f);
+        ufd = isd_listen_unix(path, &o, err, sizeof err);
+        ok(ufd < 0 && errno == EEXIST && stat(path, &st) == 0 && S_ISREG(st.st_mode),
+           T("a regular file: EEXIST, and it is still there"));
+        unlink(path);
+    }
+    isd_server_unlisten(x.s);
+    is_int((long)isd_server_nlisteners(x.s), 0, T("unlisten closes them all"));
     teardown(&x);
 }
 
@@ -2369,6 +2465,7 @@ int main(void)
         RUN(test_max_conns);
         RUN(test_high_water);
         RUN(test_pause);
+        RUN(test_listeners);
     }
     ok(nbe >= 1, "tested %d backend(s)", nbe);
     return done_testing();
