@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
+#include <sys/un.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 
@@ -56,7 +57,15 @@ typedef struct xd {
     isd_server *gone_srv;
     HV         *self;          /* the object (not counted: it owns us) */
     SV         *self_rv;       /* counted, while run() is on the stack */
-    int         lfd;           /* listening fd before the server takes it */
+    /* Listening fds bound before the server takes them (listen, or a
+     * forked child's, taken from its parent's server). */
+    int        *lfds;
+    int         nlfds;
+    /* UNIX socket files this daemon made: destroy removes them, in the
+     * process that made them only. */
+    char      **upaths;
+    int         nupaths;
+    pid_t       upid;
     int         running, stop;
     int         draining;      /* destroy is waiting for output to drain */
     int         drain_abort;   /* ... and was told to give up */
@@ -538,34 +547,46 @@ static SV *quoted(pTHX_ SV *v)
                    : sv_2mortal(newSVpvs("undef"));
 }
 
+/* Who c is, for messages: "127.0.0.1:40000", "[::1]:40000", or
+ * "unix:/path" (a UNIX connection's peer has no address: its listener's
+ * path says where it came). */
+static SV *conn_desc(pTHX_ isd_conn *c)
+{
+    const isd_addr *a = isd_conn_peer(c);
+    char host[INET6_ADDRSTRLEN];
+
+    if (isd_conn_path(c))
+        return sv_2mortal(newSVpvf("unix:%s", isd_conn_path(c)));
+    isd_addr_host(a, host, sizeof host);
+    return sv_2mortal(newSVpvf(a->sa.sa_family == AF_INET6 ? "[%s]:%u"
+                                                           : "%s:%u",
+                               host, isd_addr_port(a)));
+}
+
 static SV *errmsg(pTHX_ isd_conn *c, int err)
 {
-    char host[INET6_ADDRSTRLEN];
     xd *d = conn_xd(c);
-    const isd_addr *a = isd_conn_peer(c);
+    SV *who = conn_desc(aTHX_ c);
     const isd_framing *f = isd_conn_framing(c);
 
-    isd_addr_host(a, host, sizeof host);
     if (err == EMSGSIZE && f && f->kind == ISD_FRAME_LENGTH)
         return newSVpvf("message too long (over max_line %lu bytes) from "
-                        "%s:%u", (unsigned long)f->max, host,
-                        isd_addr_port(a));
+                        "%" SVf, (unsigned long)f->max, SVfARG(who));
     if (err == EMSGSIZE)
-        return newSVpvf("line too long (over max_line %lu bytes) from %s:%u",
-                        (unsigned long)(d ? d->cfg.framing.max : 0), host,
-                        isd_addr_port(a));
+        return newSVpvf("line too long (over max_line %lu bytes) from %" SVf,
+                        (unsigned long)(d ? d->cfg.framing.max : 0),
+                        SVfARG(who));
     if (err == EBADMSG)
         return newSVpvf("end of file inside a message (length-prefixed) "
-                        "from %s:%u", host, isd_addr_port(a));
+                        "from %" SVf, SVfARG(who));
     if (err == ENOBUFS)
-        return newSVpvf("output for %s:%u over max_output (%lu bytes)", host,
-                        isd_addr_port(a),
+        return newSVpvf("output for %" SVf " over max_output (%lu bytes)",
+                        SVfARG(who),
                         (unsigned long)(d ? d->cfg.max_output : 0));
     if (err == ETIMEDOUT)
-        return newSVpvf("idle timeout (no input for %g s) from %s:%u",
-                        isd_conn_idle(c) / 1000.0, host, isd_addr_port(a));
-    return newSVpvf("connection %s:%u: %s", host, isd_addr_port(a),
-                    strerror(err));
+        return newSVpvf("idle timeout (no input for %g s) from %" SVf,
+                        isd_conn_idle(c) / 1000.0, SVfARG(who));
+    return newSVpvf("connection %" SVf ": %s", SVfARG(who), strerror(err));
 }
 
 /* --------------------------------------------------------- core handlers */
@@ -1027,24 +1048,236 @@ static SV *timeout_sv(pTHX_ xd *d)
     return svp && SvOK(*svp) ? *svp : NULL;
 }
 
+/* Any local address of ours: IP (isd_addr) or a UNIX path. */
+typedef union isd_addr_any {
+    struct sockaddr    sa;
+    isd_addr           ip;
+    struct sockaddr_un un;
+} isd_addr_any;
+
+/* "host:port", "[v6]:port" or "unix:/path" of a listening fd. */
+static SV *fd_spec(pTHX_ int fd)
+{
+    isd_addr_any a;
+    socklen_t len = sizeof a;
+    char host[INET6_ADDRSTRLEN];
+
+    memset(&a, 0, sizeof a);
+    if (fd < 0 || getsockname(fd, &a.sa, &len) < 0)
+        return NULL;
+    if (a.sa.sa_family == AF_UNIX)
+        return newSVpvf("unix:%s", a.un.sun_path);
+    isd_addr_host(&a.ip, host, sizeof host);
+    return newSVpvf(a.sa.sa_family == AF_INET6 ? "[%s]:%u" : "%s:%u", host,
+                    isd_addr_port(&a.ip));
+}
+
+static void lfd_push(xd *d, int fd)
+{
+    Renew(d->lfds, d->nlfds + 1, int);
+    d->lfds[d->nlfds++] = fd;
+}
+
+static void lfds_close(xd *d)
+{
+    while (d->nlfds > 0)
+        close(d->lfds[--d->nlfds]);
+}
+
+/* The UNIX socket files this daemon made go (but a forked copy leaves
+ * them to the process that made them). */
+static void upaths_remove(xd *d, int unlink_them)
+{
+    int i;
+
+    for (i = 0; i < d->nupaths; i++) {
+        if (unlink_them && d->upid == getpid())
+            unlink(d->upaths[i]);
+        Safefree(d->upaths[i]);
+    }
+    Safefree(d->upaths);
+    d->upaths = NULL;
+    d->nupaths = 0;
+}
+
+static IV av_iv(pTHX_ AV *av, SSize_t i, IV dflt)
+{
+    SV **svp = av_fetch(av, i, 0);
+    return svp && SvOK(*svp) ? SvIV(*svp) : dflt;
+}
+
+/* Bind every listener of $self->_binds (the resolved listen => [...]):
+ * all of them or none.  0, or -1 with errno and d->err. */
+static int xd_bind_all(pTHX_ xd *d, AV *binds)
+{
+    SSize_t i, n = av_len(binds) + 1;
+    int first = d->nlfds, firstpath = d->nupaths, e, k;
+    /* port 0 bound for each group of addresses of one SPEC: the others
+     * of the group take the same port */
+    IV group_id[64];
+    unsigned group_port[64];
+    int group_bound[64], group_err[64];
+    int ngroups = 0;
+
+    for (i = 0; i < n; i++) {
+        SV **ep = av_fetch(binds, i, 0);
+        AV *b = ep && SvROK(*ep) && SvTYPE(SvRV(*ep)) == SVt_PVAV
+              ? (AV *)SvRV(*ep) : NULL;
+        SV **kp = b ? av_fetch(b, 0, 0) : NULL, **ap = b ? av_fetch(b, 1, 0) : NULL;
+        const char *kind = kp ? SvPV_nolen(*kp) : "";
+        isd_listen_opts o;
+        int fd = -1, fds[2];
+
+        if (!ap) {
+            snprintf(d->err, sizeof d->err, "listen: bad entry %d", (int)i);
+            errno = EINVAL;
+            goto fail;
+        }
+        o.backlog = (int)av_iv(aTHX_ b, 2, d->backlog);
+        o.v6only = (int)av_iv(aTHX_ b, 3, -1);
+        o.reuseport = (int)av_iv(aTHX_ b, 4, 0);
+        o.mode = (int)av_iv(aTHX_ b, 6, -1);
+        if (strEQ(kind, "any")) {
+            k = isd_listen_any((unsigned)SvUV(*ap), &o, fds, d->err,
+                               sizeof d->err);
+            if (k < 0)
+                goto fail;
+            lfd_push(d, fds[0]);
+            if (k > 1)
+                lfd_push(d, fds[1]);
+            continue;
+        }
+        if (strEQ(kind, "unix")) {
+            const char *path = SvPV_nolen(*ap);
+            fd = isd_listen_unix(path, &o, d->err, sizeof d->err);
+            if (fd < 0)
+                goto fail;
+            lfd_push(d, fd);
+            Renew(d->upaths, d->nupaths + 1, char *);
+            d->upaths[d->nupaths++] = savepv(path);
+            d->upid = getpid();
+            continue;
+        }
+        {
+            STRLEN len;
+            const char *p = SvPVbyte(*ap, len);
+            IV group = av_iv(aTHX_ b, 5, -1);
+            int optional = (int)av_iv(aTHX_ b, 7, 0);
+            isd_addr a;
+            int g;
+
+            if (!strEQ(kind, "tcp") || len > sizeof a) {
+                snprintf(d->err, sizeof d->err, "listen: bad entry %d",
+                         (int)i);
+                errno = EINVAL;
+                goto fail;
+            }
+            memset(&a, 0, sizeof a);
+            memcpy(&a, p, len);
+            for (g = 0; g < ngroups && group_id[g] != group; g++)
+                ;
+            if (group >= 0 && g == ngroups && ngroups < 64) {
+                group_id[g] = group;
+                group_port[g] = 0;
+                group_bound[g] = 0;
+                group_err[g] = EADDRNOTAVAIL;
+                ngroups++;
+            }
+            if (g < ngroups && group_port[g] && !isd_addr_port(&a)) {
+                if (a.sa.sa_family == AF_INET)
+                    a.in4.sin_port = htons((unsigned short)group_port[g]);
+                else if (a.sa.sa_family == AF_INET6)
+                    a.in6.sin6_port = htons((unsigned short)group_port[g]);
+            }
+            fd = isd_listen_addr(&a, &o, d->err, sizeof d->err);
+            if (fd < 0 && optional && g < ngroups
+                && (errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT)) {
+                group_err[g] = errno;   /* (this host has no such address) */
+                continue;
+            }
+            if (fd < 0)
+                goto fail;
+            lfd_push(d, fd);
+            if (g < ngroups) {
+                isd_addr got;
+                socklen_t gl = sizeof got;
+                group_bound[g]++;
+                if (!group_port[g] && getsockname(fd, &got.sa, &gl) == 0)
+                    group_port[g] = isd_addr_port(&got);
+            }
+        }
+    }
+    for (k = 0; k < ngroups; k++)
+        if (!group_bound[k]) {          /* (d->err: its last failure) */
+            errno = group_err[k];
+            goto fail;
+        }
+    return 0;
+fail:
+    e = errno;
+    while (d->nlfds > first)
+        close(d->lfds[--d->nlfds]);
+    while (d->nupaths > firstpath) {
+        d->nupaths--;
+        unlink(d->upaths[d->nupaths]);
+        Safefree(d->upaths[d->nupaths]);
+    }
+    errno = e;
+    return -1;
+}
+
 /* Bind and listen now (no loop yet: that is made by run, in the process
  * that serves).  0, or -1 with errno and d->err. */
 static int xd_listen(pTHX_ xd *d)
 {
     SV *host = opt(aTHX_ d, "host"), *port = opt(aTHX_ d, "port");
     const char *h = host ? SvPV_nolen(host) : "localhost";
-    int family = AF_INET;
+    int family = AF_INET, fd;
 
-    if (d->lfd >= 0 || (d->srv && isd_server_listening(d->srv)))
+    if (d->nlfds || (d->srv && isd_server_listening(d->srv)))
         return 0;
+    if (hv_exists(d->self, "_specs", 6)) {
+        /* listen => [...] (or host => '*'): resolved in Perl */
+        dSP;
+        SV *res;
+        int n, rc = -1;
+
+        ENTER;
+        SAVETMPS;
+        PUSHMARK(SP);
+        XPUSHs(sv_2mortal(newRV_inc((SV *)d->self)));
+        PUTBACK;
+        n = call_method("_binds", G_SCALAR);
+        SPAGAIN;
+        res = n > 0 ? POPs : &PL_sv_undef;
+        PUTBACK;
+        if (SvROK(res) && SvTYPE(SvRV(res)) == SVt_PVAV) {
+            rc = xd_bind_all(aTHX_ d, (AV *)SvRV(res));
+        } else {
+            SV **ep = hv_fetchs(d->self, "_bind_error", 0);
+            snprintf(d->err, sizeof d->err, "%s",
+                     ep && SvOK(*ep) ? SvPV_nolen(*ep) : "listen failed");
+            errno = errno ? errno : EADDRNOTAVAIL;
+        }
+        n = errno;
+        FREETMPS;
+        LEAVE;
+        errno = n;
+        if (rc == 0 && !d->loop)
+            d->pid = getpid();
+        return rc;
+    }
     /* IO::Socket::INET resolves to IPv4; a literal IPv6 address is IPv6. */
     if (strchr(h, ':'))
         family = AF_INET6;
-    d->lfd = isd_listen_tcp(h, port ? (unsigned)SvUV(port) : 0, family,
-                            d->backlog, d->err, sizeof d->err);
-    if (d->lfd >= 0 && !d->loop)    /* (a loop of the parent's: see xd_loop) */
+    fd = isd_listen_tcp(h, port ? (unsigned)SvUV(port) : 0, family,
+                        d->backlog, d->err, sizeof d->err);
+    if (fd < 0)
+        return -1;
+    lfd_push(d, fd);
+    if (!d->loop)                   /* (a loop of the parent's: see xd_loop) */
         d->pid = getpid();
-    return d->lfd >= 0 ? 0 : -1;
+    return 0;
 }
 
 /* The daemon lets go of every open connection's $io. */
@@ -1073,15 +1306,22 @@ static int xd_loop(pTHX_ xd *d)
         /* forked since: the loop is shared with the parent; start afresh,
          * on the same listening socket (a child that runs serves) */
         if (d->srv) {
-            int lfd = isd_server_take_listener(d->srv);
+            size_t k, nl = isd_server_nlisteners(d->srv);
+            int *fds, adopt;
+            Newx(fds, nl ? nl : 1, int);
+            nl = isd_server_take_listeners(d->srv, fds, nl);
             xd_drop_peers(aTHX_ d);
             isd_server_abandon(d->srv);
             isd_server_free(d->srv);
             d->srv = NULL;
-            if (d->lfd < 0)
-                d->lfd = lfd;
-            else if (lfd >= 0)
-                close(lfd);
+            adopt = !d->nlfds;          /* (unless it bound anew) */
+            for (k = 0; k < nl; k++) {
+                if (adopt)
+                    lfd_push(d, fds[k]);
+                else
+                    close(fds[k]);
+            }
+            Safefree(fds);
         }
         isd_loop_abandon(d->loop);
         d->loop = NULL;
@@ -1111,12 +1351,13 @@ static int xd_start(pTHX_ xd *d)
         if (!d->started)
             d->started = (IV)time(NULL);
     }
-    if (d->lfd >= 0) {
-        if (isd_server_listen_fd(d->srv, d->lfd) < 0) {
+    while (d->nlfds > 0) {
+        if (isd_server_listen_fd(d->srv, d->lfds[0]) < 0) {
             snprintf(d->err, sizeof d->err, "listen: %s", strerror(errno));
             return -1;
         }
-        d->lfd = -1;
+        Move(d->lfds + 1, d->lfds, d->nlfds - 1, int);
+        d->nlfds--;
     }
     return 0;
 }
@@ -1170,10 +1411,8 @@ static void xd_close_all(pTHX_ xd *d, int signals)
             isd_server_abort_closing(d->srv);
         return;
     }
-    if (d->lfd >= 0) {
-        close(d->lfd);
-        d->lfd = -1;
-    }
+    lfds_close(d);
+    upaths_remove(d, 1);
     if (!d->srv)
         return;
     if (d->pid != getpid()) {
@@ -1365,8 +1604,9 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
     }
     if (d->loop)
         isd_loop_free(d->loop);
-    if (d->lfd >= 0)
-        close(d->lfd);
+    lfds_close(d);
+    Safefree(d->lfds);
+    upaths_remove(d, 1);
     if (!PL_dirty) {
         cb_forget(aTHX_ d);
         SvREFCNT_dec(d->spare_line);

@@ -40,7 +40,6 @@ _init(SV *self)
         croak("%s::_init: already initialised", PKG);
     Newxz(d, 1, xd);
     d->self = (HV *)SvRV(self);
-    d->lfd = -1;
     d->pid = getpid();
 #ifdef PERL_IMPLICIT_CONTEXT
     d->perl = aTHX;
@@ -234,22 +233,40 @@ sockport(SV *self)
     sockhost = 1
   PREINIT:
     xd *d;
-    isd_addr a;
+    isd_addr_any a;
     socklen_t len = sizeof a;
     char host[INET6_ADDRSTRLEN];
+    int fd;
   CODE:
     d = xd_from(aTHX_ self, ix ? "sockhost" : "sockport");
+    fd = d->nlfds ? d->lfds[0] : d->srv ? isd_server_listener_fd(d->srv, 0) : -1;
     memset(&a, 0, sizeof a);
-    if (d->lfd >= 0) {
-        if (getsockname(d->lfd, &a.sa, &len) < 0)
-            XSRETURN_UNDEF;
-    } else if (!d->srv || isd_server_sockaddr(d->srv, &a) < 0) {
+    if (fd < 0 || getsockname(fd, &a.sa, &len) < 0)
         XSRETURN_UNDEF;
-    }
-    RETVAL = ix ? newSVpv(isd_addr_host(&a, host, sizeof host), 0)
-                : newSVuv(isd_addr_port(&a));
+    if (a.sa.sa_family == AF_UNIX)      /* the path; no port */
+        RETVAL = ix ? newSVpv(a.un.sun_path, 0) : newSVuv(0);
+    else
+        RETVAL = ix ? newSVpv(isd_addr_host(&a.ip, host, sizeof host), 0)
+                    : newSVuv(isd_addr_port(&a.ip));
   OUTPUT:
     RETVAL
+
+void
+addresses(SV *self)
+  PREINIT:
+    xd *d;
+    int i, n;
+  PPCODE:
+    d = xd_from(aTHX_ self, "addresses");
+    n = d->nlfds + (d->srv ? (int)isd_server_nlisteners(d->srv) : 0);
+    EXTEND(SP, n);
+    for (i = 0; i < n; i++) {
+        int fd = i < d->nlfds ? d->lfds[i]
+                              : isd_server_listener_fd(d->srv, (size_t)(i - d->nlfds));
+        SV *spec = fd_spec(aTHX_ fd);
+        if (spec)
+            PUSHs(sv_2mortal(spec));
+    }
 
 const char *
 backend(SV *self)

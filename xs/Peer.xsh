@@ -326,6 +326,11 @@ peerhost(SV *self)
   PPCODE:
     c = conn_from(aTHX_ self, ix ? "sockhost" : "peerhost");
     a = ix ? isd_conn_local(c) : isd_conn_peer(c);
+    if (isd_conn_path(c)) {
+        /* a UNIX connection: the peer is this host, the socket the path */
+        ST(0) = sv_2mortal(newSVpv(ix ? isd_conn_path(c) : "localhost", 0));
+        XSRETURN(1);
+    }
     if (!isd_addr_len(a))
         XSRETURN_UNDEF;
     ST(0) = sv_2mortal(newSVpv(isd_addr_host(a, host, sizeof host), 0));
@@ -341,6 +346,8 @@ peerport(SV *self)
   PPCODE:
     c = conn_from(aTHX_ self, ix ? "sockport" : "peerport");
     a = ix ? isd_conn_local(c) : isd_conn_peer(c);
+    if (isd_conn_path(c))
+        XSRETURN_UV(0);                 /* a UNIX connection: no port */
     if (!isd_addr_len(a))
         XSRETURN_UNDEF;
     XSRETURN_UV(isd_addr_port(a));

@@ -22,7 +22,7 @@ my %DEFAULT = (
     low_water    => 0,
 );
 
-my %KNOWN = map { $_ => 1 } qw(port host timeout callback framing separator length_format
+my %KNOWN = map { $_ => 1 } qw(port host listen timeout callback framing separator length_format
     max_line max_output read_timeout backlog backend linger idle_timeout
     max_connections high_water low_water);
 
@@ -37,9 +37,11 @@ sub _seconds { defined $_[0] && $_[0] =~ /\A(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\
 sub new {
     my ($class, %rc) = @_;
 
-    # The 0.04 check and message, kept to the letter (port 0 is new: any free port).
+    # The 0.04 check and message, kept to the letter (port 0 is new: any
+    # free port); with listen => [...] port and host are not needed.
     Carp::croak("Called with no/invalid port.\n")
-        if !defined $rc{port} or $rc{port} !~ /\A\d+\z/ or $rc{port} > 65535;
+        if !exists $rc{listen}
+           and (!defined $rc{port} or $rc{port} !~ /\A\d+\z/ or $rc{port} > 65535);
 
     for my $k (sort keys %rc) {
         Carp::croak("IO::Socket::INET::Daemon::new: unknown option '$k'") unless $KNOWN{$k};
@@ -87,6 +89,19 @@ sub new {
     _bad(callback => $rc{callback}, 'is not a hash reference')
         if defined $rc{callback} and ref $rc{callback} ne 'HASH';
 
+    my @specs;
+    if (exists $rc{listen}) {
+        my $l = $rc{listen};
+        _bad(listen => $l, 'is not an array reference of addresses (or one address)')
+            if !defined $l or (ref $l and ref $l ne 'ARRAY' and ref $l ne 'HASH')
+               or (ref $l eq 'ARRAY' and !@$l);
+        @specs = map { _listen_spec($_) } ref $l eq 'ARRAY' ? @$l : ($l);
+    }
+    elsif (defined $rc{host} and ($rc{host} eq '*' or $rc{host} eq '::')) {
+        # every address, IPv4 and IPv6 (new in 1.01; 0.04 took '*' as 0.0.0.0)
+        @specs = ({ type => 'tcp', host => '*', port => $rc{port} });
+    }
+
     my $self = bless {
         %DEFAULT,
         %rc,
@@ -94,9 +109,106 @@ sub new {
         host     => defined $rc{host} ? $rc{host} : 'localhost',
         callback => $rc{callback} || {},
         timeout  => $rc{timeout},
+        (@specs ? (_specs => \@specs) : ()),
     }, ref $class || $class;
     $self->_init;
     return $self;
+}
+
+# Per-listener options of a listen => [{ address => SPEC, ... }] entry, and
+# the kind of listener each goes with.
+my %LISTEN_OPT = (address => 'any', unix_mode => 'unix', reuseport => 'tcp', v6only => 'tcp');
+
+# One listen SPEC, parsed (not resolved: that is done when binding).
+sub _listen_spec {
+    my ($spec) = @_;
+    my %o;
+    if (ref $spec eq 'HASH') {
+        %o = %$spec;
+        for my $k (sort keys %o) {
+            _bad(listen => $k, 'is not a listener option (have: '
+                 . join(', ', sort keys %LISTEN_OPT) . ')') unless $LISTEN_OPT{$k};
+        }
+        _bad(listen => undef, 'entry has no address') unless defined $o{address};
+        $spec = delete $o{address};
+    }
+    _bad(listen => $spec, 'is not an address') if !defined $spec or ref $spec;
+    my %l;
+    if ($spec =~ /\Aunix:(.*)\z/s) {
+        my $path = $1;
+        _bad(listen => $spec, 'has an empty path') unless length $path;
+        _bad(listen => $spec, 'has a NUL byte in its path') if $path =~ /\0/;
+        _bad(listen => $spec, 'has a path longer than 107 bytes') if length($path) > 107;
+        %l = (type => 'unix', path => $path);
+    }
+    elsif ($spec =~ /\A\[([^\]]*)\]:(\d+)\z/ or $spec =~ /\A([^:\[\]]+):(\d+)\z/) {
+        my ($host, $port) = ($1, $2);
+        my $v6 = $spec =~ /\A\[/;
+        _bad(listen => $spec, 'has a port over 65535') if $port > 65535;
+        _bad(listen => $spec, 'is not an IPv6 address in brackets')
+            if $v6 and !defined Socket::inet_pton(Socket::AF_INET6(), $host);
+        _bad(listen => $spec, 'has no host (use *:PORT for every address)') unless length $host;
+        %l = (type => 'tcp', host => $host, port => $port + 0, v6 => $v6);
+    }
+    elsif ($spec =~ /:\z/ or $spec =~ /\A[^:]+\z/ or $spec =~ /:[^\d\]]*\z/) {
+        _bad(listen => $spec, 'has no port');
+    }
+    else {
+        _bad(listen => $spec, 'is not HOST:PORT, [IPv6]:PORT, *:PORT or unix:PATH');
+    }
+    for my $k (sort keys %o) {
+        _bad(listen => $spec, "cannot take $k (it is for " . ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : 'TCP')
+             . ' listeners)') if $LISTEN_OPT{$k} ne $l{type};
+    }
+    if (exists $o{unix_mode}) {
+        my $m = $o{unix_mode};
+        $m = oct $m if defined $m and $m =~ /\A0[0-7]{1,4}\z/;
+        _bad(unix_mode => $o{unix_mode}, 'is not a file mode (0660 or "0660")')
+            unless defined $m and $m =~ /\A\d+\z/ and $m <= 07777;
+        $l{unix_mode} = $m + 0;
+    }
+    $l{reuseport} = $o{reuseport} ? 1 : 0 if exists $o{reuseport};
+    $l{v6only} = $o{v6only} ? 1 : 0 if exists $o{v6only};
+    return \%l;
+}
+
+# What the C side binds, resolved now: [kind, address, backlog, v6only,
+# reuseport, group, unix_mode, optional].  Called by listen and run; on a
+# name that does not resolve: undef, with $! and _bind_error.
+sub _binds {
+    my ($self) = @_;
+    my (@b, $group);
+    for my $s (@{ $self->{_specs} }) {
+        if ($s->{type} eq 'unix') {
+            push @b, [ unix => $s->{path}, undef, undef, undef, undef, $s->{unix_mode} ];
+            next;
+        }
+        if ($s->{host} eq '*' and !$s->{v6}) {
+            push @b, [ any => $s->{port}, undef, $s->{v6only}, $s->{reuseport} ];
+            next;
+        }
+        my ($err, @ai) = Socket::getaddrinfo($s->{host}, $s->{port}, {
+            socktype => Socket::SOCK_STREAM(),
+            flags    => Socket::AI_NUMERICSERV(),
+            ($s->{v6} ? (family => Socket::AF_INET6()) : ()),
+        });
+        if ($err) {
+            $self->{_bind_error} = "listen: resolve $s->{host}: $err";
+            $! = Errno::EADDRNOTAVAIL();
+            return undef;
+        }
+        # a name: each of its addresses, on one port; one that this host
+        # cannot bind (::1 without IPv6) is left out, as long as one binds
+        my $literal = $s->{v6} || $s->{host} =~ /\A[\d.]+\z/;
+        my %seen;
+        $group++;
+        for my $ai (@ai) {
+            next if $seen{ $ai->{addr} }++;
+            push @b, [ tcp => $ai->{addr}, undef, $s->{v6only}, $s->{reuseport}, $group,
+                       undef, $literal ? 0 : 1 ];
+        }
+    }
+    return \@b;
 }
 
 sub callback {
@@ -146,7 +258,7 @@ our $VERSION = $IO::Socket::INET::Daemon::VERSION;
 
 sub sockdomain { $_[0]->_family }
 sub socktype   { Socket::SOCK_STREAM() }
-sub protocol   { Socket::IPPROTO_TCP() }
+sub protocol   { $_[0]->_family == Socket::AF_UNIX() ? 0 : Socket::IPPROTO_TCP() }
 sub error      { 0 }
 sub clearerr   { 0 }
 sub sync       { '0 but true' }
