@@ -389,15 +389,16 @@ called.
 =item port
 
 The port to listen on: digits only, at most 65535.  A missing or invalid
-port croaks with C<"Called with no/invalid port.\n">, as 0.04 did.  C<0>
-picks a free port (see L</sockport>).
+port croaks with C<"Called with no/invalid port.\n">, as 0.04 did (unless
+L</listen> is given).  C<0> picks a free port (see L</sockport>).
 
 =item host
 
 The host name or IP address to bind to; default C<localhost>.  Names are
 resolved to IPv4, as L<IO::Socket::INET> does; a literal IPv6 address such
 as C<::1> binds IPv6.  Only a missing or undef C<host> means
-C<localhost>; C<*> or the empty string C<''> binds every address.
+C<localhost>; the empty string C<''> binds every IPv4 address.  C<*> and
+C<::> (new in 1.02) bind every address, IPv4 and IPv6: see L</LISTENING>.
 
 =item timeout
 
@@ -920,7 +921,8 @@ false with C<$!> set.  L</run> calls it when needed.
 =head2 sockhost
 
 The port and address the server listens on (after L</listen> or
-L</run>), or undef.
+L</run>), or undef; with several listeners, the first one's (a UNIX one's
+sockhost is its path, its sockport 0).  See L</addresses> for all.
 
 =head2 connections
 
@@ -1021,6 +1023,91 @@ New in 1.01.  Reads or changes L</max_connections> while the server runs
 (0: no limit).  Raising it accepts the clients waiting in the listen queue
 at once; lowering it below the number open closes nothing, it only stops
 accepting until enough have closed.
+
+=head1 LISTENING
+
+New in 1.02.  A server listens on one C<host> and C<port>, as in 0.04, or
+on every address given by C<listen>:
+
+    my $server = IO::Socket::INET::Daemon->new(
+        listen   => [ '*:5000', 'unix:/run/myapp.sock' ],
+        callback => { data => sub { $_[0]->print($_[2]); 1 } },
+    );
+
+=over 4
+
+=item listen => [SPEC, ...]
+
+Every SPEC is a listener; C<port> and C<host> are not needed then (and
+not used).  One SPEC may also be given alone, without the array.  A SPEC
+is one of:
+
+=over 4
+
+=item C<'127.0.0.1:5000'>, C<'[::1]:5000'>
+
+An IPv4 address, or an IPv6 address in brackets, and a port.
+
+=item C<'localhost:5000'>, C<'myhost.example:5000'>
+
+A name: every address it resolves to, IPv4 and IPv6, each a listener.  An
+address this machine cannot bind (C<::1> where IPv6 is off) is left out,
+as long as one of them binds.
+
+=item C<'*:5000'>
+
+Every address, IPv4 and IPv6: one IPv6 socket that takes IPv4 clients too
+where the system allows it (Linux does), else an IPv6 and an IPv4 socket
+on the same port (IPv4 alone where there is no IPv6).
+
+=item C<'unix:/path/to.sock'>
+
+A UNIX stream socket (the path at most 107 bytes).  A socket file that
+nothing listens on any more (its server died) is replaced; one that a
+server is listening on makes L</listen> fail with EADDRINUSE, as a taken
+port does, and any other kind of file with EEXIST: neither is touched.
+L</destroy> removes the file (a child forked after L</listen> does not, in
+its own C<destroy>).
+
+=item C<< { address => SPEC, OPTION => VALUE, ... } >>
+
+A SPEC with options for that listener alone: C<< unix_mode => 0660 >>
+(the socket file's permissions; a number or a string such as C<'0660'>),
+C<< reuseport => 1 >> (SO_REUSEPORT, for several processes each with a
+socket of their own on one port), C<< v6only => 1 >> (an IPv6 socket,
+C<'*:PORT'> included, that takes no IPv4 clients).
+
+=back
+
+Port C<0> picks a free port; the addresses of a name, and the two sockets
+of C<'*:0'> where there are two, get the same one.  L</addresses> tells
+which.  A SPEC that does not parse croaks in C<new>, naming it
+(C<listen: '127.0.0.1' has no port>).  Binding happens in L</listen> (or
+L</run>), for all of them or none: if one cannot be bound (the port is
+taken, the name does not resolve), nothing stays bound, and C<listen>
+returns false with C<$!> set.
+
+=item Connections
+
+On an IPv6 listener, L<peerhost|/"THE CONNECTION OBJECT"> is the textual
+address (C<::1>) and C<sockdomain> is AF_INET6; an IPv4 client of a
+C<'*:PORT'> socket is plain IPv4 (C<127.0.0.1>, never
+C<::ffff:127.0.0.1>, and AF_INET).  On a UNIX listener C<peerhost> is
+C<'localhost'> and C<peerport> C<0> (a UNIX client has no address), so a
+0.04 script that greets C<< $io->peerhost >> works unchanged;
+C<sockhost> is the socket's path, C<sockport> C<0>, C<sockdomain>
+AF_UNIX, and C<peername>/C<peeraddr> are undef.
+
+=back
+
+=head2 addresses
+
+    my @where = $server->addresses;   # ('[::]:40123', 'unix:/run/myapp.sock')
+
+New in 1.02.  After L</listen> or L</run>, the address of every listener,
+in SPEC form: C<'127.0.0.1:40123'>, C<'[::1]:40123'>, C<'[::]:40123'>
+(every address, IPv4 too), C<'unix:/run/myapp.sock'>; with port C<0>,
+the ports chosen.  L</sockport> and L</sockhost> answer for the first one.
 
 =head1 CONNECTION CONTROL, FOR USERS OF OTHER FRAMEWORKS
 
