@@ -1072,6 +1072,48 @@ static SV *fd_spec(pTHX_ int fd)
                     isd_addr_port(&a.ip));
 }
 
+/* Whether fd is a listening stream socket we can serve (IPv4, IPv6,
+ * UNIX): 0, or -1 with errno and err saying why not. */
+static int fd_listening(int fd, char *err, size_t errlen)
+{
+    isd_addr_any a;
+    socklen_t len = sizeof a;
+    int type = 0, acc = 1;
+    socklen_t tl = sizeof type;
+
+    memset(&a, 0, sizeof a);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0
+        || getsockname(fd, &a.sa, &len) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "fd %d: %s", fd,
+                 e == ENOTSOCK ? "not a socket" : strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6
+        && a.sa.sa_family != AF_UNIX) {
+        snprintf(err, errlen, "fd %d: not an IPv4, IPv6 or UNIX socket", fd);
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    if (type != SOCK_STREAM) {
+        snprintf(err, errlen, "fd %d: not a stream (TCP) socket", fd);
+        errno = EPROTOTYPE;
+        return -1;
+    }
+#ifdef SO_ACCEPTCONN
+    tl = sizeof acc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &tl) < 0)
+        acc = 1;                        /* (cannot tell: trust listen) */
+#endif
+    if (!acc) {
+        snprintf(err, errlen, "fd %d: not listening", fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
 static void lfd_push(xd *d, int fd)
 {
     Renew(d->lfds, d->nlfds + 1, int);
@@ -1112,6 +1154,8 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
 {
     SSize_t i, n = av_len(binds) + 1;
     int first = d->nlfds, firstpath = d->nupaths, e, k;
+    /* inherited fds bound by this call: never closed if it fails */
+    int *inherited;
     /* port 0 bound for each group of addresses of one SPEC: the others
      * of the group take the same port */
     IV group_id[64];
@@ -1119,6 +1163,8 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
     int group_bound[64], group_err[64];
     int ngroups = 0;
 
+    Newxz(inherited, 2 * n + 1, int);   /* ('any': two fds) */
+    SAVEFREEPV(inherited);
     for (i = 0; i < n; i++) {
         SV **ep = av_fetch(binds, i, 0);
         AV *b = ep && SvROK(*ep) && SvTYPE(SvRV(*ep)) == SVt_PVAV
@@ -1145,6 +1191,26 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             lfd_push(d, fds[0]);
             if (k > 1)
                 lfd_push(d, fds[1]);
+            continue;
+        }
+        if (strEQ(kind, "fd")) {
+            /* inherited (fd:N, systemd, Server::Starter): checked, then
+             * served as it is; ours to close from now on, not to unlink */
+            fd = (int)SvIV(*ap);
+            if (fd < 0 || fd_listening(fd, d->err, sizeof d->err) < 0) {
+                if (fd < 0) {
+                    snprintf(d->err, sizeof d->err, "fd %d: not a descriptor", fd);
+                    errno = EBADF;
+                }
+                goto fail;
+            }
+            for (k = 0; k < d->nlfds; k++)
+                if (d->lfds[k] == fd)
+                    break;
+            if (k < d->nlfds)
+                continue;               /* (named twice) */
+            inherited[d->nlfds - first] = 1;
+            lfd_push(d, fd);
             continue;
         }
         if (strEQ(kind, "unix")) {
@@ -1215,8 +1281,11 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
     return 0;
 fail:
     e = errno;
-    while (d->nlfds > first)
-        close(d->lfds[--d->nlfds]);
+    while (d->nlfds > first) {
+        --d->nlfds;
+        if (!inherited[d->nlfds - first])
+            close(d->lfds[d->nlfds]);
+    }
     while (d->nupaths > firstpath) {
         d->nupaths--;
         unlink(d->upaths[d->nupaths]);

@@ -98,7 +98,7 @@ listen(SV *self)
     XSRETURN_YES;
 
 void
-run(SV *self)
+_run(SV *self)
   PREINIT:
     xd *d;
     int timeout, n, sigs, busy = 0;
@@ -250,6 +250,25 @@ sockport(SV *self)
                     : newSVuv(isd_addr_port(&a.ip));
   OUTPUT:
     RETVAL
+
+void
+_fd_spec(int fd)
+  PREINIT:
+    char err[128];
+    SV *spec;
+  PPCODE:
+    /* an inherited descriptor: its address if it is a listening stream
+     * socket we can serve; else (undef, why), with $! set */
+    if (fd_listening(fd, err, sizeof err) < 0 || !(spec = fd_spec(aTHX_ fd))) {
+        int e = errno;
+        EXTEND(SP, 2);
+        PUSHs(&PL_sv_undef);
+        PUSHs(sv_2mortal(newSVpv(err, 0)));
+        SETERRNO(e, 0);
+        XSRETURN(2);
+    }
+    PUSHs(sv_2mortal(spec));
+    XSRETURN(1);
 
 void
 addresses(SV *self)

@@ -98,8 +98,16 @@ sub new {
         @specs = map { _listen_spec($_) } ref $l eq 'ARRAY' ? @$l : ($l);
     }
     elsif (defined $rc{host} and ($rc{host} eq '*' or $rc{host} eq '::')) {
-        # every address, IPv4 and IPv6 (new in 1.01; 0.04 took '*' as 0.0.0.0)
+        # every address, IPv4 and IPv6 (new in 1.02; 0.04 took '*' as 0.0.0.0)
         @specs = ({ type => 'tcp', host => '*', port => $rc{port} });
+    }
+    elsif (defined $ENV{LISTEN_FDS} or defined $ENV{SERVER_STARTER_PORT}) {
+        # host and port, as 0.04 binds them (the first IPv4 address of a
+        # name), unless systemd or Server::Starter passed that socket down
+        my $host = defined $rc{host} ? $rc{host} : 'localhost';
+        $host = '0.0.0.0' if $host eq '';
+        @specs = ({ type => 'tcp', host => $host, port => $rc{port} + 0, first => 1,
+                    v6 => $host =~ /:/ ? 1 : 0, v4 => $host =~ /:/ ? 0 : 1 });
     }
 
     my $self = bless {
@@ -134,7 +142,13 @@ sub _listen_spec {
     }
     _bad(listen => $spec, 'is not an address') if !defined $spec or ref $spec;
     my %l;
-    if ($spec =~ /\Aunix:(.*)\z/s) {
+    if ($spec =~ /\Afd:(\d+)\z/) {
+        %l = (type => 'fd', fd => $1 + 0);
+    }
+    elsif ($spec =~ /\Asystemd(?::(.+))?\z/s) {
+        %l = (type => 'systemd', name => $1);
+    }
+    elsif ($spec =~ /\Aunix:(.*)\z/s) {
         my $path = $1;
         _bad(listen => $spec, 'has an empty path') unless length $path;
         _bad(listen => $spec, 'has a NUL byte in its path') if $path =~ /\0/;
@@ -154,11 +168,11 @@ sub _listen_spec {
         _bad(listen => $spec, 'has no port');
     }
     else {
-        _bad(listen => $spec, 'is not HOST:PORT, [IPv6]:PORT, *:PORT or unix:PATH');
+        _bad(listen => $spec, 'is not HOST:PORT, [IPv6]:PORT, *:PORT, unix:PATH, fd:N or systemd[:NAME]');
     }
     for my $k (sort keys %o) {
         _bad(listen => $spec, "cannot take $k (it is for " . ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : 'TCP')
-             . ' listeners)') if $LISTEN_OPT{$k} ne $l{type};
+             . ' listeners that it binds itself)') if $LISTEN_OPT{$k} ne $l{type};
     }
     if (exists $o{unix_mode}) {
         my $m = $o{unix_mode};
@@ -173,33 +187,69 @@ sub _listen_spec {
 }
 
 # What the C side binds, resolved now: [kind, address, backlog, v6only,
-# reuseport, group, unix_mode, optional].  Called by listen and run; on a
-# name that does not resolve: undef, with $! and _bind_error.
+# reuseport, group, unix_mode, optional], kind 'tcp', 'any', 'unix' or
+# 'fd' (inherited: systemd, Server::Starter, fd:N).  Called by listen and
+# run; on a name that does not resolve, or a systemd SPEC with no such
+# socket: undef, with $! and _bind_error.
 sub _binds {
     my ($self) = @_;
-    my (@b, $group);
+    my (@b, $group, %used);
+    my $inherit = defined $ENV{LISTEN_FDS} || defined $ENV{SERVER_STARTER_PORT}
+                  || $INC{'IO/Socket/INET/Daemon/Systemd.pm'};
+    require IO::Socket::INET::Daemon::Systemd if $inherit;
+    my $fail = sub {
+        $self->{_bind_error} = "listen: $_[0]";
+        $! = $_[1];
+        return undef;
+    };
     for my $s (@{ $self->{_specs} }) {
+        if ($s->{type} eq 'fd') {
+            push @b, [ fd => $s->{fd} ];
+            next;
+        }
+        if ($s->{type} eq 'systemd') {
+            my @m = $inherit ? IO::Socket::INET::Daemon::Systemd::matching($s, [], \%used) : ();
+            return $fail->('systemd' . (defined $s->{name} ? ":$s->{name}" : '')
+                           . ': no such socket was passed by systemd (LISTEN_FDS)', Errno::ENOENT())
+                unless @m;
+            $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd} ] for @m;
+            next;
+        }
         if ($s->{type} eq 'unix') {
+            my @m = $inherit ? IO::Socket::INET::Daemon::Systemd::matching($s, [], \%used) : ();
+            if (@m) {
+                $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd} ] for @m;
+                next;
+            }
             push @b, [ unix => $s->{path}, undef, undef, undef, undef, $s->{unix_mode} ];
             next;
         }
-        if ($s->{host} eq '*' and !$s->{v6}) {
+        my @ai;
+        if ($s->{host} ne '*' or $s->{v6}) {
+            my $err;
+            ($err, @ai) = Socket::getaddrinfo($s->{host}, $s->{port}, {
+                socktype => Socket::SOCK_STREAM(),
+                flags    => Socket::AI_NUMERICSERV(),
+                ($s->{v6} ? (family => Socket::AF_INET6()) : $s->{v4} ? (family => Socket::AF_INET()) : ()),
+            });
+            return $fail->("resolve $s->{host}: $err", Errno::EADDRNOTAVAIL()) if $err;
+            @ai = ($ai[0]) if $s->{first};
+        }
+        if ($inherit) {
+            my @addrs = map { (Socket::getnameinfo($_->{addr}, Socket::NI_NUMERICHOST()))[1] } @ai;
+            my @m = IO::Socket::INET::Daemon::Systemd::matching($s, \@addrs, \%used);
+            if (@m) {
+                $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd} ] for @m;
+                next;
+            }
+        }
+        if (!@ai) {
             push @b, [ any => $s->{port}, undef, $s->{v6only}, $s->{reuseport} ];
             next;
         }
-        my ($err, @ai) = Socket::getaddrinfo($s->{host}, $s->{port}, {
-            socktype => Socket::SOCK_STREAM(),
-            flags    => Socket::AI_NUMERICSERV(),
-            ($s->{v6} ? (family => Socket::AF_INET6()) : ()),
-        });
-        if ($err) {
-            $self->{_bind_error} = "listen: resolve $s->{host}: $err";
-            $! = Errno::EADDRNOTAVAIL();
-            return undef;
-        }
         # a name: each of its addresses, on one port; one that this host
         # cannot bind (::1 without IPv6) is left out, as long as one binds
-        my $literal = $s->{v6} || $s->{host} =~ /\A[\d.]+\z/;
+        my $literal = $s->{v6} || $s->{host} =~ /\A[\d.]+\z/ || $s->{first};
         my %seen;
         $group++;
         for my $ai (@ai) {
@@ -209,6 +259,13 @@ sub _binds {
         }
     }
     return \@b;
+}
+
+sub run {
+    my $self = shift;
+    return $self->_run unless defined $ENV{NOTIFY_SOCKET} or exists $self->{_notify};
+    require IO::Socket::INET::Daemon::Systemd;
+    return IO::Socket::INET::Daemon::Systemd::run($self);
 }
 
 sub callback {
