@@ -1126,6 +1126,18 @@ port does, and any other kind of file with EEXIST: neither is touched.
 L</destroy> removes the file (a child forked after L</listen> does not, in
 its own C<destroy>).
 
+=item C<'fd:3'>
+
+A socket already listening on that descriptor, inherited from the parent
+process.  It must be a listening stream socket (TCP or UNIX), else
+L</listen> fails with a reason (C<fd 3: not a socket>).  The server closes
+it in L</destroy>, never unlinks its file, never shuts it down.
+
+=item C<'systemd'>, C<'systemd:NAME'>
+
+Every socket systemd passed (socket activation), or those of its
+C<FileDescriptorName=NAME>: see L</SYSTEMD AND SERVER::STARTER>.
+
 =item C<< { address => SPEC, OPTION => VALUE, ... } >>
 
 A SPEC with options for that listener alone: C<< unix_mode => 0660 >>
@@ -1154,6 +1166,47 @@ C<'localhost'> and C<peerport> C<0> (a UNIX client has no address), so a
 0.04 script that greets C<< $io->peerhost >> works unchanged;
 C<sockhost> is the socket's path, C<sockport> C<0>, C<sockdomain>
 AF_UNIX, and C<peername>/C<peeraddr> are undef.
+
+=back
+
+=head2 SYSTEMD AND SERVER::STARTER
+
+Sockets opened by someone else are adopted, not bound again:
+
+=over 4
+
+=item Socket activation
+
+When systemd starts the server for a C<.socket> unit it passes the
+sockets (C<LISTEN_PID>, C<LISTEN_FDS>, C<LISTEN_FDNAMES>).  Each listen
+SPEC (or C<port>/C<host>) takes the passed socket that matches it:
+the same UNIX path, or the same port on one of its addresses or on every
+address; C<'systemd'> takes them all, C<'systemd:NAME'> those named NAME.
+A SPEC that matches none is bound as usual.  Sockets that are not
+listening stream sockets, or variables meant for another process, are
+reported (a warning) and ignored; the variables are removed from C<%ENV>
+so that children do not take them.  eg/systemd/ has a C<.socket> and a
+C<.service> unit, and C<systemd-socket-activate -l 5000 perl app.pl>
+tries it without installing anything.
+
+=item Server::Starter
+
+Under C<start_server --port 127.0.0.1:5000 -- perl app.pl> (Debian package
+libserver-starter-perl) the sockets of C<SERVER_STARTER_PORT> are adopted
+the same way, so a C<HUP> to C<start_server> restarts the server with no
+connection refused: the new process serves on the same sockets while the
+old one finishes (it gets C<TERM>; C<< $SIG{TERM} = sub { $server->stop } >>).
+
+=item sd_notify
+
+When C<NOTIFY_SOCKET> is set (a C<Type=notify> service), L</run> sends
+C<READY=1> (with C<MAINPID>) once every listener is up, C<STOPPING=1> when
+it returns, and, when systemd asks for a watchdog (C<WatchdogSec=>, seen
+as C<WATCHDOG_USEC>), C<WATCHDOG=1> at half that interval from the event
+loop itself: a callback stuck for longer stops the pings, and systemd
+restarts the service.  No libsystemd is needed.  The variables are
+removed from C<%ENV>; a child forked with a copy of the server sends
+nothing.
 
 =back
 
