@@ -177,7 +177,8 @@ void isd_timer_init(isd_timer *t, isd_timer_cb cb, void *data);
 int  isd_timer_start(isd_loop *l, isd_timer *t, uint64_t ms);
 void isd_timer_stop(isd_loop *l, isd_timer *t);
 /* Re-arm t ms after its last deadline (a repeating timer that does not
- * drift), or at once if that is past.  0 or -1/ENOMEM. */
+ * drift), or ms from now if that is past (no catching up).  0 or
+ * -1/ENOMEM. */
 int  isd_timer_repeat(isd_loop *l, isd_timer *t, uint64_t ms);
 static inline int isd_timer_active(const isd_timer *t) { return t->hidx != 0; }
 uint64_t isd_now_ms(void);

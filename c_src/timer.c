@@ -113,9 +113,10 @@ int isd_timer_repeat(isd_loop *l, isd_timer *t, uint64_t ms)
     uint64_t at = t->at > UINT64_MAX - ms ? UINT64_MAX : t->at + ms;
     uint64_t now = isd_now_ms();
 
-    /* behind (a long callback, a busy loop): once, soon, not a burst of
-     * catching up */
-    return timer_insert(l, t, at < now ? now : at);
+    /* behind by a whole interval (a long callback, a busy loop): the next
+     * one an interval from now, not at once (no burst of catching up, not
+     * even one) */
+    return timer_insert(l, t, at <= now ? now + ms : at);
 }
 
 void isd_timers_run(isd_loop *l)

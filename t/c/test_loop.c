@@ -654,6 +654,40 @@ static void test_timer_heap(void)
     isd_loop_free(l);
 }
 
+/* A repeating timer that falls a whole interval behind (its callback took
+ * longer) comes next an interval later, not at once: no catching up. */
+static int rep_count;
+static uint64_t rep_at[8];
+static void rep_cb(isd_loop *l, isd_timer *t)
+{
+    if (rep_count < 8)
+        rep_at[rep_count] = isd_now_ms();
+    if (++rep_count == 1)
+        usleep(130 * 1000);             /* 2.6 intervals late */
+    if (rep_count < 4)
+        isd_timer_repeat(l, t, 50);
+}
+
+static void test_timer_repeat_late(void)
+{
+    isd_loop *l = new_loop();
+    isd_timer t;
+    uint64_t t0 = isd_now_ms();
+
+    rep_count = 0;
+    isd_timer_init(&t, rep_cb, NULL);
+    isd_timer_start(l, &t, 50);
+    while (rep_count < 4 && isd_now_ms() - t0 < 3000)
+        isd_loop_run_once(l, 100, NULL);
+    is_int(rep_count, 4, T("four firings"));
+    ok(rep_count >= 2 && rep_at[1] - rep_at[0] >= 170,
+       T("after a late one the next is an interval later (%d ms after the first), not at once"),
+       (int)(rep_at[1] - rep_at[0]));
+    ok(rep_count >= 3 && rep_at[2] - rep_at[1] >= 45,
+       T("then every interval again (%d ms)"), (int)(rep_at[2] - rep_at[1]));
+    isd_loop_free(l);
+}
+
 static void test_timeout(void)
 {
     isd_loop *l = new_loop();
@@ -1012,6 +1046,7 @@ int main(void)
         RUN(test_many);
         RUN(test_timers);
         RUN(test_timer_heap);
+        RUN(test_timer_repeat_late);
         RUN(test_timeout);
         RUN(test_hooks);
         RUN(test_prepare);
