@@ -251,6 +251,12 @@ int isd_listen_addr(const isd_addr *a, const isd_listen_opts *o, char *err,
  * or -1 with errno and err (nothing left open). */
 int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
                    char *err, size_t errlen);
+/* The same for UDP (a bound datagram socket, no listen(2)); type: SOCK_STREAM
+ * or SOCK_DGRAM for isd_listen_any_type. */
+int isd_listen_udp(const isd_addr *a, const isd_listen_opts *o, char *err,
+                   size_t errlen);
+int isd_listen_any_type(unsigned port, int type, const isd_listen_opts *o,
+                        int fds[2], char *err, size_t errlen);
 /* Listen on a UNIX stream socket at path.  A socket file nobody accepts on
  * (left by a server that died) is replaced; one that is live fails with
  * EADDRINUSE, and any other kind of file with EEXIST: neither is touched.
@@ -538,4 +544,52 @@ int  isd_conn_shutdown(isd_conn *c, int how);
 #ifdef __cplusplus
 }
 #endif
+/* --------------------------------------------------------------------- udp */
+
+/* A UDP socket served on a loop (udp.c).  Each datagram is a message; a
+ * reply is one datagram to an address.  Counted: the embedder's reference
+ * from isd_udp_new, one more held while a handler runs. */
+typedef struct isd_udp isd_udp;
+
+typedef struct isd_udp_stats {
+    uint64_t datagrams_in, bytes_in, datagrams_out, bytes_out;
+    uint64_t dropped_in;      /* over max */
+    uint64_t dropped_out;     /* queue over max_output, or refused */
+} isd_udp_stats;
+
+typedef struct isd_udp_handlers {
+    /* A datagram from `from` (an IPv4 peer of an IPv6 socket as IPv4):
+     * p[0..n) until the handler returns. */
+    void (*on_datagram)(isd_udp *u, const isd_addr *from, const char *p,
+                        size_t n);
+    /* A datagram from `from` over max was dropped (EMSGSIZE), a reply to
+     * `from` could not be sent, or a receive failed (from NULL). */
+    void (*on_error)(isd_udp *u, int err, const isd_addr *from);
+} isd_udp_handlers;
+
+/* Serve fd (a bound UDP socket; ours from now on): datagrams of at most
+ * max bytes (0 or over 65535: any), replies queued up to max_output bytes
+ * (0: no bound) while the kernel cannot take them.  NULL/errno. */
+isd_udp *isd_udp_new(isd_loop *l, int fd, const isd_udp_handlers *h,
+                     size_t max, size_t max_output, void *data);
+/* Queue one datagram to `to`; it is sent when the current batch of events
+ * is over (at once outside the loop).  0, or -1: EMSGSIZE (too long for a
+ * datagram), ENOBUFS (max_output), ENOTCONN (closed), ENOMEM. */
+int   isd_udp_send(isd_udp *u, const isd_addr *to, const void *p, size_t n);
+/* Stop serving: close closes the fd (what is queued is sent if the kernel
+ * takes it now); take_fd hands the fd back instead (a forked child that
+ * serves anew); abandon, in a forked child, closes it without touching
+ * the interest it shares with its parent.  The struct stays until the
+ * last unref. */
+void  isd_udp_close(isd_udp *u);
+int   isd_udp_take_fd(isd_udp *u);
+void  isd_udp_abandon(isd_udp *u);
+isd_udp *isd_udp_ref(isd_udp *u);
+void  isd_udp_unref(isd_udp *u);
+int   isd_udp_fd(const isd_udp *u);
+void *isd_udp_data(const isd_udp *u);
+void  isd_udp_set_data(isd_udp *u, void *data);
+size_t isd_udp_pending(const isd_udp *u);
+void  isd_udp_stats_get(const isd_udp *u, isd_udp_stats *st);
+
 #endif /* ISD_H */

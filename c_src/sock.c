@@ -93,14 +93,14 @@ static void fmt_hostport(const struct sockaddr *sa, char *buf, size_t len)
 
 /* socket, options, bind, listen on one address: the fd, or -1 with errno
  * and err naming the step and the address. */
-static int listen_on(const struct sockaddr *sa, socklen_t salen,
+static int listen_on(const struct sockaddr *sa, socklen_t salen, int type,
                      const isd_listen_opts *o, char *err, size_t errlen)
 {
     char where[INET6_ADDRSTRLEN + 16];
     const char *step = "socket";
     int fd, one = 1, saved;
 
-    fd = socket(sa->sa_family, SOCK_STREAM, 0);
+    fd = socket(sa->sa_family, type, 0);
     if (fd < 0)
         goto fail;
     step = "fcntl";
@@ -127,7 +127,8 @@ static int listen_on(const struct sockaddr *sa, socklen_t salen,
     if (bind(fd, sa, salen) < 0)
         goto fail;
     step = "listen";
-    if (listen(fd, o && o->backlog > 0 ? o->backlog : SOMAXCONN) < 0)
+    if (type == SOCK_STREAM
+        && listen(fd, o && o->backlog > 0 ? o->backlog : SOMAXCONN) < 0)
         goto fail;
     return fd;
 fail:
@@ -153,11 +154,31 @@ int isd_listen_addr(const isd_addr *a, const isd_listen_opts *o, char *err,
         errno = EAFNOSUPPORT;
         return -1;
     }
-    return listen_on(&a->sa, len, o, err, errlen);
+    return listen_on(&a->sa, len, SOCK_STREAM, o, err, errlen);
+}
+
+int isd_listen_udp(const isd_addr *a, const isd_listen_opts *o, char *err,
+                   size_t errlen)
+{
+    socklen_t len = isd_addr_len(a);
+
+    if (!len) {
+        if (err)
+            snprintf(err, errlen, "listen: not an IPv4 or IPv6 address");
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    return listen_on(&a->sa, len, SOCK_DGRAM, o, err, errlen);
 }
 
 int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
                    char *err, size_t errlen)
+{
+    return isd_listen_any_type(port, SOCK_STREAM, o, fds, err, errlen);
+}
+
+int isd_listen_any_type(unsigned port, int type, const isd_listen_opts *o,
+                        int fds[2], char *err, size_t errlen)
 {
     isd_listen_opts v6 = { -1, -1, 0, -1 };
     isd_addr a;
@@ -181,7 +202,7 @@ int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
     a.in6.sin6_port = htons((unsigned short)port);
     if (v6.v6only != 1) {
         v6.v6only = 0;
-        fds[0] = listen_on(&a.sa, sizeof a.in6, &v6, err, errlen);
+        fds[0] = listen_on(&a.sa, sizeof a.in6, type, &v6, err, errlen);
         if (fds[0] >= 0)
             return 1;
         if (errno != ENOPROTOOPT && errno != EINVAL
@@ -189,7 +210,7 @@ int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
             return -1;                  /* (the port is taken...) */
     }
     v6.v6only = 1;
-    fds[0] = listen_on(&a.sa, sizeof a.in6, &v6, err, errlen);
+    fds[0] = listen_on(&a.sa, sizeof a.in6, type, &v6, err, errlen);
     if (fds[0] >= 0) {
         n = 1;
         if (!port) {                    /* the IPv4 one on the same port */
@@ -209,7 +230,7 @@ int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
     a.in4.sin_addr.s_addr = htonl(INADDR_ANY);
     a.in4.sin_port = htons((unsigned short)port);
     v6.v6only = -1;
-    fds[n] = listen_on(&a.sa, sizeof a.in4, &v6, err, errlen);
+    fds[n] = listen_on(&a.sa, sizeof a.in4, type, &v6, err, errlen);
     if (fds[n] < 0) {
         e = errno;
         if (n)
@@ -333,7 +354,8 @@ int isd_listen_tcp(const char *host, unsigned port, int family, int backlog,
     /* The first address that binds wins (0.04's one listener; more with
      * isd_listen_addr). */
     for (ai = res; ai; ai = ai->ai_next) {
-        fd = listen_on(ai->ai_addr, ai->ai_addrlen, &o, err, errlen);
+        fd = listen_on(ai->ai_addr, ai->ai_addrlen, SOCK_STREAM, &o, err,
+                       errlen);
         if (fd >= 0)
             break;
     }

@@ -142,6 +142,11 @@ sub _listen_spec {
     }
     _bad(listen => $spec, 'is not an address') if !defined $spec or ref $spec;
     my %l;
+    my $udp = $spec =~ s/\Audp://;
+    if ($udp) {
+        _bad(listen => "udp:$spec", 'is not udp:HOST:PORT, udp:[IPv6]:PORT or udp:*:PORT')
+            unless $spec =~ /\A\[[^\]]*\]:\d+\z/ or $spec =~ /\A[^:\[\]]+:\d+\z/;
+    }
     if ($spec =~ /\Afd:(\d+)\z/) {
         %l = (type => 'fd', fd => $1 + 0);
     }
@@ -170,8 +175,11 @@ sub _listen_spec {
     else {
         _bad(listen => $spec, 'is not HOST:PORT, [IPv6]:PORT, *:PORT, unix:PATH, fd:N or systemd[:NAME]');
     }
+    $l{type} = 'udp' if $udp;
     for my $k (sort keys %o) {
-        _bad(listen => $spec, "cannot take $k (it is for " . ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : 'TCP')
+        next if $LISTEN_OPT{$k} eq 'tcp' and $l{type} eq 'udp';
+        _bad(listen => ($udp ? 'udp:' : '') . $spec, "cannot take $k (it is for "
+             . ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : 'TCP and UDP')
              . ' listeners that it binds itself)') if $LISTEN_OPT{$k} ne $l{type};
     }
     if (exists $o{unix_mode}) {
@@ -228,14 +236,14 @@ sub _binds {
         if ($s->{host} ne '*' or $s->{v6}) {
             my $err;
             ($err, @ai) = Socket::getaddrinfo($s->{host}, $s->{port}, {
-                socktype => Socket::SOCK_STREAM(),
+                socktype => $s->{type} eq 'udp' ? Socket::SOCK_DGRAM() : Socket::SOCK_STREAM(),
                 flags    => Socket::AI_NUMERICSERV(),
                 ($s->{v6} ? (family => Socket::AF_INET6()) : $s->{v4} ? (family => Socket::AF_INET()) : ()),
             });
             return $fail->("resolve $s->{host}: $err", Errno::EADDRNOTAVAIL()) if $err;
             @ai = ($ai[0]) if $s->{first};
         }
-        if ($inherit) {
+        if ($inherit and $s->{type} eq 'tcp') {
             my @addrs = map { (Socket::getnameinfo($_->{addr}, Socket::NI_NUMERICHOST()))[1] } @ai;
             my @m = IO::Socket::INET::Daemon::Systemd::matching($s, \@addrs, \%used);
             if (@m) {
@@ -243,8 +251,9 @@ sub _binds {
                 next;
             }
         }
+        my $udp = $s->{type} eq 'udp';
         if (!@ai) {
-            push @b, [ any => $s->{port}, undef, $s->{v6only}, $s->{reuseport} ];
+            push @b, [ ($udp ? 'udpany' : 'any') => $s->{port}, undef, $s->{v6only}, $s->{reuseport} ];
             next;
         }
         # a name: each of its addresses, on one port; one that this host
@@ -254,8 +263,8 @@ sub _binds {
         $group++;
         for my $ai (@ai) {
             next if $seen{ $ai->{addr} }++;
-            push @b, [ tcp => $ai->{addr}, undef, $s->{v6only}, $s->{reuseport}, $group,
-                       undef, $literal ? 0 : 1 ];
+            push @b, [ ($udp ? 'udp' : 'tcp') => $ai->{addr}, undef, $s->{v6only}, $s->{reuseport},
+                       $group, undef, $literal ? 0 : 1 ];
         }
     }
     return \@b;
@@ -319,6 +328,29 @@ sub protocol   { $_[0]->_family == Socket::AF_UNIX() ? 0 : Socket::IPPROTO_TCP()
 sub error      { 0 }
 sub clearerr   { 0 }
 sub sync       { '0 but true' }
+
+package IO::Socket::INET::Daemon::Datagram;
+
+# The sender of a datagram on a UDP listener: data's $io.  Replies are
+# datagrams to it (print, say, printf, send, syswrite: one each).
+our $VERSION = $IO::Socket::INET::Daemon::VERSION;
+
+sub sockdomain { $_[0]->_family }
+sub socktype   { Socket::SOCK_DGRAM() }
+sub protocol   { Socket::IPPROTO_UDP() }
+sub connected  { $_[0]->peername }
+sub opened     { $_[0]->fileno >= 0 ? 1 : '' }
+sub close      { 1 }
+sub shutdown   { 1 }
+sub autoflush  { 1 }
+sub blocking   { 1 }
+sub flush      { 1 }
+sub printflush { my $self = shift; $self->print(@_) }
+sub binmode    { 1 }
+sub error      { 0 }
+sub clearerr   { 0 }
+sub eof        { 1 }
+sub CLONE_SKIP { 1 }
 
 package IO::Socket::INET::Daemon::Timer;
 

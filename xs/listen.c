@@ -1,0 +1,331 @@
+/*
+ * listen.c - where a daemon listens: binding what listen => [...] (or host
+ * and port) asks for, all of it or nothing, adopting inherited sockets,
+ * and the addresses in SPEC form.  Part of Daemon.xs (#included there,
+ * as EV.xs includes libev: it uses the daemon's static helpers).
+ */
+
+/* Any local address of ours: IP (isd_addr) or a UNIX path. */
+typedef union isd_addr_any {
+    struct sockaddr    sa;
+    isd_addr           ip;
+    struct sockaddr_un un;
+} isd_addr_any;
+
+/* "host:port", "[v6]:port" or "unix:/path" of a listening fd. */
+static SV *fd_spec(pTHX_ int fd)
+{
+    isd_addr_any a;
+    socklen_t len = sizeof a;
+    char host[INET6_ADDRSTRLEN];
+
+    memset(&a, 0, sizeof a);
+    if (fd < 0 || getsockname(fd, &a.sa, &len) < 0)
+        return NULL;
+    {
+        int type = 0;
+        socklen_t tl = sizeof type;
+        const char *pre = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0
+                          && type == SOCK_DGRAM ? "udp:" : "";
+        if (a.sa.sa_family == AF_UNIX)
+            return newSVpvf("%sunix:%s", pre, a.un.sun_path);
+        isd_addr_host(&a.ip, host, sizeof host);
+        return newSVpvf(a.sa.sa_family == AF_INET6 ? "%s[%s]:%u" : "%s%s:%u",
+                        pre, host, isd_addr_port(&a.ip));
+    }
+}
+
+/* Whether fd is a listening stream socket we can serve (IPv4, IPv6,
+ * UNIX): 0, or -1 with errno and err saying why not. */
+static int fd_listening(int fd, char *err, size_t errlen)
+{
+    isd_addr_any a;
+    socklen_t len = sizeof a;
+    int type = 0, acc = 1;
+    socklen_t tl = sizeof type;
+
+    memset(&a, 0, sizeof a);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0
+        || getsockname(fd, &a.sa, &len) < 0) {
+        int e = errno;
+        snprintf(err, errlen, "fd %d: %s", fd,
+                 e == ENOTSOCK ? "not a socket" : strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (a.sa.sa_family != AF_INET && a.sa.sa_family != AF_INET6
+        && a.sa.sa_family != AF_UNIX) {
+        snprintf(err, errlen, "fd %d: not an IPv4, IPv6 or UNIX socket", fd);
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    if (type != SOCK_STREAM) {
+        snprintf(err, errlen, "fd %d: not a stream (TCP) socket", fd);
+        errno = EPROTOTYPE;
+        return -1;
+    }
+#ifdef SO_ACCEPTCONN
+    tl = sizeof acc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &tl) < 0)
+        acc = 1;                        /* (cannot tell: trust listen) */
+#endif
+    if (!acc) {
+        snprintf(err, errlen, "fd %d: not listening", fd);
+        errno = EINVAL;
+        return -1;
+    }
+    return 0;
+}
+
+static void lfd_push(xd *d, int fd)
+{
+    Renew(d->lfds, d->nlfds + 1, int);
+    d->lfds[d->nlfds++] = fd;
+}
+
+static void lfds_close(xd *d)
+{
+    while (d->nlfds > 0)
+        close(d->lfds[--d->nlfds]);
+}
+
+/* The UNIX socket files this daemon made go (but a forked copy leaves
+ * them to the process that made them). */
+static void upaths_remove(xd *d, int unlink_them)
+{
+    int i;
+
+    for (i = 0; i < d->nupaths; i++) {
+        if (unlink_them && d->upid == getpid())
+            unlink(d->upaths[i]);
+        Safefree(d->upaths[i]);
+    }
+    Safefree(d->upaths);
+    d->upaths = NULL;
+    d->nupaths = 0;
+}
+
+static IV av_iv(pTHX_ AV *av, SSize_t i, IV dflt)
+{
+    SV **svp = av_fetch(av, i, 0);
+    return svp && SvOK(*svp) ? SvIV(*svp) : dflt;
+}
+
+/* Bind every listener of $self->_binds (the resolved listen => [...]):
+ * all of them or none.  0, or -1 with errno and d->err. */
+static int xd_bind_all(pTHX_ xd *d, AV *binds)
+{
+    SSize_t i, n = av_len(binds) + 1;
+    int first = d->nlfds, firstpath = d->nupaths, ufirst = d->nufds, e, k;
+    /* inherited fds bound by this call: never closed if it fails */
+    int *inherited;
+    /* port 0 bound for each group of addresses of one SPEC: the others
+     * of the group take the same port */
+    IV group_id[64];
+    unsigned group_port[64];
+    int group_bound[64], group_err[64];
+    int ngroups = 0;
+
+    Newxz(inherited, 2 * n + 1, int);   /* ('any': two fds) */
+    SAVEFREEPV(inherited);
+    for (i = 0; i < n; i++) {
+        SV **ep = av_fetch(binds, i, 0);
+        AV *b = ep && SvROK(*ep) && SvTYPE(SvRV(*ep)) == SVt_PVAV
+              ? (AV *)SvRV(*ep) : NULL;
+        SV **kp = b ? av_fetch(b, 0, 0) : NULL, **ap = b ? av_fetch(b, 1, 0) : NULL;
+        const char *kind = kp ? SvPV_nolen(*kp) : "";
+        isd_listen_opts o;
+        int fd = -1, fds[2];
+
+        if (!ap) {
+            snprintf(d->err, sizeof d->err, "listen: bad entry %d", (int)i);
+            errno = EINVAL;
+            goto fail;
+        }
+        o.backlog = (int)av_iv(aTHX_ b, 2, d->backlog);
+        o.v6only = (int)av_iv(aTHX_ b, 3, -1);
+        o.reuseport = (int)av_iv(aTHX_ b, 4, 0);
+        o.mode = (int)av_iv(aTHX_ b, 6, -1);
+        if (strEQ(kind, "udpany")) {
+            k = isd_listen_any_type((unsigned)SvUV(*ap), SOCK_DGRAM, &o, fds,
+                                    d->err, sizeof d->err);
+            if (k < 0)
+                goto fail;
+            ufd_push(d, fds[0]);
+            if (k > 1)
+                ufd_push(d, fds[1]);
+            continue;
+        }
+        if (strEQ(kind, "any")) {
+            k = isd_listen_any((unsigned)SvUV(*ap), &o, fds, d->err,
+                               sizeof d->err);
+            if (k < 0)
+                goto fail;
+            lfd_push(d, fds[0]);
+            if (k > 1)
+                lfd_push(d, fds[1]);
+            continue;
+        }
+        if (strEQ(kind, "fd")) {
+            /* inherited (fd:N, systemd, Server::Starter): checked, then
+             * served as it is; ours to close from now on, not to unlink */
+            fd = (int)SvIV(*ap);
+            if (fd < 0 || fd_listening(fd, d->err, sizeof d->err) < 0) {
+                if (fd < 0) {
+                    snprintf(d->err, sizeof d->err, "fd %d: not a descriptor", fd);
+                    errno = EBADF;
+                }
+                goto fail;
+            }
+            for (k = 0; k < d->nlfds; k++)
+                if (d->lfds[k] == fd)
+                    break;
+            if (k < d->nlfds)
+                continue;               /* (named twice) */
+            inherited[d->nlfds - first] = 1;
+            lfd_push(d, fd);
+            continue;
+        }
+        if (strEQ(kind, "unix")) {
+            const char *path = SvPV_nolen(*ap);
+            fd = isd_listen_unix(path, &o, d->err, sizeof d->err);
+            if (fd < 0)
+                goto fail;
+            lfd_push(d, fd);
+            Renew(d->upaths, d->nupaths + 1, char *);
+            d->upaths[d->nupaths++] = savepv(path);
+            d->upid = getpid();
+            continue;
+        }
+        {
+            STRLEN len;
+            const char *p = SvPVbyte(*ap, len);
+            IV group = av_iv(aTHX_ b, 5, -1);
+            int optional = (int)av_iv(aTHX_ b, 7, 0);
+            isd_addr a;
+            int g;
+
+            if ((!strEQ(kind, "tcp") && !strEQ(kind, "udp")) || len > sizeof a) {
+                snprintf(d->err, sizeof d->err, "listen: bad entry %d",
+                         (int)i);
+                errno = EINVAL;
+                goto fail;
+            }
+            memset(&a, 0, sizeof a);
+            memcpy(&a, p, len);
+            for (g = 0; g < ngroups && group_id[g] != group; g++)
+                ;
+            if (group >= 0 && g == ngroups && ngroups < 64) {
+                group_id[g] = group;
+                group_port[g] = 0;
+                group_bound[g] = 0;
+                group_err[g] = EADDRNOTAVAIL;
+                ngroups++;
+            }
+            if (g < ngroups && group_port[g] && !isd_addr_port(&a)) {
+                if (a.sa.sa_family == AF_INET)
+                    a.in4.sin_port = htons((unsigned short)group_port[g]);
+                else if (a.sa.sa_family == AF_INET6)
+                    a.in6.sin6_port = htons((unsigned short)group_port[g]);
+            }
+            fd = kind[0] == 'u' ? isd_listen_udp(&a, &o, d->err, sizeof d->err)
+                                : isd_listen_addr(&a, &o, d->err, sizeof d->err);
+            if (fd < 0 && optional && g < ngroups
+                && (errno == EADDRNOTAVAIL || errno == EAFNOSUPPORT)) {
+                group_err[g] = errno;   /* (this host has no such address) */
+                continue;
+            }
+            if (fd < 0)
+                goto fail;
+            if (kind[0] == 'u')
+                ufd_push(d, fd);
+            else
+                lfd_push(d, fd);
+            if (g < ngroups) {
+                isd_addr got;
+                socklen_t gl = sizeof got;
+                group_bound[g]++;
+                if (!group_port[g] && getsockname(fd, &got.sa, &gl) == 0)
+                    group_port[g] = isd_addr_port(&got);
+            }
+        }
+    }
+    for (k = 0; k < ngroups; k++)
+        if (!group_bound[k]) {          /* (d->err: its last failure) */
+            errno = group_err[k];
+            goto fail;
+        }
+    return 0;
+fail:
+    e = errno;
+    while (d->nlfds > first) {
+        --d->nlfds;
+        if (!inherited[d->nlfds - first])
+            close(d->lfds[d->nlfds]);
+    }
+    while (d->nufds > ufirst)
+        close(d->ufds[--d->nufds]);
+    while (d->nupaths > firstpath) {
+        d->nupaths--;
+        unlink(d->upaths[d->nupaths]);
+        Safefree(d->upaths[d->nupaths]);
+    }
+    errno = e;
+    return -1;
+}
+
+/* Bind and listen now (no loop yet: that is made by run, in the process
+ * that serves).  0, or -1 with errno and d->err. */
+static int xd_listen(pTHX_ xd *d)
+{
+    SV *host = opt(aTHX_ d, "host"), *port = opt(aTHX_ d, "port");
+    const char *h = host ? SvPV_nolen(host) : "localhost";
+    int family = AF_INET, fd;
+
+    if (d->nlfds || d->nufds || d->nudps
+        || (d->srv && isd_server_listening(d->srv)))
+        return 0;
+    if (hv_exists(d->self, "_specs", 6)) {
+        /* listen => [...] (or host => '*'): resolved in Perl */
+        dSP;
+        SV *res;
+        int n, rc = -1;
+
+        ENTER;
+        SAVETMPS;
+        PUSHMARK(SP);
+        XPUSHs(sv_2mortal(newRV_inc((SV *)d->self)));
+        PUTBACK;
+        n = call_method("_binds", G_SCALAR);
+        SPAGAIN;
+        res = n > 0 ? POPs : &PL_sv_undef;
+        PUTBACK;
+        if (SvROK(res) && SvTYPE(SvRV(res)) == SVt_PVAV) {
+            rc = xd_bind_all(aTHX_ d, (AV *)SvRV(res));
+        } else {
+            SV **ep = hv_fetchs(d->self, "_bind_error", 0);
+            snprintf(d->err, sizeof d->err, "%s",
+                     ep && SvOK(*ep) ? SvPV_nolen(*ep) : "listen failed");
+            errno = errno ? errno : EADDRNOTAVAIL;
+        }
+        n = errno;
+        FREETMPS;
+        LEAVE;
+        errno = n;
+        if (rc == 0 && !d->loop)
+            d->pid = getpid();
+        return rc;
+    }
+    /* IO::Socket::INET resolves to IPv4; a literal IPv6 address is IPv6. */
+    if (strchr(h, ':'))
+        family = AF_INET6;
+    fd = isd_listen_tcp(h, port ? (unsigned)SvUV(port) : 0, family,
+                        d->backlog, d->err, sizeof d->err);
+    if (fd < 0)
+        return -1;
+    lfd_push(d, fd);
+    if (!d->loop)                   /* (a loop of the parent's: see xd_loop) */
+        d->pid = getpid();
+    return 0;
+}
+
