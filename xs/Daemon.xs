@@ -72,6 +72,7 @@ typedef struct xd {
     int         nufds;
     isd_udp   **udps;
     int         nudps;
+    isd_udp_stats udp_st;      /* of the UDP sockets let go of */
     SV         *cur_dgram;     /* the Datagram data() is running for */
     SV         *cur_dgram_msg; /* ... and its datagram (getline) */
     int         running, stop;

@@ -429,11 +429,20 @@ stats(SV *self)
     xd *d;
     HV *hv;
     isd_server_stats st;
+    isd_udp_stats us;
+    int i;
   CODE:
     d = xd_from(aTHX_ self, "stats");
     Zero(&st, 1, isd_server_stats);
     if (d->srv)
         isd_server_stats_get(d->srv, &st);
+    /* UDP: datagrams are messages */
+    us = d->udp_st;
+    for (i = 0; i < d->nudps; i++)
+        udp_stats_add(&us, d->udps[i]);
+    st.messages_in += us.datagrams_in;
+    st.bytes_in += us.bytes_in;
+    st.bytes_out += us.bytes_out;
     hv = newHV();
     (void)hv_stores(hv, "connections", newSVuv(d->srv ? (UV)isd_server_nconns(d->srv) : 0));
     (void)hv_stores(hv, "accepted", newSVuv((UV)st.accepted));
@@ -444,6 +453,10 @@ stats(SV *self)
     (void)hv_stores(hv, "messages_in", newSVuv((UV)st.messages_in));
     (void)hv_stores(hv, "errors", newSVuv(d->errors));
     (void)hv_stores(hv, "started", d->started ? newSViv(d->started) : newSV(0));
+    (void)hv_stores(hv, "datagrams_in", newSVuv((UV)us.datagrams_in));
+    (void)hv_stores(hv, "datagrams_out", newSVuv((UV)us.datagrams_out));
+    (void)hv_stores(hv, "datagrams_dropped",
+                    newSVuv((UV)(us.dropped_in + us.dropped_out)));
     RETVAL = newRV_noinc((SV *)hv);
   OUTPUT:
     RETVAL

@@ -147,6 +147,19 @@ static int xd_udp_start(pTHX_ xd *d)
     return 0;
 }
 
+static void udp_stats_add(isd_udp_stats *to, const isd_udp *u)
+{
+    isd_udp_stats st;
+
+    isd_udp_stats_get(u, &st);
+    to->datagrams_in += st.datagrams_in;
+    to->bytes_in += st.bytes_in;
+    to->datagrams_out += st.datagrams_out;
+    to->bytes_out += st.bytes_out;
+    to->dropped_in += st.dropped_in;
+    to->dropped_out += st.dropped_out;
+}
+
 /* Let go of d's stopped UDP sockets (not while the loop may still hold
  * an event for them: xd_reap calls it again once run returns). */
 static void xd_udp_reap(xd *d)
@@ -154,9 +167,10 @@ static void xd_udp_reap(xd *d)
     int i, k = 0;
 
     for (i = 0; i < d->nudps; i++) {
-        if (isd_udp_fd(d->udps[i]) < 0)
+        if (isd_udp_fd(d->udps[i]) < 0) {
+            udp_stats_add(&d->udp_st, d->udps[i]);  /* (its figures stay) */
             isd_udp_unref(d->udps[i]);
-        else
+        } else
             d->udps[k++] = d->udps[i];
     }
     d->nudps = k;

@@ -1158,6 +1158,10 @@ port does, and any other kind of file with EEXIST: neither is touched.
 L</destroy> removes the file (a child forked after L</listen> does not, in
 its own C<destroy>).
 
+=item C<'udp:127.0.0.1:5000'>, C<'udp:[::1]:5000'>, C<'udp:*:5000'>
+
+A UDP socket (the host forms are those of TCP): see L</UDP>.
+
 =item C<'fd:3'>
 
 A socket already listening on that descriptor, inherited from the parent
@@ -1200,6 +1204,42 @@ C<sockhost> is the socket's path, C<sockport> C<0>, C<sockdomain>
 AF_UNIX, and C<peername>/C<peeraddr> are undef.
 
 =back
+
+=head2 UDP
+
+    my $server = IO::Socket::INET::Daemon->new(
+        listen   => [ 'udp:*:5353' ],
+        callback => { data => sub {
+            my ($io, $server, $datagram) = @_;
+            $io->print(uc $datagram);       # one datagram back to the sender
+            1;
+        } },
+    );
+
+Each datagram calls C<data($io, $server, $datagram)>, where C<$io> (an
+IO::Socket::INET::Daemon::Datagram) stands for its sender: C<peerhost>,
+C<peerport>, C<peeraddr>, C<peername>, C<sockdomain> tell who (an IPv4
+sender on a C<'udp:*:PORT'> socket is plain IPv4), C<sockhost> and
+C<sockport> the listener.  Every C<print>, C<say>, C<printf>, C<send> or
+C<syswrite> on it sends one datagram to the sender (a C<print> of a list
+is one datagram); C<getline> returns the datagram, once.  C<$io> may be
+kept to reply later (from a timer, say), for as long as the server runs.
+There is no C<add> or C<remove> (no connection), the answer of C<data>
+means nothing, and C<close>, C<autoflush>, C<binmode> and C<flush> do
+nothing; output is bytes (a wide character is sent as UTF-8 with a
+warning, as C<print> does on a raw handle).
+
+Datagrams are received in batches (C<recvmmsg> on Linux: one system call
+for up to 64), replies are queued and sent in batches (C<sendmmsg>) when
+the batch is over.  A datagram longer than L</max_line> (or than 65535
+bytes) is dropped and reported: C<error($io, $server, "datagram too long
+(over max_line N bytes) from HOST:PORT")>.  Replies wait only while the
+kernel cannot take them, up to L</max_output> bytes; past that a
+C<print> returns false with C<$!> set to ENOBUFS.  A reply the kernel
+refuses (no route) is reported through C<error>.  L</stats> counts
+datagrams in C<messages_in>, C<bytes_in> and C<bytes_out>, and has
+C<datagrams_in>, C<datagrams_out> and C<datagrams_dropped> (too long, or
+replies that could not go).
 
 =head2 SYSTEMD AND SERVER::STARTER
 
