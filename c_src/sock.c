@@ -177,13 +177,16 @@ int isd_listen_any(unsigned port, const isd_listen_opts *o, int fds[2],
     return isd_listen_any_type(port, SOCK_STREAM, o, fds, err, errlen);
 }
 
+static int listen_twins(unsigned port, int type, isd_listen_opts *o,
+                        int fds[2], char *err, size_t errlen);
+static int listen_pair(unsigned port, int type, isd_listen_opts *o,
+                       int fds[2], char *err, size_t errlen);
+
 int isd_listen_any_type(unsigned port, int type, const isd_listen_opts *o,
                         int fds[2], char *err, size_t errlen)
 {
     isd_listen_opts v6 = { -1, -1, 0, -1 };
     isd_addr a;
-    socklen_t len = sizeof a;
-    int n = 0, e;
 
     if (port > 65535) {
         if (err)
@@ -209,6 +212,37 @@ int isd_listen_any_type(unsigned port, int type, const isd_listen_opts *o,
             && errno != EAFNOSUPPORT && errno != EOPNOTSUPP)
             return -1;                  /* (the port is taken...) */
     }
+    return listen_twins(port, type, &v6, fds, err, errlen);
+}
+
+/* An IPv6-only socket and an IPv4 one on the same port (IPv4 alone without
+ * IPv6).  Port 0: the IPv4 twin takes the port the first got, and if that
+ * is taken in IPv4 the pair is tried again on other ports. */
+static int listen_twins(unsigned port, int type, isd_listen_opts *o,
+                        int fds[2], char *err, size_t errlen)
+{
+    int tries, r = -1;
+
+    for (tries = 0; tries < (port ? 1 : 8); tries++) {
+        r = listen_pair(port, type, o, fds, err, errlen);
+        if (r >= 0 || port || errno != EADDRINUSE)
+            break;
+    }
+    return r;
+}
+
+static int listen_pair(unsigned port, int type, isd_listen_opts *o,
+                       int fds[2], char *err, size_t errlen)
+{
+    isd_listen_opts v6 = *o;
+    isd_addr a;
+    socklen_t len = sizeof a;
+    int n = 0, e;
+
+    memset(&a, 0, sizeof a);
+    a.in6.sin6_family = AF_INET6;
+    a.in6.sin6_addr = in6addr_any;
+    a.in6.sin6_port = htons((unsigned short)port);
     v6.v6only = 1;
     fds[0] = listen_on(&a.sa, sizeof a.in6, type, &v6, err, errlen);
     if (fds[0] >= 0) {
@@ -268,21 +302,31 @@ int isd_listen_unix(const char *path, const isd_listen_opts *o, char *err,
             errno = EEXIST;
             return -1;
         }
-        /* Live (something accepts on it) or stale (its server is gone)? */
+        /* Live (something accepts on it) or stale (its server is gone)?
+         * Never blocking: a live server with a full backlog answers
+         * EAGAIN, and is live all the same. */
         probe = socket(AF_UNIX, SOCK_STREAM, 0);
         if (probe < 0)
             goto fail;
+        if (isd_fd_nonblock_cloexec(probe) < 0) {
+            saved = errno;
+            close(probe);
+            errno = saved;
+            goto fail;
+        }
         do
             r = connect(probe, (struct sockaddr *)&un, sizeof un);
         while (r < 0 && errno == EINTR);
-        saved = errno;
+        saved = r == 0 ? 0 : errno;
         close(probe);
-        if (r == 0 || (saved != ECONNREFUSED && saved != ENOENT)) {
+        if (saved != ECONNREFUSED && saved != ENOENT) {
+            int live = saved == 0 || saved == EAGAIN || saved == EINPROGRESS
+                       || saved == EWOULDBLOCK;
             if (err)
                 snprintf(err, errlen, "listen unix:%s: %s", path,
-                         r == 0 ? "a server is listening on it"
-                                : strerror(saved));
-            errno = r == 0 ? EADDRINUSE : saved;
+                         live ? "a server is listening on it"
+                              : strerror(saved));
+            errno = live ? EADDRINUSE : saved;
             return -1;
         }
         if (unlink(path) < 0 && errno != ENOENT) {

@@ -7,9 +7,9 @@
 # other files refused, unix_mode, removed by destroy but not by a forked
 # child's); listen binds all or nothing; bad SPECs croak in new.  Every
 # server runs in a child forked after listen in the test process, so the
-# addresses are known here.  Known defects are TODO tests: connected on a
+# addresses are known here.  (Defects this file found, now fixed: connected on a
 # UNIX connection, a relative unix: path after chdir, listen on a live UNIX
-# socket whose accept queue is full.
+# socket whose accept queue is full.)
 use strict;
 use warnings;
 use FindBin;
@@ -188,11 +188,8 @@ for my $be (backends()) {
         is(ask($cu, 'addr'), join(' ', @addr), 'addresses while running: the same, in the same order');
         is(ask($c4, 'conn'), 'def|def|def', 'IPv4 client: connected, peername, peeraddr');
         my ($uconn, $upeer) = split /\|/, ask($cu, 'conn'), 2;
-        is($upeer, 'undef|undef', 'UNIX client: peername and peeraddr are undef (as documented)');
-        TODO: {
-            local $TODO = 'connected is undef on an open UNIX connection (pack_addr has no AF_UNIX)';
-            is($uconn, 'def', 'UNIX client: connected is true while the connection is open');
-        }
+        is($upeer, 'def|undef', 'UNIX client: peername is an (unnamed) UNIX address, peeraddr undef (as documented)');
+        is($uconn, 'def', 'UNIX client: connected is true while the connection is open');
 
         # all at once: 20 lines pipelined on each before reading any reply
         my @c = ([v4 => $c4], [unix => $cu], ($V6 ? [v6 => $c6] : ()));
@@ -676,11 +673,8 @@ isd_subtest 'a relative unix: path and chdir' => sub {
     my $r = read_line($rd, 6);
     waitpid $pid, 0;
     is($r, "done\n", 'listen on unix:rel.sock in a, chdir to b (which has a rel.sock file), destroy');
-    TODO: {
-        local $TODO = 'destroy unlinks the relative path again, in the new working directory';
-        ok(-f "$dir/b/rel.sock", 'the unrelated file b/rel.sock is left alone');
-        ok(!-e "$dir/a/rel.sock", 'the socket file a/rel.sock that listen made is removed');
-    }
+    ok(-f "$dir/b/rel.sock", 'the unrelated file b/rel.sock is left alone');
+    ok(!-e "$dir/a/rel.sock", 'the socket file a/rel.sock that listen made is removed');
 };
 
 isd_subtest 'listen on a live UNIX socket whose queue is full' => sub {
@@ -713,11 +707,7 @@ isd_subtest 'listen on a live UNIX socket whose queue is full' => sub {
     my $r = read_line($rd, 2);      # a deadline, not a timing measure
     kill 'KILL', $pid unless defined $r;
     waitpid $pid, 0;
-    TODO: {
-        local $TODO = 'the live/stale probe is a blocking connect: it waits for a place in the queue, '
-                    . 'and retries EINTR, so %SIG handlers do not run either';
-        is($r, sprintf("rv=0 errno=%d\n", EADDRINUSE), 'listen returns false with EADDRINUSE (not hang)');
-    }
+    is($r, sprintf("rv=0 errno=%d\n", EADDRINUSE), 'listen returns false with EADDRINUSE (not hang)');
     is(inode($path), $ino, 'the other socket file is left alone');
     close $_ for @queued;
 };

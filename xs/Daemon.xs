@@ -76,6 +76,7 @@ typedef struct xd {
     SV         *cur_dgram;     /* the Datagram data() is running for */
     SV         *cur_dgram_msg; /* ... and its datagram (getline) */
     int         running, stop;
+    uint64_t    grace_at;      /* stop(grace): when it is over (0: none) */
     int         draining;      /* destroy is waiting for output to drain */
     int         drain_abort;   /* ... and was told to give up */
     pid_t       pid;           /* process that owns the sockets */
@@ -1229,6 +1230,59 @@ static void xd_close_all(pTHX_ xd *d, int signals)
     SAVEDESTRUCTOR_X(drain_end, d);
     xd_drain(aTHX_ d, signals);
     LEAVE;
+}
+
+/* Stop accepting: every listener closed (TCP, UNIX, UDP; a UNIX socket's
+ * file stays until destroy).  run binds anew if it is called again. */
+static void xd_unlisten(pTHX_ xd *d)
+{
+    lfds_close(d);
+    ufds_close(d);
+    if (d->srv)
+        isd_server_unlisten(d->srv);
+    xd_udp_stop(aTHX_ d, d->pid != getpid() ? 2 : 0);
+}
+
+/* A graceful stop under way: over once no connection is open, or when its
+ * time is up; then what is still open gets remove and is closed (its
+ * queued output delivered, for up to linger).  Whether it is over. */
+static int xd_grace_over(pTHX_ xd *d)
+{
+    isd_conn *c, **open_c = NULL;
+    size_t n = 0, i;
+    SV *cb;
+
+    if (d->srv && isd_server_nconns(d->srv) && isd_now_ms() < d->grace_at)
+        return 0;
+    if (d->srv && isd_server_nconns(d->srv)) {
+        /* (held: a remove callback may close others, or destroy d) */
+        Newx(open_c, isd_server_nconns(d->srv), isd_conn *);
+        SAVEFREEPV(open_c);
+        for (c = isd_server_next_conn(d->srv, NULL);
+             c && n < isd_server_nconns(d->srv);
+             c = isd_server_next_conn(d->srv, c))
+            if (isd_conn_is_open(c)) {
+                isd_conn_ref(c);
+                open_c[n++] = c;
+            }
+        for (i = 0; i < n; i++) {
+            SV *io;
+            c = open_c[i];
+            if (d->srv && isd_conn_is_open(c) && (io = peer_rv(c))) {
+                if ((cb = CB(d, remove)))
+                    call_cb(aTHX_ d, cb, "remove", io, NULL);
+                if (d->srv && isd_conn_is_open(c) && peer_rv(c) == io)
+                    drop_conn(aTHX_ c, 0);
+            } else if (d->srv && isd_conn_is_open(c)) {
+                isd_conn_close(c);
+            }
+        }
+        for (i = 0; i < n; i++)
+            isd_conn_unref(open_c[i]);
+    }
+    d->stop = 1;
+    d->grace_at = 0;
+    return 1;
 }
 
 /* Free what a forked copy let go of inside run. */

@@ -91,8 +91,11 @@ listen(SV *self)
     xd *d;
   PPCODE:
     d = xd_from(aTHX_ self, "listen");
+    d->err[0] = '\0';
     if (xd_listen(aTHX_ d) < 0) {
-        SETERRNO(errno, 0);
+        int e = errno;
+        sv_setpv(ERRSV, d->err);        /* what and where, as IO::Socket's $@ */
+        SETERRNO(e, 0);
         XSRETURN_EMPTY;
     }
     XSRETURN_YES;
@@ -107,8 +110,11 @@ _run(SV *self)
     d = xd_from(aTHX_ self, "run");
     if (d->running)
         croak("%s::run: already running", PKG);
+    d->err[0] = '\0';
     if (xd_listen(aTHX_ d) < 0 || xd_start(aTHX_ d) < 0) {
-        SETERRNO(errno ? errno : EINVAL, 0);
+        int e = errno ? errno : EINVAL;
+        sv_setpv(ERRSV, d->err);
+        SETERRNO(e, 0);
         XSRETURN_EMPTY;
     }
     {
@@ -122,6 +128,7 @@ _run(SV *self)
         SAVEVPTR(d->self_rv);
         d->running = 1;
         d->stop = 0;
+        d->grace_at = 0;
         d->self_rv = newSVsv(self);
         SAVEFREESV(d->self_rv);
         SAVETMPS;
@@ -139,7 +146,15 @@ _run(SV *self)
                 call_cb(aTHX_ d, cb, "tick", NULL, NULL);
             if (d->stop || !d->srv)
                 break;
+            if (d->grace_at && xd_grace_over(aTHX_ d))
+                break;                  /* a graceful stop is done */
             timeout = ms_of(aTHX_ timeout_sv(aTHX_ d), -1);
+            if (d->grace_at) {          /* wake for its deadline */
+                uint64_t now = isd_now_ms();
+                int left = d->grace_at > now ? (int)(d->grace_at - now) : 0;
+                if (timeout < 0 || timeout > left)
+                    timeout = left;
+            }
             if (isd_loop_prepare(d->loop) || d->stop)
                 timeout = 0;
             if (!d->srv)        /* a forked child destroyed its copy */
@@ -189,11 +204,34 @@ _run(SV *self)
     XSRETURN_YES;
 
 void
-stop(SV *self)
+stop(SV *self, ...)
   PREINIT:
     xd *d;
+    int i;
+    SV *grace = NULL;
   PPCODE:
     d = xd_from(aTHX_ self, "stop");
+    if (items % 2 == 0)
+        croak("%s::stop: options come in pairs (grace => SECONDS)", PKG);
+    for (i = 1; i < items; i += 2) {
+        const char *k = SvPV_nolen(ST(i));
+        if (strNE(k, "grace"))
+            croak("%s::stop: unknown option '%s' (have: grace)", PKG, k);
+        grace = ST(i + 1);
+        SvGETMAGIC(grace);
+        if (!SvOK(grace) || !looks_like_number(grace) || SvNV(grace) < 0)
+            croak("%s::stop: grace: %" SVf " is not a number of seconds", PKG,
+                  SVfARG(quoted(aTHX_ grace)));
+    }
+    if (grace && d->running && !d->stop && d->srv) {
+        /* graceful: no new clients, the open connections served on until
+         * they end or the grace is over (run checks, each cycle) */
+        uint64_t at = isd_now_ms() + (uint64_t)ms_of(aTHX_ grace, 0);
+        if (!d->grace_at || at < d->grace_at)
+            d->grace_at = at ? at : 1;
+        xd_unlisten(aTHX_ d);
+        XSRETURN_YES;
+    }
     d->stop = 1;
     if (d->draining)            /* from a handler while destroy waits */
         d->drain_abort = 1;

@@ -298,6 +298,14 @@ connected(SV *self)
     c = conn_from(aTHX_ self, "connected");
     if (!isd_conn_is_open(c))
         XSRETURN_UNDEF;
+    if (isd_conn_path(c)) {             /* UNIX: the unnamed peer */
+        struct sockaddr_un un;
+        memset(&un, 0, sizeof un);
+        un.sun_family = AF_UNIX;
+        ST(0) = sv_2mortal(newSVpvn((const char *)&un,
+                                    offsetof(struct sockaddr_un, sun_path)));
+        XSRETURN(1);
+    }
     ST(0) = sv_2mortal(pack_addr(aTHX_ isd_conn_peer(c), 0));
     XSRETURN(1);
 
@@ -311,6 +319,20 @@ peername(SV *self)
     isd_conn *c;
   PPCODE:
     c = conn_from(aTHX_ self, "peername");
+    if (isd_conn_path(c) && ix < 2) {
+        /* a UNIX connection: its peer is unnamed (connected is true), its
+         * own name the listener's path; no address (peeraddr/sockaddr) */
+        struct sockaddr_un un;
+        STRLEN pl = ix ? strlen(isd_conn_path(c)) : 0;
+        memset(&un, 0, sizeof un);
+        un.sun_family = AF_UNIX;
+        if (pl >= sizeof un.sun_path)
+            pl = sizeof un.sun_path - 1;
+        memcpy(un.sun_path, isd_conn_path(c), pl);
+        ST(0) = sv_2mortal(newSVpvn((const char *)&un,
+                                    offsetof(struct sockaddr_un, sun_path) + pl));
+        XSRETURN(1);
+    }
     ST(0) = sv_2mortal(pack_addr(aTHX_ (ix & 1) ? isd_conn_local(c)
                                                 : isd_conn_peer(c), ix >= 2));
     XSRETURN(1);

@@ -193,7 +193,14 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
                 goto fail;
             lfd_push(d, fd);
             Renew(d->upaths, d->nupaths + 1, char *);
-            d->upaths[d->nupaths++] = savepv(path);
+            if (path[0] == '/') {
+                d->upaths[d->nupaths++] = savepv(path);
+            } else {
+                /* unlinked by destroy, maybe after a chdir: absolute */
+                char cwd[4096];
+                d->upaths[d->nupaths++] = getcwd(cwd, sizeof cwd)
+                    ? savepv(form("%s/%s", cwd, path)) : savepv(path);
+            }
             d->upid = getpid();
             continue;
         }

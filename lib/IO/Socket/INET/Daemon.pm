@@ -185,8 +185,10 @@ sub _listen_spec {
     if (exists $o{unix_mode}) {
         my $m = $o{unix_mode};
         $m = oct $m if defined $m and $m =~ /\A0[0-7]{1,4}\z/;
+        # (no setuid, setgid or sticky bits on a socket: a mode over 0777
+        # is a decimal number that was meant as octal, '660' for 0660)
         _bad(unix_mode => $o{unix_mode}, 'is not a file mode (0660 or "0660")')
-            unless defined $m and $m =~ /\A\d+\z/ and $m <= 07777;
+            unless defined $m and $m =~ /\A\d+\z/ and $m <= 0777;
         $l{unix_mode} = $m + 0;
     }
     $l{reuseport} = $o{reuseport} ? 1 : 0 if exists $o{reuseport};
@@ -533,9 +535,23 @@ later C<run>.  Calling C<run> from inside a callback croaks.
 =head2 stop
 
     $server->stop;
+    $SIG{TERM} = sub { $server->stop(grace => 10) };
 
 Makes L</run> return after the current cycle; from C<tick>, or from a
 C<%SIG> handler, it returns without waiting again.  Connections stay open.
+
+With C<< grace => SECONDS >> (new in 1.02) the stop is graceful: the
+server stops accepting at once (every listener is closed: new clients are
+refused, or, on a socket shared with other processes, taken by them), and
+serves the open connections on until each has ended or SECONDS have
+passed; then the ones still open get C<remove> and are closed (their
+queued output is delivered), and L</run> returns.  Timers keep running
+meanwhile.  Nothing a client sent before the stop is lost, which is what
+a restart under Server::Starter or a prefork supervisor needs.  A second
+C<stop> with grace keeps the earlier deadline (or a sooner one); a plain
+C<stop> during the grace ends it at once.  C<< grace => 0 >> removes and
+closes every connection now.  A later L</run> listens anew.  Croaks on an
+option other than C<grace> or a value that is not a number of seconds.
 
 =head2 remove
 
@@ -1003,7 +1019,10 @@ it to run everything on C<poll>).
 
 Binds and listens now, without running: to learn the port chosen for
 C<< port => 0 >>, or to fork workers after binding.  Returns true, or
-false with C<$!> set.  L</run> calls it when needed.
+false with C<$!> set and C<$@> saying what failed where (C<bind
+127.0.0.1:5000: Address already in use>, C<fd 3: not a socket>), as
+L<IO::Socket>'s constructors do.  L</run> calls it when needed (and sets
+the same on failure).
 
 =head2 sockport
 
@@ -1201,7 +1220,8 @@ C<::ffff:127.0.0.1>, and AF_INET).  On a UNIX listener C<peerhost> is
 C<'localhost'> and C<peerport> C<0> (a UNIX client has no address), so a
 0.04 script that greets C<< $io->peerhost >> works unchanged;
 C<sockhost> is the socket's path, C<sockport> C<0>, C<sockdomain>
-AF_UNIX, and C<peername>/C<peeraddr> are undef.
+AF_UNIX, C<peername> an unnamed UNIX address (so C<connected> is true),
+C<sockname> the packed path, and C<peeraddr>/C<sockaddr> undef.
 
 =back
 
@@ -1254,7 +1274,9 @@ sockets (C<LISTEN_PID>, C<LISTEN_FDS>, C<LISTEN_FDNAMES>).  Each listen
 SPEC (or C<port>/C<host>) takes the passed socket that matches it:
 the same UNIX path, or the same port on one of its addresses or on every
 address; C<'systemd'> takes them all, C<'systemd:NAME'> those named NAME.
-A SPEC that matches none is bound as usual.  Sockets that are not
+A SPEC that matches none is bound as usual.  An adopted socket is the
+daemon's from then on: L</destroy> closes it, another daemon of the
+process does not take it again, and a later L</listen> binds anew.  Sockets that are not
 listening stream sockets, or variables meant for another process, are
 reported (a warning) and ignored; the variables are removed from C<%ENV>
 so that children do not take them.  eg/systemd/ has a C<.socket> and a
@@ -1267,7 +1289,9 @@ Under C<start_server --port 127.0.0.1:5000 -- perl app.pl> (Debian package
 libserver-starter-perl) the sockets of C<SERVER_STARTER_PORT> are adopted
 the same way, so a C<HUP> to C<start_server> restarts the server with no
 connection refused: the new process serves on the same sockets while the
-old one finishes (it gets C<TERM>; C<< $SIG{TERM} = sub { $server->stop } >>).
+old one finishes what it had (it gets C<TERM>; with
+C<< $SIG{TERM} = sub { $server->stop(grace => 10) } >> nothing it accepted
+goes unanswered).
 
 =item sd_notify
 

@@ -91,6 +91,10 @@ sub matching {
         }
         push @m, $f;
     }
+    # taken: another daemon of this process, or this one after destroy
+    # (which closed them), does not take them again
+    my %m = map { $_->{fd} => 1 } @m;
+    @FOUND = grep { !$m{ $_->{fd} } } @FOUND;
     return @m;
 }
 
