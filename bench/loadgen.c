@@ -10,12 +10,17 @@
  *   loadgen idle    -p PORT -P SERVER_PID [-n CONNS] [-t SECS] [-s LINELEN]
  *   loadgen bcast   -p PORT -P SERVER_PID [-n CONNS] [-r ROUNDS] [-s SIZE]
  *                           [-t IDLE_SECS] [-g GRACE] [-C CONNECT_TIMEOUT]
+ *   loadgen udp     -p PORT [-c SENDERS] [-d DEPTH] [-t SECS] [-w WARMUP]
+ *                           [-s SIZE] [-L LOSS_TIMEOUT] [-g GRACE]
+ *                           [-P SERVER_PID]
  *
  * Common: -H HOST (default 127.0.0.1, numeric IPv4 only), -B SRC (bind
  * connections to 64 source addresses from SRC on, e.g. 127.23.5.1: in
  * connect mode one address has only ~28k ports, and a closed port stays in
  * TIME_WAIT for a second before reuse, which would cap the rate), -v
- * (progress on stderr).
+ * (progress on stderr).  -U PATH (every mode but udp; bench/run uses it in
+ * echo): connect to the UNIX stream socket PATH instead of HOST:PORT (-p
+ * and -B are then not used); the output is the same.
  *
  * echo:    CONNS connections each keep DEPTH lines in flight; every reply
  *          is compared byte for byte with the line sent (each line carries
@@ -56,8 +61,31 @@
  *          rss_growth_kb, the highest VmHWM after any round minus that
  *          VmRSS gives hwm_growth_kb (the transient peak).  SIZE defaults
  *          to 1024 (12 .. 16 MiB), IDLE_SECS to 5, ROUNDS to 5.
+ * udp:     UDP echo.  SENDERS UDP sockets (each its own port, connected to
+ *          HOST:PORT) each keep DEPTH datagrams in flight; a datagram is
+ *          SIZE bytes (default 64, 21 .. 4096) in the format of the echo
+ *          lines, carrying its sender and sequence number, and its reply
+ *          must be the same bytes.  Slot k of a sender sends sequence
+ *          numbers k, k + DEPTH, k + 2 DEPTH, ..., one at a time: a reply
+ *          frees its slot for the next.  UDP may drop datagrams (a full
+ *          socket buffer): a slot whose reply has not come within
+ *          LOSS_TIMEOUT seconds (default 0.2) gives up on it and sends the
+ *          next, so a loss costs a pause, not a stall.  A reply that comes
+ *          after that is counted as late (not lost, and not a request
+ *          done: its sender had moved on); lost = given up on and never
+ *          came back, over the whole run (warm-up and the final wait
+ *          included), and loss_pct = lost / sent in %.  WARMUP, SECS and
+ *          the final wait are as in echo (the final wait ends when every
+ *          slot has its reply or gave up on it, 10 * GRACE at most).
+ *          reqs, rps and the latencies count the replies that came in time
+ *          in the measured window.  status: OK when loss_pct < 0.1 (UDP
+ *          on loopback should lose nothing; a server that is too slow
+ *          overflows its socket buffer), LOST at 0.1% or more, CORRUPT on
+ *          a reply that is not one of ours (wrong bytes or length, another
+ *          sender's, a duplicate), ERROR.  refused counts ICMP port
+ *          unreachable (ECONNREFUSED: nothing listened for a moment).
  *
- * With -P, echo and connect also report the server's CPU time during the
+ * With -P, echo, connect and udp also report the server's CPU time during the
  * measured window: srv_cpu (in CPUs, 1.0 = one core busy all the time) and
  * srv_ns_per_req (server CPU nanoseconds per request or connection), from
  * /proc/PID/schedstat: a cost per request that other load on the machine
@@ -87,6 +115,8 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -104,10 +134,13 @@ static double opt_ctimeout = 15.0;
 static int opt_linelen = 32;
 static int opt_pid = 0;
 static int opt_verbose = 0;
+static const char *opt_unix;       /* -U PATH: a UNIX stream socket */
+static double opt_losstimeout = 0.2;
 
 static struct sockaddr_in g_addr;
 static struct sockaddr_in g_src;   /* -B: source address to bind */
 static int g_have_src;
+static struct sockaddr_un g_unaddr;   /* -U */
 
 static void die(const char *what)
 {
@@ -252,9 +285,32 @@ static int parse_line(const char *buf, int len, int *conn, uint64_t *seq)
 
 static int g_ep;
 
+/* -U: a connection to the UNIX stream socket.  A non-blocking connect to
+ * it completes at once or fails with EAGAIN when the server's backlog is
+ * full: then it is tried again, for 1 s at most. */
+static int start_connect_unix(void)
+{
+    for (int tries = 0;; tries++) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -1;
+        if (connect(fd, (struct sockaddr *)&g_unaddr, sizeof g_unaddr) == 0 ||
+            errno == EINPROGRESS)
+            return fd;
+        int e = errno;
+        close(fd);
+        errno = e;
+        if (e != EAGAIN || tries >= 1000)
+            return -1;
+        usleep(1000);
+    }
+}
+
 /* slot: connections are spread over 64 source addresses from -B on */
 static int start_connect(int slot)
 {
+    if (opt_unix)
+        return start_connect_unix();
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
@@ -1532,6 +1588,360 @@ report:
 }
 
 /* ------------------------------------------------------------------ */
+/* udp mode                                                           */
+
+enum { U_IDLE, U_TOSEND, U_INFLIGHT };
+#define U_LATE 4            /* seqs given up on, kept per slot for late
+                             * replies */
+#define U_BATCH 64          /* datagrams per recvmmsg/sendmmsg at most */
+
+struct uslot {
+    uint64_t seq;           /* the datagram in flight or to send */
+    uint64_t t;             /* when it was sent */
+    int state;
+    uint64_t late[U_LATE];  /* seq + 1 of datagrams given up on; 0: free */
+};
+
+struct usender {
+    int fd;
+    int want_out;
+    int tosend;             /* slots in U_TOSEND */
+};
+
+static struct usender *us;
+static struct uslot *uslots;     /* sender i, slot k: uslots[i * D + k] */
+static char *ubuf;               /* its datagram: ubuf + (i * D + k) * size */
+static char *ufill;              /* a datagram with the filler, header 0 */
+static uint64_t u_sent, u_timeout, u_late, u_dup, u_refused, u_senderr;
+
+static void udp_give_up(struct uslot *sl)
+{
+    /* remember it: a reply may still come */
+    int j, oldest = 0;
+    for (j = 0; j < U_LATE; j++)
+        if (!sl->late[j])
+            break;
+    if (j == U_LATE) {
+        for (j = 1; j < U_LATE; j++)
+            if (sl->late[j] < sl->late[oldest])
+                oldest = j;
+        j = oldest;
+    }
+    sl->late[j] = sl->seq + 1;
+    u_timeout++;
+}
+
+/* Send what is U_TOSEND on sender i (sendmmsg; what the socket does not
+ * take waits for EPOLLOUT). */
+static void udp_flush(int i)
+{
+    struct usender *s = &us[i];
+    if (!s->tosend)
+        return;
+    int D = opt_depth, L = opt_linelen;
+    static struct mmsghdr mm[U_BATCH];
+    static struct iovec iov[U_BATCH];
+    static int idx[U_BATCH];
+    int k = 0;
+    while (s->tosend) {
+        int n = 0;
+        for (; k < D && n < U_BATCH; k++) {
+            struct uslot *sl = &uslots[(size_t)i * D + k];
+            if (sl->state != U_TOSEND)
+                continue;
+            char *b = ubuf + ((size_t)i * D + k) * L;
+            make_line(b, i, sl->seq);
+            iov[n].iov_base = b;
+            iov[n].iov_len = L;
+            memset(&mm[n].msg_hdr, 0, sizeof mm[n].msg_hdr);
+            mm[n].msg_hdr.msg_iov = &iov[n];
+            mm[n].msg_hdr.msg_iovlen = 1;
+            idx[n++] = k;
+        }
+        if (!n)
+            break;
+        int done = 0;
+        while (done < n) {
+            int r = sendmmsg(s->fd, mm + done, n - done, MSG_DONTWAIT);
+            if (r > 0) {
+                uint64_t t = now_ns();
+                for (int j = done; j < done + r; j++) {
+                    struct uslot *sl = &uslots[(size_t)i * D + idx[j]];
+                    sl->state = U_INFLIGHT;
+                    sl->t = t;
+                    s->tosend--;
+                    u_sent++;
+                }
+                done += r;
+                continue;
+            }
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+                          errno == ENOBUFS)) {
+                if (!s->want_out) {
+                    ep_set(s->fd, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, i);
+                    s->want_out = 1;
+                }
+                return;
+            }
+            /* ECONNREFUSED (an earlier datagram met a closed port) or
+             * worse: this one counts as sent and given up on later */
+            if (errno == ECONNREFUSED)
+                u_refused++;
+            else {
+                u_senderr++;
+                note("sender_%d:send:%s", i, strerror(errno));
+            }
+            struct uslot *sl = &uslots[(size_t)i * D + idx[done]];
+            sl->state = U_INFLIGHT;
+            sl->t = now_ns();
+            s->tosend--;
+            u_sent++;
+            done++;
+        }
+    }
+    if (s->want_out) {
+        ep_set(s->fd, EPOLL_CTL_MOD, EPOLLIN, i);
+        s->want_out = 0;
+    }
+}
+
+/* A reply on sender i; returns 1 if it was a request done in time. */
+static int udp_reply(int i, const char *data, int len, uint64_t t)
+{
+    int D = opt_depth, L = opt_linelen;
+    int oc;
+    uint64_t seq;
+    if (len != L || !parse_line(data, len, &oc, &seq) ||
+        memcmp(data + 19, ufill + 19, L - 19) != 0) {   /* " xxx...\n" */
+        n_corrupt++;
+        note("sender_%d:corrupt_reply_of_%d_bytes", i, len);
+        return 0;
+    }
+    if (oc != i) {
+        n_corrupt++;
+        note("sender_%d:got_the_datagram_of_sender_%d", i, oc);
+        return 0;
+    }
+    struct uslot *sl = &uslots[(size_t)i * D + seq % D];
+    if (sl->state == U_INFLIGHT && sl->seq == seq) {
+        if (measuring) {
+            hist_add(t - sl->t);
+            n_ok++;
+        }
+        if (sending) {
+            sl->seq += D;
+            sl->state = U_TOSEND;
+            us[i].tosend++;
+        } else {
+            sl->state = U_IDLE;
+        }
+        return 1;
+    }
+    for (int j = 0; j < U_LATE; j++)
+        if (sl->late[j] == seq + 1) {
+            sl->late[j] = 0;
+            u_late++;
+            return 0;
+        }
+    u_dup++;
+    n_corrupt++;
+    note("sender_%d:reply_to_seq_%llu_not_in_flight(duplicate?)", i,
+         (unsigned long long)seq);
+    return 0;
+}
+
+/* Slots whose reply is overdue give up on it (and send the next when
+ * sending); returns how many are still in flight. */
+static int udp_expire(void)
+{
+    int D = opt_depth, inflight = 0;
+    uint64_t t = now_ns(), limit = (uint64_t)(opt_losstimeout * 1e9);
+    for (int i = 0; i < opt_conns; i++) {
+        int any = 0;
+        for (int k = 0; k < D; k++) {
+            struct uslot *sl = &uslots[(size_t)i * D + k];
+            if (sl->state != U_INFLIGHT)
+                continue;
+            if (t - sl->t < limit) {
+                inflight++;
+                continue;
+            }
+            udp_give_up(sl);
+            if (sending) {
+                sl->seq += D;
+                sl->state = U_TOSEND;
+                us[i].tosend++;
+                any = 1;
+            } else {
+                sl->state = U_IDLE;
+            }
+        }
+        if (any)
+            udp_flush(i);
+    }
+    return inflight;
+}
+
+/* One pass of the event loop; returns the replies done in time. */
+static int udp_pump(int timeout_ms)
+{
+    static struct epoll_event evs[1024];
+    static char rb[U_BATCH][4096 + 64];
+    static struct mmsghdr mm[U_BATCH];
+    static struct iovec iov[U_BATCH];
+    int k = epoll_wait(g_ep, evs, 1024, timeout_ms);
+    if (k < 0) {
+        if (errno == EINTR)
+            return 0;
+        die("epoll_wait");
+    }
+    uint64_t t = now_ns();
+    int done = 0;
+    int vlen = opt_depth + 4 < U_BATCH ? opt_depth + 4 : U_BATCH;
+    for (int e = 0; e < k; e++) {
+        int i = (int)evs[e].data.u64;
+        struct usender *s = &us[i];
+        if (evs[e].events & (EPOLLIN | EPOLLERR)) {
+            for (int j = 0; j < vlen; j++) {
+                iov[j].iov_base = rb[j];
+                iov[j].iov_len = sizeof rb[j];
+                memset(&mm[j].msg_hdr, 0, sizeof mm[j].msg_hdr);
+                mm[j].msg_hdr.msg_iov = &iov[j];
+                mm[j].msg_hdr.msg_iovlen = 1;
+            }
+            int r = recvmmsg(s->fd, mm, vlen, MSG_DONTWAIT, NULL);
+            if (r < 0) {
+                if (errno == ECONNREFUSED)
+                    u_refused++;
+                else if (errno != EAGAIN && errno != EINTR) {
+                    u_senderr++;
+                    note("sender_%d:recv:%s", i, strerror(errno));
+                }
+            }
+            for (int j = 0; j < r; j++)
+                done += udp_reply(i, rb[j], (int)mm[j].msg_len, t);
+        }
+        if (s->tosend)
+            udp_flush(i);
+    }
+    return done;
+}
+
+static int run_udp(void)
+{
+    int n = opt_conns, D = opt_depth, L = opt_linelen;
+    raise_nofile(n + 64);
+    us = calloc(n, sizeof *us);
+    uslots = calloc((size_t)n * D, sizeof *uslots);
+    ubuf = malloc((size_t)n * D * L);
+    ufill = malloc(L);
+    if (!us || !uslots || !ubuf || !ufill)
+        die("calloc");
+    init_line(ufill);
+    make_line(ufill, 0, 0);
+    for (size_t j = 0; j < (size_t)n * D; j++)
+        init_line(ubuf + j * L);
+    for (int i = 0; i < n; i++) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            die("socket");
+        if (connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr) < 0)
+            die("connect");
+        us[i].fd = fd;
+        ep_set(fd, EPOLL_CTL_ADD, EPOLLIN, i);
+        for (int k = 0; k < D; k++) {
+            uslots[(size_t)i * D + k].seq = k;
+            uslots[(size_t)i * D + k].state = U_TOSEND;
+        }
+        us[i].tosend = D;
+    }
+    for (int i = 0; i < n; i++)
+        udp_flush(i);
+    double start = now_s(), mstart = start + opt_warm,
+           mend = mstart + opt_secs, next_exp = start, tnow;
+    /* expiry is checked every 5 ms, or a tenth of the timeout if less */
+    double every = opt_losstimeout / 10 < 0.005 ? opt_losstimeout / 10 : 0.005;
+    while ((tnow = now_s()) < mstart) {
+        udp_pump(1);
+        if (tnow >= next_exp) {
+            udp_expire();
+            next_exp = tnow + every;
+        }
+    }
+    measuring = 1;
+    n_ok = 0;
+    memset(hist, 0, sizeof hist);
+    hist_n = 0;
+    double real_start = now_s();
+    cpu_window_start();
+    while ((tnow = now_s()) < mend) {
+        udp_pump(1);
+        if (tnow >= next_exp) {
+            udp_expire();
+            next_exp = tnow + every;
+        }
+    }
+    measuring = 0;
+    sending = 0;
+    double real_secs = now_s() - real_start;
+    cpu_window_end();
+    uint64_t measured = n_ok;
+    /* the final wait: every slot gets its reply or gives up on it */
+    double dl = now_s() + 10 * opt_grace;
+    while (now_s() < dl) {
+        udp_pump(1);
+        if (!udp_expire())
+            break;
+    }
+    /* the replies still on their way after that (late ones) */
+    {
+        double until = now_s() + 0.05;
+        while (now_s() < until)
+            udp_pump(5);
+    }
+    int left = 0;
+    for (size_t j = 0; j < (size_t)n * D; j++)
+        if (uslots[j].state == U_INFLIGHT) {
+            udp_give_up(&uslots[j]);
+            left++;
+        }
+    if (left)
+        note("%d_slots_still_waiting_after_%.1fs", left, 10 * opt_grace);
+    n_ok = measured;
+    uint64_t lost = u_timeout - u_late;
+    double loss_pct = u_sent ? 100.0 * lost / u_sent : 0;
+    if (lost && !strcmp(details, "-"))
+        note("%llu_of_%llu_datagrams_never_came_back(%llu_more_came_after_"
+             "%.0f_ms)", (unsigned long long)lost,
+             (unsigned long long)u_sent, (unsigned long long)u_late,
+             opt_losstimeout * 1000);
+    if (u_refused && !strcmp(details, "-"))
+        note("%llu_ICMP_port_unreachable", (unsigned long long)u_refused);
+    const char *status = n_corrupt ? "CORRUPT"
+                       : loss_pct >= 0.1 ? "LOST"
+                       : u_senderr ? "ERROR" : "OK";
+    printf("mode=udp status=%s c=%d d=%d size=%d secs=%.3f reqs=%llu "
+           "rps=%.1f p50_us=%.1f p99_us=%.1f p999_us=%.1f max_us=%.1f "
+           "sent=%llu lost=%llu late=%llu loss_pct=%.4f corrupt=%llu "
+           "dup=%llu refused=%llu errors=%llu loss_timeout_ms=%.0f%s "
+           "details=%s\n",
+           status, n, D, L, real_secs, (unsigned long long)n_ok,
+           real_secs > 0 ? n_ok / real_secs : 0, hist_pct(0.50),
+           hist_pct(0.99), hist_pct(0.999), hist_pct(1.0),
+           (unsigned long long)u_sent, (unsigned long long)lost,
+           (unsigned long long)u_late, loss_pct,
+           (unsigned long long)n_corrupt, (unsigned long long)u_dup,
+           (unsigned long long)u_refused, (unsigned long long)u_senderr,
+           opt_losstimeout * 1000, cpu_report(real_secs, n_ok), details);
+    fflush(stdout);
+    for (int i = 0; i < n; i++)
+        close(us[i].fd);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 
 static void usage(void)
 {
@@ -1542,7 +1952,10 @@ static void usage(void)
         "       loadgen idle    -p PORT -P PID [-n N] [-t S]\n"
         "       loadgen bcast   -p PORT -P PID [-n N] [-r ROUNDS] [-s SIZE] "
         "[-t IDLE_S] [-g S] [-C S]\n"
-        "       common: -H HOST (IPv4 address, default 127.0.0.1) -B SRC -v\n");
+        "       loadgen udp     -p PORT [-c C] [-d D] [-t S] [-w S] [-s SIZE] "
+        "[-L LOSS_S] [-g S]\n"
+        "       common: -H HOST (IPv4 address, default 127.0.0.1) -B SRC -v\n"
+        "               -U PATH (a UNIX stream socket instead of HOST:PORT)\n");
     exit(2);
 }
 
@@ -1554,7 +1967,10 @@ int main(int argc, char **argv)
     optind = 2;
     int ch;
     int is_bcast = !strcmp(mode, "bcast");
-    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:v")) != -1) {
+    int is_udp = !strcmp(mode, "udp");
+    if (is_udp)
+        opt_linelen = 64;
+    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:vU:L:")) != -1) {
         switch (ch) {
         case 'H': opt_host = optarg; break;
         case 'B':
@@ -1582,9 +1998,26 @@ int main(int argc, char **argv)
         case 'C': opt_ctimeout = atof(optarg); break;
         case 'P': opt_pid = atoi(optarg); break;
         case 'v': opt_verbose = 1; break;
+        case 'U': opt_unix = optarg; break;
+        case 'L': opt_losstimeout = atof(optarg); break;
         default: usage();
         }
     }
+    if (opt_unix && is_udp)
+        usage();
+    if (opt_unix) {
+        memset(&g_unaddr, 0, sizeof g_unaddr);
+        g_unaddr.sun_family = AF_UNIX;
+        if (strlen(opt_unix) >= sizeof g_unaddr.sun_path) {
+            fprintf(stderr, "loadgen: -U: path too long\n");
+            return 2;
+        }
+        strcpy(g_unaddr.sun_path, opt_unix);
+        if (!opt_port)
+            opt_port = 1;   /* not used */
+    }
+    if (is_udp && (opt_losstimeout <= 0 || opt_grace <= 0))
+        usage();
     if (opt_port <= 0 || opt_port > 65535 || opt_conns < 1 ||
         opt_conns > 999999 || opt_depth < 1 || opt_depth > 4096 ||
         opt_linelen < 21 || opt_linelen > 4096 || opt_secs <= 0 ||
@@ -1612,6 +2045,8 @@ int main(int argc, char **argv)
         return run_idle();
     if (is_bcast)
         return run_bcast();
+    if (is_udp)
+        return run_udp();
     usage();
     return 2;
 }

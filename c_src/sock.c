@@ -107,7 +107,9 @@ static int listen_on(const struct sockaddr *sa, socklen_t salen, int type,
     if (isd_fd_nonblock_cloexec(fd) < 0)
         goto fail;
     step = "setsockopt";
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+    /* (not for UDP: there it would let a second socket share the port) */
+    if (type == SOCK_STREAM
+        && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
         goto fail;
     if (o && o->reuseport) {
 #ifdef SO_REUSEPORT

@@ -219,7 +219,8 @@ stop(SV *self, ...)
             croak("%s::stop: unknown option '%s' (have: grace)", PKG, k);
         grace = ST(i + 1);
         SvGETMAGIC(grace);
-        if (!SvOK(grace) || !looks_like_number(grace) || SvNV(grace) < 0)
+        if (!SvOK(grace) || !looks_like_number(grace) || !(SvNV(grace) >= 0)
+            || SvNV(grace) > 1e9)          /* (NaN and infinities too) */
             croak("%s::stop: grace: %" SVf " is not a number of seconds", PKG,
                   SVfARG(quoted(aTHX_ grace)));
     }

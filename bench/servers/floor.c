@@ -7,6 +7,15 @@
  * come, so every line comes back unchanged and in order.
  *
  *   floor PORT [HOST]     (HOST: numeric IPv4, default 127.0.0.1)
+ *
+ * Built with -DFLOOR_UNIX (bench/run makes it bench/.build/floor-unix), it
+ * listens on a UNIX stream socket instead, the rest unchanged:
+ *
+ *   floor-unix unix:PATH  (a file at PATH is replaced, and removed again on
+ *                          SIGTERM)
+ *
+ * The UNIX code is compiled in only then, so that the TCP floor stays the
+ * very program it was (bench/run's TCP rows must not move).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,6 +30,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#ifdef FLOOR_UNIX
+#include <sys/un.h>
+#endif
 
 struct pend {            /* unwritten output of one connection */
     size_t len, off;
@@ -91,18 +103,63 @@ static int send_or_keep(int fd, const char *buf, size_t len)
     return 0;
 }
 
+#ifdef FLOOR_UNIX
+static const char *unix_path;
+
+static void on_term(int sig)
+{
+    unlink(unix_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* a listening UNIX stream socket at PATH (a file there is replaced) */
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un u;
+    memset(&u, 0, sizeof u);
+    u.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof u.sun_path) {
+        fprintf(stderr, "floor: UNIX socket path too long\n");
+        exit(2);
+    }
+    strcpy(u.sun_path, path);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    unlink(path);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&u, sizeof u) < 0 ||
+        listen(lfd, SOMAXCONN) < 0) {
+        perror("floor: listen");
+        exit(1);
+    }
+    unix_path = path;
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
+    return lfd;
+}
+#endif
+
 int main(int argc, char **argv)
 {
+#ifdef FLOOR_UNIX
+    if (argc < 2 || strncmp(argv[1], "unix:", 5) != 0) {
+        fprintf(stderr, "usage: floor-unix unix:PATH\n");
+        return 2;
+    }
+#else
     if (argc < 2) {
         fprintf(stderr, "usage: floor PORT [HOST]\n");
         return 2;
     }
+#endif
     signal(SIGPIPE, SIG_IGN);
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+#ifdef FLOOR_UNIX
+    int lfd = listen_unix(argv[1] + 5);
+#else
     struct sockaddr_in a;
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
@@ -119,6 +176,7 @@ int main(int argc, char **argv)
         perror("floor: listen");
         return 1;
     }
+#endif
     ep = epoll_create1(EPOLL_CLOEXEC);
     set_events(lfd, EPOLLIN, EPOLL_CTL_ADD);
     static char buf[65536];
@@ -139,7 +197,9 @@ int main(int argc, char **argv)
                                     SOCK_NONBLOCK | SOCK_CLOEXEC);
                     if (c < 0)
                         break; /* EAGAIN, or EMFILE & co: try next time */
+#ifndef FLOOR_UNIX
                     setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#endif
                     set_events(c, EPOLLIN, EPOLL_CTL_ADD);
                 }
                 continue;
