@@ -213,7 +213,11 @@ sub activate {
     my $port = free_port();
     my $path = "$TMP/sa-$mode-$be.sock";
     my $out  = "$TMP/sa-$mode-$be.out";
-    my $pid = spawn([$SD_ACTIVATE, '-l', "127.0.0.1:$port", '-l', $path, '--fdname=web:admin',
+    # (it passes its child a clean environment: what a sanitizer build
+    # needs to load is handed on explicitly)
+    my @keep = map { ('-E', $_) } grep { defined $ENV{$_} }
+               qw(LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS PERL_DESTRUCT_LEVEL);
+    my $pid = spawn([$SD_ACTIVATE, '-l', "127.0.0.1:$port", '-l', $path, '--fdname=web:admin', @keep,
                      @PERL, $SA_SCRIPT, $mode, $port, $path, $be], $out);
     wait_until(sub { (() = slurp($out) =~ /^Listening on /mg) >= 2 }, 5)
         or die "systemd-socket-activate is not listening:\n" . slurp($out);
