@@ -237,6 +237,8 @@ typedef struct isd_listen_opts {
     int v6only;       /* IPv6: -1 the system's default, 0 IPv4 too, 1 not */
     int reuseport;    /* SO_REUSEPORT (where the system has it) */
     int mode;         /* UNIX: the socket file's permissions; -1: umask's */
+    int rcvbuf;       /* SO_RCVBUF, SO_SNDBUF in bytes (SO_RCVBUFFORCE and */
+    int sndbuf;       /* SO_SNDBUFFORCE first, where allowed); 0: default */
 } isd_listen_opts;
 
 /* Listen on a (an IPv4 or IPv6 address and port): SO_REUSEADDR,

@@ -91,6 +91,29 @@ static void fmt_hostport(const struct sockaddr *sa, char *buf, size_t len)
              h, isd_addr_port(&a));
 }
 
+/* SO_RCVBUF/SO_SNDBUF as o asks: past net.core.rmem_max (wmem_max) with
+ * the FORCE variants where the process may (root, CAP_NET_ADMIN), else
+ * capped there by the kernel.  0, or -1 with errno. */
+static int set_bufs(int fd, const isd_listen_opts *o)
+{
+    int k;
+
+    for (k = 0; o && k < 2; k++) {
+        int v = k ? o->sndbuf : o->rcvbuf;
+        if (v <= 0)
+            continue;
+#if defined(SO_RCVBUFFORCE) && defined(SO_SNDBUFFORCE)
+        if (setsockopt(fd, SOL_SOCKET, k ? SO_SNDBUFFORCE : SO_RCVBUFFORCE,
+                       &v, sizeof v) == 0)
+            continue;
+#endif
+        if (setsockopt(fd, SOL_SOCKET, k ? SO_SNDBUF : SO_RCVBUF, &v,
+                       sizeof v) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* socket, options, bind, listen on one address: the fd, or -1 with errno
  * and err naming the step and the address. */
 static int listen_on(const struct sockaddr *sa, socklen_t salen, int type,
@@ -125,6 +148,8 @@ static int listen_on(const struct sockaddr *sa, socklen_t salen, int type,
         if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v, sizeof v) < 0)
             goto fail;
     }
+    if (set_bufs(fd, o) < 0)
+        goto fail;
     step = "bind";
     if (bind(fd, sa, salen) < 0)
         goto fail;
@@ -187,7 +212,7 @@ static int listen_pair(unsigned port, int type, isd_listen_opts *o,
 int isd_listen_any_type(unsigned port, int type, const isd_listen_opts *o,
                         int fds[2], char *err, size_t errlen)
 {
-    isd_listen_opts v6 = { -1, -1, 0, -1 };
+    isd_listen_opts v6 = { -1, -1, 0, -1, 0, 0 };
     isd_addr a;
 
     if (port > 65535) {
@@ -342,6 +367,9 @@ int isd_listen_unix(const char *path, const isd_listen_opts *o, char *err,
     step = "fcntl";
     if (isd_fd_nonblock_cloexec(fd) < 0)
         goto fail;
+    step = "setsockopt";
+    if (set_bufs(fd, o) < 0)
+        goto fail;
     step = "bind";
     if (bind(fd, (struct sockaddr *)&un, sizeof un) < 0)
         goto fail;
@@ -370,7 +398,7 @@ int isd_listen_tcp(const char *host, unsigned port, int family, int backlog,
                    char *err, size_t errlen)
 {
     struct addrinfo hints, *res = NULL, *ai;
-    isd_listen_opts o = { backlog, -1, 0, -1 };
+    isd_listen_opts o = { backlog, -1, 0, -1, 0, 0 };
     char portstr[16];
     int fd = -1, rc;
 

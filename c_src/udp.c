@@ -50,6 +50,11 @@ struct isd_udp {
     isd_buf     qbuf;
     isd_hook    hook;           /* flushes after each batch of events */
     int         in_batch;
+    /* a reply the kernel refused during a flush made from inside
+     * isd_udp_send (the caller's callback is on the stack): reported
+     * after the next flush made from the loop */
+    int         in_send, derr;
+    isd_addr    dto;
     isd_udp_stats st;
 };
 
@@ -131,7 +136,12 @@ static void udp_flush(isd_udp *u)
                 break;                  /* full: when it is writable */
             /* this one cannot go: drop it, say so, go on */
             u->st.dropped_out++;
-            if (u->h->on_error)
+            if (u->in_send) {
+                if (!u->derr) {
+                    u->derr = e;
+                    u->dto = u->q[u->qhead].to;
+                }
+            } else if (u->h->on_error)
                 u->h->on_error(u, e, &u->q[u->qhead].to);
             sent = 1;
         } else {
@@ -146,6 +156,12 @@ static void udp_flush(isd_udp *u)
         isd_buf_consume(&u->qbuf, isd_buf_len(&u->qbuf));
     }
     udp_interest(u);
+    if (u->derr && !u->in_send && !u->closed) {
+        int e = u->derr;
+        u->derr = 0;
+        if (u->h->on_error)
+            u->h->on_error(u, e, &u->dto);
+    }
 }
 
 static int udp_hook(isd_loop *l, void *data)
@@ -153,7 +169,7 @@ static int udp_hook(isd_loop *l, void *data)
     isd_udp *u = data;
 
     ISD_UNUSED(l);
-    if (u->qn > u->qhead && !(u->io.events & ISD_WRITE)) {
+    if ((u->qn > u->qhead && !(u->io.events & ISD_WRITE)) || u->derr) {
         udp_flush(u);
         return 1;
     }
@@ -308,7 +324,7 @@ static void udp_io_cb(isd_loop *l, isd_io *w, unsigned ev)
             break;                      /* drained */
     }
     u->in_batch--;
-    if (u->qn > u->qhead && !u->closed)
+    if ((u->qn > u->qhead || u->derr) && !u->closed)
         udp_flush(u);                   /* the replies of the batch at once */
     isd_udp_unref(u);
 }
@@ -328,6 +344,14 @@ int isd_udp_send(isd_udp *u, const isd_addr *to, const void *p, size_t n)
     if (!isd_addr_len(to)) {
         errno = EAFNOSUPPORT;
         return -1;
+    }
+    if (u->max_output && isd_buf_len(&u->qbuf) + n > u->max_output
+        && u->qn > u->qhead && !(u->io.events & ISD_WRITE)) {
+        /* replies waiting for the end of the batch: the kernel may well
+         * take them now (max_output bounds what it cannot take) */
+        u->in_send = 1;
+        udp_flush(u);
+        u->in_send = 0;
     }
     if (u->max_output && isd_buf_len(&u->qbuf) + n > u->max_output) {
         u->st.dropped_out++;

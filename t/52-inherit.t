@@ -137,8 +137,12 @@ sub spit {
 }
 
 sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', ReuseAddr => 1) or die "free port: $@";
+    my ($proto) = @_;
+    my $s = ($proto // '') eq 'udp'
+        ? IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'udp')
+        : IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
+                                Proto => 'tcp', ReuseAddr => 1);
+    $s or die "free port: $@";
     my $p = $s->sockport;
     close $s;
     return $p;
@@ -323,6 +327,71 @@ SKIP: {
     };
 }
 
+# systemd-socket-activate --datagram: a UDP socket (ListenDatagram=),
+# adopted by a udp: SPEC of its address or by 'systemd'
+my $SA_UDP = "$TMP/activated-udp.pl";
+spit($SA_UDP, <<'EOS');
+use strict;
+use warnings;
+use POSIX ();
+use IO::Socket::INET::Daemon;
+$SIG{ALRM} = sub { print STDERR "server deadline\n"; POSIX::_exit(9) };
+alarm 20;
+my ($mode, $port, $be) = @ARGV;
+my $server = IO::Socket::INET::Daemon->new(backend => $be,
+    listen => [ $mode eq 'addr' ? "udp:127.0.0.1:$port" : 'systemd' ],
+    callback => { data => sub {
+        my ($io, $d, $m) = @_;
+        if ($m eq 'stop') { $io->print('stopping'); $d->stop; return 1 }
+        $io->print("pid=$$ fds=" . (defined $ENV{LISTEN_FDS} ? $ENV{LISTEN_FDS} : 'none')
+                   . ' ' . join(' ', $d->addresses) . " echo $m");
+        1;
+    } });
+if (!$server->run) {
+    printf STDERR "server run failed: errno=%d (%s) %s\n", $! + 0, $!, $@;
+    exit 3;
+}
+print STDERR "server stopped\n";
+exit 0;
+EOS
+
+SKIP: {
+    skip "$SD_ACTIVATE is not installed (Debian package systemd)", 1 unless -x $SD_ACTIVATE;
+    for my $mode (qw(addr systemd)) {
+        my $be = $BACKENDS[$mode eq 'addr' ? 0 : -1];
+        my $what = $mode eq 'addr' ? "'udp:127.0.0.1:PORT'" : "'systemd'";
+        isd_subtest "socket activation --datagram: $what adopts the passed UDP socket, backend $be" => sub {
+            my $port = free_port('udp');
+            my $out = "$TMP/sa-udp-$mode.out";
+            my @keep = map { ('-E', $_) } grep { defined $ENV{$_} }
+                       qw(LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS PERL_DESTRUCT_LEVEL);
+            my $pid = spawn([$SD_ACTIVATE, '--datagram', '-l', "127.0.0.1:$port", @keep,
+                             @PERL, $SA_UDP, $mode, $port, $be], $out);
+            wait_until(sub { slurp($out) =~ /^Listening on /m }, 5)
+                or die "systemd-socket-activate is not listening:\n" . slurp($out);
+            my $u = IO::Socket::INET->new(Proto => 'udp', PeerAddr => '127.0.0.1', PeerPort => $port)
+                or die "udp client: $@";
+            my $ask = sub {
+                my ($m) = @_;
+                $u->send($m) or return "send: $!";
+                my $r;
+                return IO::Select->new($u)->can_read(5) && defined $u->recv($r, 1000) ? $r : 'no reply';
+            };
+            # (the first datagram starts the server: it is read by the server)
+            is($ask->('one'), "pid=$pid fds=none udp:127.0.0.1:$port echo one",
+               'the first datagram is answered by the exec\'d server, on the passed socket, LISTEN_FDS gone');
+            is($ask->('two'), "pid=$pid fds=none udp:127.0.0.1:$port echo two", 'and the next');
+            is($ask->('stop'), 'stopping', 'stop');
+            my $st = reap($pid, 5);
+            is($st, 0, 'the server exits 0');
+            end_kid($pid) unless defined $st;
+            my $o = slurp($out);
+            like($o, qr/^server stopped$/m, 'run returned') or diag($o);
+            unlike($o, qr/IO::Socket::INET::Daemon:|\bat \S+ line \d+/, 'no warning') or diag($o);
+        };
+    }
+}
+
 # ------------------------------------------------------------- 2. fd:N
 
 for my $be (@BACKENDS) {
@@ -400,9 +469,12 @@ subtest "fd:N that is not a listening stream socket: listen fails, nothing inher
     ok(!defined getsockname(STDIN), 'stdin is not a socket here');
     $fails->('fd:0 (stdin from /dev/null)', ['fd:0'], Errno::ENOTSOCK());
 
-    my $udp = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1', LocalPort => 0) or die "udp: $@";
+    # (a UDP socket bound to a port is served: t/53)
+    socket(my $udp, Socket::AF_UNIX(), Socket::SOCK_DGRAM(), 0) or die "socket: $!";
     my $ufd = fileno $udp;
-    $fails->('a UDP socket', ["fd:$ufd"], Errno::EPROTOTYPE());
+    $fails->('a UNIX datagram socket', ["fd:$ufd"], Errno::EPROTOTYPE());
+    socket(my $unb, Socket::AF_INET(), Socket::SOCK_DGRAM(), 0) or die "socket: $!";
+    $fails->('a UDP socket bound to no port', ['fd:' . fileno $unb], Errno::EINVAL());
 
     socket(my $t, Socket::AF_INET(), Socket::SOCK_STREAM(), 0) or die "socket: $!";
     bind($t, Socket::pack_sockaddr_in(0, Socket::inet_aton('127.0.0.1'))) or die "bind: $!";
@@ -414,9 +486,9 @@ subtest "fd:N that is not a listening stream socket: listen fails, nothing inher
 
     my $apath = "$TMP/a.sock";
     {
-        my $d = $fails->('unix:PATH then a UDP fd', ["unix:$apath", "fd:$ufd"], Errno::EPROTOTYPE());
+        my $d = $fails->('unix:PATH then a UNIX datagram fd', ["unix:$apath", "fd:$ufd"], Errno::EPROTOTYPE());
         ok(!-e $apath, 'the UNIX socket file it made is removed again');
-        ok(defined getsockname($udp), 'the inherited UDP fd is not closed');
+        ok(defined getsockname($udp), 'the inherited datagram fd is not closed');
         undef $d;
         ok(defined getsockname($udp), 'nor by DESTROY');
     }
@@ -442,7 +514,7 @@ subtest "fd:N that is not a listening stream socket: listen fails, nothing inher
         ok(!-e $apath, 'destroy removes the socket file it made');
         ok(!defined getsockname($l), 'and closes the inherited fd (POD: "The server closes it in destroy")');
     }
-    close $_ for $udp, $t;
+    close $_ for $udp, $unb, $t;
 };
 
 # --------------------------------------------------- 3. bogus LISTEN_*

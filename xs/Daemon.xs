@@ -73,6 +73,10 @@ typedef struct xd {
     isd_udp   **udps;
     int         nudps;
     isd_udp_stats udp_st;      /* of the UDP sockets let go of */
+    /* The kinds of the listeners in the order listen => [...] gave them
+     * ('t' TCP or UNIX, 'u' UDP), for addresses and sockport. */
+    char       *lorder;
+    int         nlorder;
     SV         *cur_dgram;     /* the Datagram data() is running for */
     SV         *cur_dgram_msg; /* ... and its datagram (getline) */
     int         running, stop;
@@ -1452,6 +1456,7 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
     upaths_remove(d, 1);
     ufds_close(d);
     Safefree(d->ufds);
+    Safefree(d->lorder);
     if (!PL_dirty) {
         cb_forget(aTHX_ d);
         SvREFCNT_dec(d->spare_line);

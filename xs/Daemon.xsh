@@ -278,9 +278,8 @@ sockport(SV *self)
     int fd;
   CODE:
     d = xd_from(aTHX_ self, ix ? "sockhost" : "sockport");
-    fd = d->nlfds ? d->lfds[0] : d->srv ? isd_server_listener_fd(d->srv, 0) : -1;
-    if (fd < 0)                         /* no TCP listener: the first UDP one */
-        fd = d->nufds ? d->ufds[0] : d->nudps ? isd_udp_fd(d->udps[0]) : -1;
+    if (xd_listener_fds(d, &fd, 1) < 1) /* (the first SPEC's) */
+        fd = -1;
     memset(&a, 0, sizeof a);
     if (fd < 0 || getsockname(fd, &a.sa, &len) < 0)
         XSRETURN_UNDEF;
@@ -315,17 +314,15 @@ void
 addresses(SV *self)
   PREINIT:
     xd *d;
-    int i, n;
+    int i, n, *fds;
   PPCODE:
     d = xd_from(aTHX_ self, "addresses");
-    n = d->nlfds + (d->srv ? (int)isd_server_nlisteners(d->srv) : 0);
-    EXTEND(SP, n + d->nufds + d->nudps);
-    for (i = 0; i < n + d->nufds + d->nudps; i++) {
-        int fd = i < d->nlfds ? d->lfds[i]
-               : i < n ? isd_server_listener_fd(d->srv, (size_t)(i - d->nlfds))
-               : i < n + d->nufds ? d->ufds[i - n]
-               : isd_udp_fd(d->udps[i - n - d->nufds]);
-        SV *spec = fd_spec(aTHX_ fd);
+    n = xd_listener_fds(d, NULL, 0);
+    fds = (int *)SvPVX(sv_2mortal(newSV((STRLEN)(n + 1) * sizeof(int))));
+    n = xd_listener_fds(d, fds, n);
+    EXTEND(SP, n);
+    for (i = 0; i < n; i++) {
+        SV *spec = fd_spec(aTHX_ fds[i]);
         if (spec)
             PUSHs(sv_2mortal(spec));
     }

@@ -35,8 +35,9 @@ static SV *fd_spec(pTHX_ int fd)
     }
 }
 
-/* Whether fd is a listening stream socket we can serve (IPv4, IPv6,
- * UNIX): 0, or -1 with errno and err saying why not. */
+/* Whether fd is a socket we can serve: a listening stream socket (IPv4,
+ * IPv6, UNIX: 0) or a UDP socket (IPv4, IPv6: 1); or -1 with errno and
+ * err saying why not. */
 static int fd_listening(int fd, char *err, size_t errlen)
 {
     isd_addr_any a;
@@ -59,8 +60,26 @@ static int fd_listening(int fd, char *err, size_t errlen)
         errno = EAFNOSUPPORT;
         return -1;
     }
+    if (type == SOCK_DGRAM && a.sa.sa_family != AF_UNIX) {
+#ifdef SO_PROTOCOL
+        int proto = IPPROTO_UDP;
+        tl = sizeof proto;
+        if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &tl) == 0
+            && proto != IPPROTO_UDP) {
+            snprintf(err, errlen, "fd %d: a datagram socket, but not UDP", fd);
+            errno = EPROTOTYPE;
+            return -1;
+        }
+#endif
+        if (isd_addr_port(&a.ip) == 0) {
+            snprintf(err, errlen, "fd %d: a UDP socket with no port", fd);
+            errno = EINVAL;
+            return -1;
+        }
+        return 1;
+    }
     if (type != SOCK_STREAM) {
-        snprintf(err, errlen, "fd %d: not a stream (TCP) socket", fd);
+        snprintf(err, errlen, "fd %d: not a stream (TCP) or UDP socket", fd);
         errno = EPROTOTYPE;
         return -1;
     }
@@ -75,6 +94,42 @@ static int fd_listening(int fd, char *err, size_t errlen)
         return -1;
     }
     return 0;
+}
+
+static void lorder_add(xd *d, char kind)
+{
+    Renew(d->lorder, d->nlorder + 1, char);
+    d->lorder[d->nlorder++] = kind;
+}
+
+/* Every listening fd of d (TCP and UNIX: bound, or served; UDP: bound,
+ * or served), in the order of the SPECs that made them: at most max of
+ * them into out; how many there are. */
+static int xd_listener_fds(xd *d, int *out, int max)
+{
+    int nt = d->nlfds + (d->srv ? (int)isd_server_nlisteners(d->srv) : 0);
+    int nu = d->nufds + d->nudps;
+    int it = 0, iu = 0, k = 0, o = 0;
+
+    while (it < nt || iu < nu) {
+        /* the recorded order while both kinds are left; then the rest */
+        int udp = it >= nt ? 1 : iu >= nu ? 0
+                : o < d->nlorder ? d->lorder[o] == 'u' : 0;
+        int fd;
+        if (udp) {
+            fd = iu < d->nufds ? d->ufds[iu] : isd_udp_fd(d->udps[iu - d->nufds]);
+            iu++;
+        } else {
+            fd = it < d->nlfds ? d->lfds[it]
+               : isd_server_listener_fd(d->srv, (size_t)(it - d->nlfds));
+            it++;
+        }
+        o++;
+        if (k < max)
+            out[k] = fd;
+        k++;
+    }
+    return k;
 }
 
 static void lfd_push(xd *d, int fd)
@@ -111,14 +166,16 @@ static IV av_iv(pTHX_ AV *av, SSize_t i, IV dflt)
     return svp && SvOK(*svp) ? SvIV(*svp) : dflt;
 }
 
-/* Bind every listener of $self->_binds (the resolved listen => [...]):
+/* Bind every listener of $self->_binds (the resolved listen => [...];
+ * each [kind, address, backlog, v6only, reuseport, group, unix_mode,
+ * optional, rcvbuf, sndbuf]):
  * all of them or none.  0, or -1 with errno and d->err. */
 static int xd_bind_all(pTHX_ xd *d, AV *binds)
 {
     SSize_t i, n = av_len(binds) + 1;
     int first = d->nlfds, firstpath = d->nupaths, ufirst = d->nufds, e, k;
     /* inherited fds bound by this call: never closed if it fails */
-    int *inherited;
+    int *inherited, *uinherited;
     /* port 0 bound for each group of addresses of one SPEC: the others
      * of the group take the same port */
     IV group_id[64];
@@ -128,6 +185,9 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
 
     Newxz(inherited, 2 * n + 1, int);   /* ('any': two fds) */
     SAVEFREEPV(inherited);
+    Newxz(uinherited, 2 * n + 1, int);
+    SAVEFREEPV(uinherited);
+    d->nlorder = 0;                     /* (nothing is bound: xd_listen) */
     for (i = 0; i < n; i++) {
         SV **ep = av_fetch(binds, i, 0);
         AV *b = ep && SvROK(*ep) && SvTYPE(SvRV(*ep)) == SVt_PVAV
@@ -146,14 +206,19 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
         o.v6only = (int)av_iv(aTHX_ b, 3, -1);
         o.reuseport = (int)av_iv(aTHX_ b, 4, 0);
         o.mode = (int)av_iv(aTHX_ b, 6, -1);
+        o.rcvbuf = (int)av_iv(aTHX_ b, 8, 0);
+        o.sndbuf = (int)av_iv(aTHX_ b, 9, 0);
         if (strEQ(kind, "udpany")) {
             k = isd_listen_any_type((unsigned)SvUV(*ap), SOCK_DGRAM, &o, fds,
                                     d->err, sizeof d->err);
             if (k < 0)
                 goto fail;
             ufd_push(d, fds[0]);
-            if (k > 1)
+            lorder_add(d, 'u');
+            if (k > 1) {
                 ufd_push(d, fds[1]);
+                lorder_add(d, 'u');
+            }
             continue;
         }
         if (strEQ(kind, "any")) {
@@ -162,20 +227,35 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             if (k < 0)
                 goto fail;
             lfd_push(d, fds[0]);
-            if (k > 1)
+            lorder_add(d, 't');
+            if (k > 1) {
                 lfd_push(d, fds[1]);
+                lorder_add(d, 't');
+            }
             continue;
         }
         if (strEQ(kind, "fd")) {
             /* inherited (fd:N, systemd, Server::Starter): checked, then
              * served as it is; ours to close from now on, not to unlink */
+            int udp;
             fd = (int)SvIV(*ap);
-            if (fd < 0 || fd_listening(fd, d->err, sizeof d->err) < 0) {
+            if (fd < 0 || (udp = fd_listening(fd, d->err, sizeof d->err)) < 0) {
                 if (fd < 0) {
                     snprintf(d->err, sizeof d->err, "fd %d: not a descriptor", fd);
                     errno = EBADF;
                 }
                 goto fail;
+            }
+            if (udp) {
+                for (k = 0; k < d->nufds; k++)
+                    if (d->ufds[k] == fd)
+                        break;
+                if (k < d->nufds)
+                    continue;           /* (named twice) */
+                uinherited[d->nufds - ufirst] = 1;
+                ufd_push(d, fd);
+                lorder_add(d, 'u');
+                continue;
             }
             for (k = 0; k < d->nlfds; k++)
                 if (d->lfds[k] == fd)
@@ -184,6 +264,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
                 continue;               /* (named twice) */
             inherited[d->nlfds - first] = 1;
             lfd_push(d, fd);
+            lorder_add(d, 't');
             continue;
         }
         if (strEQ(kind, "unix")) {
@@ -192,6 +273,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             if (fd < 0)
                 goto fail;
             lfd_push(d, fd);
+            lorder_add(d, 't');
             Renew(d->upaths, d->nupaths + 1, char *);
             if (path[0] == '/') {
                 d->upaths[d->nupaths++] = savepv(path);
@@ -248,6 +330,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
                 ufd_push(d, fd);
             else
                 lfd_push(d, fd);
+            lorder_add(d, kind[0] == 'u' ? 'u' : 't');
             if (g < ngroups) {
                 isd_addr got;
                 socklen_t gl = sizeof got;
@@ -270,8 +353,12 @@ fail:
         if (!inherited[d->nlfds - first])
             close(d->lfds[d->nlfds]);
     }
-    while (d->nufds > ufirst)
-        close(d->ufds[--d->nufds]);
+    while (d->nufds > ufirst) {
+        --d->nufds;
+        if (!uinherited[d->nufds - ufirst])
+            close(d->ufds[d->nufds]);
+    }
+    d->nlorder = 0;
     while (d->nupaths > firstpath) {
         d->nupaths--;
         unlink(d->upaths[d->nupaths]);

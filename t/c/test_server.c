@@ -1667,7 +1667,7 @@ static void test_listeners(void)
 {
     srvctx x;
     isd_server_cfg cfg = cfg_line(0);
-    isd_listen_opts o = { 16, -1, 0, 0600 };
+    isd_listen_opts o = { 16, -1, 0, 0600, 0, 0 };
     char err[256], path[64], buf[64], host[INET6_ADDRSTRLEN];
     int any[2], nany, ufd, c1, c2, c3, eof, fds[8];
     isd_addr a;

@@ -117,7 +117,7 @@ static void test_echo(void)
     ctx x;
     char err[256], buf[2048], host[64];
     isd_addr a;
-    isd_listen_opts o = { -1, -1, 0, -1 };
+    isd_listen_opts o = { -1, -1, 0, -1, 0, 0 };
     isd_udp_stats st;
     int fd, c, i, got = 0;
     unsigned port;
@@ -205,7 +205,7 @@ static void test_dual(void)
 {
     ctx x;
     char err[256], buf[64], host[64];
-    isd_listen_opts o = { -1, -1, 0, -1 };
+    isd_listen_opts o = { -1, -1, 0, -1, 0, 0 };
     int fds[2], n, c;
     unsigned port;
 

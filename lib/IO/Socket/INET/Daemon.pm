@@ -3,7 +3,7 @@ package IO::Socket::INET::Daemon;
 use strict;
 use warnings;
 
-our $VERSION = '1.02';
+our $VERSION = '1.03';
 
 use Carp ();
 use IO::Socket::INET ();
@@ -125,7 +125,8 @@ sub new {
 
 # Per-listener options of a listen => [{ address => SPEC, ... }] entry, and
 # the kind of listener each goes with.
-my %LISTEN_OPT = (address => 'any', unix_mode => 'unix', reuseport => 'tcp', v6only => 'tcp');
+my %LISTEN_OPT = (address => 'any', unix_mode => 'unix', reuseport => 'tcp', v6only => 'tcp',
+                  rcvbuf => 'bound', sndbuf => 'bound');
 
 # One listen SPEC, parsed (not resolved: that is done when binding).
 sub _listen_spec {
@@ -142,10 +143,13 @@ sub _listen_spec {
     }
     _bad(listen => $spec, 'is not an address') if !defined $spec or ref $spec;
     my %l;
+    my $whole = $spec;
     my $udp = $spec =~ s/\Audp://;
     if ($udp) {
-        _bad(listen => "udp:$spec", 'is not udp:HOST:PORT, udp:[IPv6]:PORT or udp:*:PORT')
+        _bad(listen => $whole, 'is not udp:HOST:PORT, udp:[IPv6]:PORT or udp:*:PORT')
             unless $spec =~ /\A\[[^\]]*\]:\d+\z/ or $spec =~ /\A[^:\[\]]+:\d+\z/;
+        _bad(listen => $whole, 'is not udp:HOST:PORT (an inherited UDP socket is fd:N or '
+             . 'systemd:NAME, without udp:)') if $spec =~ /\A(?:fd|unix|systemd):/;
     }
     if ($spec =~ /\Afd:(\d+)\z/) {
         %l = (type => 'fd', fd => $1 + 0);
@@ -163,10 +167,10 @@ sub _listen_spec {
     elsif ($spec =~ /\A\[([^\]]*)\]:(\d+)\z/ or $spec =~ /\A([^:\[\]]+):(\d+)\z/) {
         my ($host, $port) = ($1, $2);
         my $v6 = $spec =~ /\A\[/;
-        _bad(listen => $spec, 'has a port over 65535') if $port > 65535;
-        _bad(listen => $spec, 'is not an IPv6 address in brackets')
+        _bad(listen => $whole, 'has a port over 65535') if $port > 65535;
+        _bad(listen => $whole, 'is not an IPv6 address in brackets')
             if $v6 and !defined Socket::inet_pton(Socket::AF_INET6(), $host);
-        _bad(listen => $spec, 'has no host (use *:PORT for every address)') unless length $host;
+        _bad(listen => $whole, 'has no host (use *:PORT for every address)') unless length $host;
         %l = (type => 'tcp', host => $host, port => $port + 0, v6 => $v6);
     }
     elsif ($spec =~ /:\z/ or $spec =~ /\A[^:]+\z/ or $spec =~ /:[^\d\]]*\z/) {
@@ -178,9 +182,17 @@ sub _listen_spec {
     $l{type} = 'udp' if $udp;
     for my $k (sort keys %o) {
         next if $LISTEN_OPT{$k} eq 'tcp' and $l{type} eq 'udp';
-        _bad(listen => ($udp ? 'udp:' : '') . $spec, "cannot take $k (it is for "
-             . ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : 'TCP and UDP')
+        next if $LISTEN_OPT{$k} eq 'bound' and $l{type} =~ /\A(?:tcp|udp|unix)\z/;
+        _bad(listen => $whole, "cannot take $k (it is for "
+             . ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : $LISTEN_OPT{$k} eq 'bound'
+                ? 'TCP, UDP and UNIX' : 'TCP and UDP')
              . ' listeners that it binds itself)') if $LISTEN_OPT{$k} ne $l{type};
+    }
+    for my $k (qw(rcvbuf sndbuf)) {
+        next unless exists $o{$k};
+        _bad($k => $o{$k}, 'is not a size in bytes (1 to 2147483647)')
+            unless defined $o{$k} and $o{$k} =~ /\A[1-9]\d{0,9}\z/ and $o{$k} <= 2147483647;
+        $l{$k} = $o{$k} + 0;
     }
     if (exists $o{unix_mode}) {
         my $m = $o{unix_mode};
@@ -197,7 +209,7 @@ sub _listen_spec {
 }
 
 # What the C side binds, resolved now: [kind, address, backlog, v6only,
-# reuseport, group, unix_mode, optional], kind 'tcp', 'any', 'unix' or
+# reuseport, group, unix_mode, optional, rcvbuf, sndbuf], kind 'tcp', 'any', 'unix' or
 # 'fd' (inherited: systemd, Server::Starter, fd:N).  Called by listen and
 # run; on a name that does not resolve, or a systemd SPEC with no such
 # socket: undef, with $! and _bind_error.
@@ -231,7 +243,8 @@ sub _binds {
                 $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd} ] for @m;
                 next;
             }
-            push @b, [ unix => $s->{path}, undef, undef, undef, undef, $s->{unix_mode} ];
+            push @b, [ unix => $s->{path}, undef, undef, undef, undef, $s->{unix_mode}, undef,
+                       $s->{rcvbuf}, $s->{sndbuf} ];
             next;
         }
         my @ai;
@@ -245,7 +258,7 @@ sub _binds {
             return $fail->("resolve $s->{host}: $err", Errno::EADDRNOTAVAIL()) if $err;
             @ai = ($ai[0]) if $s->{first};
         }
-        if ($inherit and $s->{type} eq 'tcp') {
+        if ($inherit and ($s->{type} eq 'tcp' or $s->{type} eq 'udp')) {
             my @addrs = map { (Socket::getnameinfo($_->{addr}, Socket::NI_NUMERICHOST()))[1] } @ai;
             my @m = IO::Socket::INET::Daemon::Systemd::matching($s, \@addrs, \%used);
             if (@m) {
@@ -255,7 +268,8 @@ sub _binds {
         }
         my $udp = $s->{type} eq 'udp';
         if (!@ai) {
-            push @b, [ ($udp ? 'udpany' : 'any') => $s->{port}, undef, $s->{v6only}, $s->{reuseport} ];
+            push @b, [ ($udp ? 'udpany' : 'any') => $s->{port}, undef, $s->{v6only}, $s->{reuseport},
+                       undef, undef, undef, $s->{rcvbuf}, $s->{sndbuf} ];
             next;
         }
         # a name: each of its addresses, on one port; one that this host
@@ -266,7 +280,7 @@ sub _binds {
         for my $ai (@ai) {
             next if $seen{ $ai->{addr} }++;
             push @b, [ ($udp ? 'udp' : 'tcp') => $ai->{addr}, undef, $s->{v6only}, $s->{reuseport},
-                       $group, undef, $literal ? 0 : 1 ];
+                       $group, undef, $literal ? 0 : 1, $s->{rcvbuf}, $s->{sndbuf} ];
         }
     }
     return \@b;
@@ -544,9 +558,11 @@ With C<< grace => SECONDS >> (new in 1.02) the stop is graceful: the
 server stops accepting at once (every listener is closed: new clients are
 refused, or, on a socket shared with other processes, taken by them), and
 serves the open connections on until each has ended or SECONDS have
-passed; then the ones still open get C<remove> and are closed (their
-queued output is delivered), and L</run> returns.  Timers keep running
-meanwhile.  Nothing a client sent before the stop is lost, which is what
+passed; then the ones still open get C<remove> and are closed, and
+L</run> returns at once.  What they still have to send is delivered by
+L</destroy> (which C<DESTROY> calls, so at the latest when the program
+exits), for up to L</linger> seconds: a client that does not read cannot
+hold up the return of C<run>.  Timers keep running meanwhile.  Nothing a client sent before the stop is lost, which is what
 a restart under Server::Starter or a prefork supervisor needs.  A second
 C<stop> with grace keeps the earlier deadline (or a sooner one); a plain
 C<stop> during the grace ends it at once.  C<< grace => 0 >> removes and
@@ -1184,9 +1200,11 @@ A UDP socket (the host forms are those of TCP): see L</UDP>.
 =item C<'fd:3'>
 
 A socket already listening on that descriptor, inherited from the parent
-process.  It must be a listening stream socket (TCP or UNIX), else
-L</listen> fails with a reason (C<fd 3: not a socket>).  The server closes
-it in L</destroy>, never unlinks its file, never shuts it down.
+process: a listening stream socket (TCP or UNIX), or a UDP socket bound to
+a port (served as a C<udp:> SPEC is); anything else makes L</listen> fail
+with a reason (C<fd 3: not a socket>).  The server closes it in
+L</destroy>, never unlinks its file, never shuts it down.  (C<'udp:fd:3'>
+croaks: the descriptor tells its kind.)
 
 =item C<'systemd'>, C<'systemd:NAME'>
 
@@ -1199,7 +1217,16 @@ A SPEC with options for that listener alone: C<< unix_mode => 0660 >>
 (the socket file's permissions; a number or a string such as C<'0660'>),
 C<< reuseport => 1 >> (SO_REUSEPORT, for several processes each with a
 socket of their own on one port), C<< v6only => 1 >> (an IPv6 socket,
-C<'*:PORT'> included, that takes no IPv4 clients).
+C<'*:PORT'> included, that takes no IPv4 clients), C<< rcvbuf => BYTES >>
+and C<< sndbuf => BYTES >> (SO_RCVBUF and SO_SNDBUF of a TCP, UDP or UNIX
+listener; accepted TCP connections inherit them).  The kernel caps those
+two at C<net.core.rmem_max> and C<wmem_max> unless the process may go
+past them (root, or CAP_NET_ADMIN: the server asks with SO_RCVBUFFORCE
+first, as systemd does).  A UDP server that must take bursts wants a
+bigger C<rcvbuf>: with the usual default of 208 KiB, about 270 small
+datagrams that arrive at once fill it, and the kernel drops the rest
+(L</UDP>).  Inherited sockets (C<fd:N>, C<systemd>) keep their own
+options: giving them one croaks.
 
 =back
 
@@ -1276,8 +1303,10 @@ the same UNIX path, or the same port on one of its addresses or on every
 address; C<'systemd'> takes them all, C<'systemd:NAME'> those named NAME.
 A SPEC that matches none is bound as usual.  An adopted socket is the
 daemon's from then on: L</destroy> closes it, another daemon of the
-process does not take it again, and a later L</listen> binds anew.  Sockets that are not
-listening stream sockets, or variables meant for another process, are
+process does not take it again, and a later L</listen> binds anew.  UDP
+sockets (C<ListenDatagram=>) are adopted the same way by C<udp:> SPECs
+and by C<'systemd'>.  Sockets that are neither listening stream sockets
+nor bound UDP sockets, or variables meant for another process, are
 reported (a warning) and ignored; the variables are removed from C<%ENV>
 so that children do not take them.  eg/systemd/ has a C<.socket> and a
 C<.service> unit, and C<systemd-socket-activate -l 5000 perl app.pl>
@@ -1312,8 +1341,11 @@ nothing.
 
 New in 1.02.  After L</listen> or L</run>, the address of every listener,
 in SPEC form: C<'127.0.0.1:40123'>, C<'[::1]:40123'>, C<'[::]:40123'>
-(every address, IPv4 too), C<'unix:/run/myapp.sock'>; with port C<0>,
-the ports chosen.  L</sockport> and L</sockhost> answer for the first one.
+(every address, IPv4 too), C<'unix:/run/myapp.sock'>,
+C<'udp:127.0.0.1:40124'>; with port C<0>, the ports chosen.  They come in
+the order of the SPECs (the addresses of a name in the order it resolved
+to; inherited sockets of C<'systemd'> in descriptor order).
+L</sockport> and L</sockhost> answer for the first one.
 
 =head1 CONNECTION CONTROL, FOR USERS OF OTHER FRAMEWORKS
 

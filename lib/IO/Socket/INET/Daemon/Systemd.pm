@@ -8,7 +8,7 @@ package IO::Socket::INET::Daemon::Systemd;
 use strict;
 use warnings;
 
-our $VERSION = '1.02';
+our $VERSION = '1.03';
 
 use Carp ();
 use Socket ();
@@ -80,8 +80,9 @@ sub matching {
         elsif ($spec->{type} eq 'unix') {
             next unless $f->{spec} eq "unix:$spec->{path}";
         }
-        elsif ($spec->{type} eq 'tcp') {
-            my ($host, $port) = $f->{spec} =~ /\A\[?(.*?)\]?:(\d+)\z/ or next;
+        elsif ($spec->{type} eq 'tcp' or $spec->{type} eq 'udp') {
+            my ($udp, $host, $port) = $f->{spec} =~ /\A(udp:)?\[?(.*?)\]?:(\d+)\z/ or next;
+            next if !$udp != ($spec->{type} eq 'tcp');
             next unless $spec->{port} and $port == $spec->{port};
             next unless $host eq '0.0.0.0' or $host eq '::' or $spec->{host} eq '*'
                         or grep { $_ eq $host } @$addrs;
