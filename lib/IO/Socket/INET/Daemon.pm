@@ -1190,6 +1190,9 @@ A UNIX stream socket (the path at most 107 bytes).  A socket file that
 nothing listens on any more (its server died) is replaced; one that a
 server is listening on makes L</listen> fail with EADDRINUSE, as a taken
 port does, and any other kind of file with EEXIST: neither is touched.
+(To tell a stale file from a live one it connects to it once, as other
+servers do: the live server sees a connection that ends at once, with
+its C<add> and C<remove>.)
 L</destroy> removes the file (a child forked after L</listen> does not, in
 its own C<destroy>).
 
