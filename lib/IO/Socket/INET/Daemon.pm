@@ -24,7 +24,7 @@ my %DEFAULT = (
 
 my %KNOWN = map { $_ => 1 } qw(port host listen timeout callback framing separator length_format
     max_line max_output read_timeout backlog backend linger idle_timeout
-    max_connections high_water low_water);
+    max_connections high_water low_water daemonize pid_file log_file user group);
 
 sub _bad {
     my ($what, $value, $want) = @_;
@@ -45,6 +45,10 @@ sub new {
 
     for my $k (sort keys %rc) {
         Carp::croak("IO::Socket::INET::Daemon::new: unknown option '$k'") unless $KNOWN{$k};
+    }
+    if (grep { exists $rc{$_} } qw(daemonize pid_file log_file user group)) {
+        require IO::Socket::INET::Daemon::Daemonize;
+        IO::Socket::INET::Daemon::Daemonize::check(\%rc);
     }
     _bad(timeout => $rc{timeout}, 'is not a number of seconds')
         if defined $rc{timeout} and !_seconds($rc{timeout});
@@ -274,6 +278,11 @@ sub _binds {
 
 sub run {
     my $self = shift;
+    if (!$self->{_daemonized} and ($self->{daemonize} or defined $self->{pid_file}
+                                   or defined $self->{user} or defined $self->{group})) {
+        require IO::Socket::INET::Daemon::Daemonize;
+        return IO::Socket::INET::Daemon::Daemonize::run($self);
+    }
     return $self->_run unless defined $ENV{NOTIFY_SOCKET} or exists $self->{_notify};
     require IO::Socket::INET::Daemon::Systemd;
     return IO::Socket::INET::Daemon::Systemd::run($self);
