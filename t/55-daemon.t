@@ -21,7 +21,8 @@
 #   and Groups in /proc), serves on the port bound before, the pid file is
 #   root's; user alone takes the user's group; after TERM the pid file is
 #   not left locked or naming the dead daemon;
-# - bad values croak in new, naming the option;
+# - bad values croak in new, naming the option; the module that does all
+#   this is loaded only when one of the options is given;
 # - eg/daemon.pl daemonizes, serves, and stops on TERM.
 use strict;
 use warnings;
@@ -243,6 +244,13 @@ sub describe {
 sub sid_of_self { proc_stat($$)->{session} }
 
 # ----------------------------------------------------------- daemonize
+
+isd_subtest('loaded only when used' => sub {
+    my $s = IO::Socket::INET::Daemon->new(port => 0, host => '127.0.0.1');
+    ok(!$INC{'IO/Socket/INET/Daemon/Daemonize.pm'}, 'not by a server without the options');
+    my $t = IO::Socket::INET::Daemon->new(port => 0, host => '127.0.0.1', pid_file => undef);
+    ok($INC{'IO/Socket/INET/Daemon/Daemonize.pm'}, 'by one that names one');
+});
 
 isd_subtest('daemonize: ready when it says so, a daemon by the book, TERM ends it' => sub {
     my $port = free_port();
