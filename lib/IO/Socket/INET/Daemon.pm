@@ -24,7 +24,7 @@ my %DEFAULT = (
 
 my %KNOWN = map { $_ => 1 } qw(port host listen timeout callback framing separator length_format
     max_line max_output read_timeout backlog backend linger idle_timeout
-    max_connections high_water low_water);
+    max_connections high_water low_water daemonize pid_file log_file user group);
 
 sub _bad {
     my ($what, $value, $want) = @_;
@@ -45,6 +45,10 @@ sub new {
 
     for my $k (sort keys %rc) {
         Carp::croak("IO::Socket::INET::Daemon::new: unknown option '$k'") unless $KNOWN{$k};
+    }
+    if (grep { exists $rc{$_} } qw(daemonize pid_file log_file user group)) {
+        require IO::Socket::INET::Daemon::Daemonize;
+        IO::Socket::INET::Daemon::Daemonize::check(\%rc);
     }
     _bad(timeout => $rc{timeout}, 'is not a number of seconds')
         if defined $rc{timeout} and !_seconds($rc{timeout});
@@ -288,6 +292,11 @@ sub _binds {
 
 sub run {
     my $self = shift;
+    if (!$self->{_daemonized} and ($self->{daemonize} or defined $self->{pid_file}
+                                   or defined $self->{user} or defined $self->{group})) {
+        require IO::Socket::INET::Daemon::Daemonize;
+        return IO::Socket::INET::Daemon::Daemonize::run($self);
+    }
     return $self->_run unless defined $ENV{NOTIFY_SOCKET} or exists $self->{_notify};
     require IO::Socket::INET::Daemon::Systemd;
     return IO::Socket::INET::Daemon::Systemd::run($self);
@@ -1349,6 +1358,151 @@ C<'udp:127.0.0.1:40124'>; with port C<0>, the ports chosen.  They come in
 the order of the SPECs (the addresses of a name in the order it resolved
 to; inherited sockets of C<'systemd'> in descriptor order).
 L</sockport> and L</sockhost> answer for the first one.
+
+=head1 OPERATIONS
+
+New in 1.02.  What a system service needs, as options of L</new>: going
+into the background, a pid file, a log file, and dropping root after
+binding.  The code is in IO::Socket::INET::Daemon::Daemonize, loaded only
+when one of these options is given.  F<eg/daemon.pl> is a complete
+server that uses them all.
+
+    use IO::Socket::INET::Daemon;
+
+    my $server = IO::Socket::INET::Daemon->new(
+        port      => 5000,
+        daemonize => 1,
+        pid_file  => '/tmp/echo.pid',
+        log_file  => '/tmp/echo.log',
+        # user    => 'nobody',       # when started as root
+        callback  => { data => sub { $_[0]->print($_[2]); 1 } },
+    );
+    $SIG{TERM} = sub { $server->stop(grace => 5) };
+    $server->run;       # in the daemon: returns after the stop
+
+    # $ perl echo.pl && echo serving     (the command returns once it serves)
+    # $ kill -TERM $(cat /tmp/echo.pid)  (the daemon stops, the pid file goes)
+
+An option given as C<undef> is not given (so C<< pid_file =>
+$opt{pid_file} >> can pass on a command-line option that was left out).
+Bad values croak in C<new>, naming the option (C<pid_file: '' is not a
+path>, C<user: 'nosuch' is not a user on this system>).
+
+=head2 daemonize => 1
+
+L</run> binds in the process that was started, then forks, calls
+C<setsid>, forks again (the daemon is no session leader: it cannot get a
+terminal back), changes to C</>, sets the umask to 022, and points STDIN
+at F</dev/null> and STDOUT and STDERR at F</dev/null> or L</log_file>.
+The daemon then writes the pid file, drops privileges and serves: the rest
+of C<run> (and its return, after L</stop>) happens in the daemon.
+
+C<run> never returns in the process that was started.  It waits until the
+daemon is serving, then exits: with 0 once the daemon has said it is
+ready, so a client that connects right after the command has returned is
+served; or with 1, printing to STDERR why the daemon could not go on
+(C<IO::Socket::INET::Daemon: cannot switch to user 'nobody': ...>).  What
+fails before the fork croaks there, as any error would: the pid file is
+locked by another instance, the log file cannot be opened, the port
+cannot be bound (C<IO::Socket::INET::Daemon: listen: bind
+127.0.0.1:5000: Address already in use>); uncaught, perl prints it and
+exits non-zero.  In no case is a daemon left running or a pid file left
+behind.  The process started leaves with C<POSIX::_exit> (after flushing
+STDOUT and STDERR): no C<END> block, no C<DESTROY> of its objects, which
+the daemon still uses.
+
+C<%SIG> handlers, timers and callbacks go with the daemon.  Threads do
+not (C<fork> keeps only the thread that calls it).  A UNIX socket
+(C<'unix:PATH'>) is bound by the process started, so the daemon's
+L</destroy> does not remove its file; the next start replaces it.  Under
+systemd, leave C<daemonize> out and use C<Type=notify> (see
+L</SYSTEMD AND SERVER::STARTER>); C<pid_file>, C<user> and C<group> work
+without it.  C<daemonize> is C<0> or C<1> (C<''> and C<undef> are C<0>);
+C<'yes'> croaks.
+
+=head2 pid_file => PATH
+
+Opened (created with mode 0644 if need be) and locked with an exclusive
+C<flock> before anything is bound.  If another process holds the lock,
+C<run> croaks (C<IO::Socket::INET::Daemon: pid file /run/echo.pid is
+locked by process 1234: another instance is running>) and binds nothing.
+A pid file that nobody holds a lock on is stale (its process is gone,
+whatever PID it names): it is taken over.  Once bound (and after the fork
+with C<daemonize>), the PID of the process that serves is written to it
+(C<"1234\n">); the file stays open and locked for as long as that process
+lives.  A relative PATH is taken from the current directory of C<new>.
+
+The file is removed when the C<run> that wrote it returns (after
+L</stop>), when the process exits (an C<END> block: C<exit> and C<die>,
+from a signal handler too), or when C<run> fails to bind.  A child forked
+from the server (in a callback, say) never removes it, whether it exits
+or calls C<destroy>.  A process killed by a signal it has no handler for
+cannot remove it: set C<$SIG{TERM}> (as above); a file left behind that
+way is stale and the next start takes it over.  After dropping
+privileges the user may not be allowed to remove a file from its
+directory (a root-owned F</run>): the file is then emptied instead.  A
+later C<run> of the same object serves without forking or writing the
+pid file again.
+
+In the foreground (no C<daemonize>), C<run> croaks when the pid file is
+locked and returns false with C<$!> and C<$@> set when it cannot bind, as
+it always has.
+
+=head2 log_file => PATH
+
+With C<daemonize>: the daemon's STDOUT and STDERR (C<warn>, C<die>,
+C<print>), appended to PATH, with autoflush on both.  The file is opened
+by the process started, before the fork (and before dropping privileges),
+so a path that cannot be written croaks there.  Without C<daemonize>,
+C<log_file> croaks in C<new>: in the foreground, STDOUT and STDERR are
+left as they are (redirect them yourself, or let systemd collect them).
+
+=head2 user => NAME_OR_UID, group => NAME_OR_GID
+
+Once bound, and once the pid file is written (so the port can be below
+1024 and the pid file can stay root's), the process that serves becomes
+C<group> and then C<user>: C<setgid>, the supplementary groups (those of
+C<user> in the group database, as C<initgroups> finds them, or none),
+C<setuid>, then checks that the real and effective IDs are the new ones
+and that C<setuid(0)> no longer works (no saved root ID is left).  If any of it fails,
+nothing is served: C<run> croaks (in the foreground), or the daemon
+reports it and the command exits 1.  C<user> alone also takes the
+user's primary group; C<group> alone changes the group only.  A name
+that does not exist croaks in C<new>; so does a numeric C<user> with no
+passwd entry unless C<group> is given too.
+
+A process that is not root can only be who it is already: C<user> and
+C<group> naming its own IDs do nothing, others fail (C<cannot switch to
+user 'nobody': not running as root (uid 1000)>).
+
+=head2 Order of operations
+
+L</run>, with any of these options, does:
+
+=over 4
+
+=item 1. open L</log_file>; look C<user> and C<group> up
+
+=item 2. lock L</pid_file>
+
+=item 3. bind every listener (L</listen>)
+
+=item 4. with L</daemonize>: fork, C<setsid>, fork, C<chdir '/'>, umask, stdio
+
+=item 5. write the PID
+
+=item 6. drop privileges (L</user>, C<group>)
+
+=item 7. tell the process started that the daemon is ready; serve
+
+=item 8. when C<run> returns: remove the pid file
+
+=back
+
+An error at steps 1 to 3 is reported by the process that was started,
+and undoes what was done (the pid file goes).  One at 4 to 6 is reported
+by the daemon to it, through a pipe; the daemon removes the pid file and
+exits.
 
 =head1 CONNECTION CONTROL, FOR USERS OF OTHER FRAMEWORKS
 
