@@ -197,9 +197,10 @@ use warnings;
 use POSIX ();
 use IO::Socket::INET::Daemon;
 my ($port, %o) = @ARGV;
+my $unix = delete $o{unix};
 my $server;
 $server = IO::Socket::INET::Daemon->new(
-    listen   => ["127.0.0.1:$port"],
+    listen   => ["127.0.0.1:$port", (defined $unix ? "unix:$unix" : ())],
     %o,
     callback => { data => sub {
         my ($io, $d, $l) = @_;
@@ -256,13 +257,15 @@ isd_subtest('daemonize: ready when it says so, a daemon by the book, TERM ends i
     my $port = free_port();
     my ($pf, $lf) = ("$TMP/a.pid", "$TMP/a.log");
     my $t0 = now();
-    my $starter = start('a', $port, daemonize => 1, pid_file => $pf, log_file => $lf);
+    my $sock = "$TMP/a.sock";
+    my $starter = start('a', $port, daemonize => 1, pid_file => $pf, log_file => $lf, unix => $sock);
     my $st = reap($starter, 10);
     is(describe($st), 'exit 0, signal 0', 'the process started exits 0');
     my $c = try_client($port, timeout => 2);
     ok($c, 'the port answers as soon as it has exited') or return;
     ok(echo_ping($c, 'hello'), 'and echoes');
     is(slurp("$TMP/a.err") . slurp("$TMP/a.out"), '', 'it printed nothing');
+    ok(-S $sock, 'its UNIX socket file is there');
 
     my $d = pid_in($pf);
     ok($d, 'the pid file holds a PID') or return;
@@ -305,6 +308,7 @@ isd_subtest('daemonize: ready when it says so, a daemon by the book, TERM ends i
     kill 'TERM', $d;
     ok(wait_until(sub { !alive($d) }, 5), 'TERM: the daemon exits');
     ok(!-e $pf, 'the pid file is gone');
+    ok(!-e $sock, 'and the UNIX socket file (bound by the process started, removed by the daemon)');
     like(slurp($lf), qr/^run returned 1$/m, 'after a graceful stop (run returned true)');
     ok(now() - $t0 < 8, 'in good time');
 });

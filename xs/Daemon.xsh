@@ -292,6 +292,14 @@ sockport(SV *self)
     RETVAL
 
 void
+_own_paths(SV *self)
+  PPCODE:
+    /* the UNIX socket files bound so far are this process's to remove
+     * (a daemon, or a prefork master, forked from the one that bound) */
+    xd_from(aTHX_ self, "_own_paths")->upid = getpid();
+    XSRETURN_EMPTY;
+
+void
 _fd_spec(int fd)
   PREINIT:
     char err[128];

@@ -1412,9 +1412,9 @@ STDOUT and STDERR): no C<END> block, no C<DESTROY> of its objects, which
 the daemon still uses.
 
 C<%SIG> handlers, timers and callbacks go with the daemon.  Threads do
-not (C<fork> keeps only the thread that calls it).  A UNIX socket
-(C<'unix:PATH'>) is bound by the process started, so the daemon's
-L</destroy> does not remove its file; the next start replaces it.  Under
+not (C<fork> keeps only the thread that calls it).  The file of a UNIX
+socket (C<'unix:PATH'>) is removed by the daemon's L</destroy>, although
+the process started bound it.  Under
 systemd, leave C<daemonize> out and use C<Type=notify> (see
 L</SYSTEMD AND SERVER::STARTER>); C<pid_file>, C<user> and C<group> work
 without it.  C<daemonize> is C<0> or C<1> (C<''> and C<undef> are C<0>);

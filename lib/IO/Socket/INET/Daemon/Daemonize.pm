@@ -9,7 +9,7 @@ package IO::Socket::INET::Daemon::Daemonize;
 use strict;
 use warnings;
 
-our $VERSION = '1.02';
+our $VERSION = '1.03';
 our @CARP_NOT = ('IO::Socket::INET::Daemon');
 
 use Carp ();
@@ -170,7 +170,9 @@ sub run {
     }
     POSIX::_exit(0) if $pid;
 
-    # the daemon (no session leader: it cannot get a terminal back)
+    # the daemon (no session leader: it cannot get a terminal back); the
+    # UNIX socket files bound are its to remove
+    $self->_own_paths;
     my $ok = eval {
         chdir '/' or die "chdir /: $!\n";
         umask 022;
