@@ -24,7 +24,8 @@ my %DEFAULT = (
 
 my %KNOWN = map { $_ => 1 } qw(port host listen timeout callback framing separator length_format
     max_line max_output read_timeout backlog backend linger idle_timeout
-    max_connections high_water low_water daemonize pid_file log_file user group);
+    max_connections high_water low_water daemonize pid_file log_file user group
+    workers stop_grace max_requests reuseport);
 
 sub _bad {
     my ($what, $value, $want) = @_;
@@ -108,10 +109,24 @@ sub new {
     elsif (defined $ENV{LISTEN_FDS} or defined $ENV{SERVER_STARTER_PORT}) {
         # host and port, as 0.04 binds them (the first IPv4 address of a
         # name), unless systemd or Server::Starter passed that socket down
-        my $host = defined $rc{host} ? $rc{host} : 'localhost';
-        $host = '0.0.0.0' if $host eq '';
-        @specs = ({ type => 'tcp', host => $host, port => $rc{port} + 0, first => 1,
-                    v6 => $host =~ /:/ ? 1 : 0, v4 => $host =~ /:/ ? 0 : 1 });
+        @specs = (_host_spec(\%rc));
+    }
+
+    if (exists $rc{reuseport}) {
+        my $v = $rc{reuseport};
+        _bad(reuseport => $v, 'is not 0 or 1') if defined $v and (ref $v or $v !~ /\A[01]?\z/);
+        if ($v) {
+            # SO_REUSEPORT on every TCP and UDP listener that does not say
+            @specs = (_host_spec(\%rc)) unless @specs;
+            for my $s (@specs) {
+                $s->{reuseport} = 1 if ($s->{type} eq 'tcp' or $s->{type} eq 'udp')
+                                       and !exists $s->{reuseport};
+            }
+        }
+    }
+    if (grep { exists $rc{$_} } qw(workers stop_grace max_requests)) {
+        require IO::Socket::INET::Daemon::Prefork;
+        IO::Socket::INET::Daemon::Prefork::check(\%rc, \@specs);
     }
 
     my $self = bless {
@@ -125,6 +140,16 @@ sub new {
     }, ref $class || $class;
     $self->_init;
     return $self;
+}
+
+# host and port as a SPEC, bound as 0.04 binds them (the first IPv4
+# address of a name)
+sub _host_spec {
+    my ($rc) = @_;
+    my $host = defined $rc->{host} ? $rc->{host} : 'localhost';
+    $host = '0.0.0.0' if $host eq '';
+    return { type => 'tcp', host => $host, port => $rc->{port} + 0, first => 1,
+             v6 => $host =~ /:/ ? 1 : 0, v4 => $host =~ /:/ ? 0 : 1 };
 }
 
 # Per-listener options of a listen => [{ address => SPEC, ... }] entry, and
@@ -297,9 +322,24 @@ sub run {
         require IO::Socket::INET::Daemon::Daemonize;
         return IO::Socket::INET::Daemon::Daemonize::run($self);
     }
-    return $self->_run unless defined $ENV{NOTIFY_SOCKET} or exists $self->{_notify};
+    my $serve;
+    if ($self->{workers} and !defined $self->{_worker}) {
+        require IO::Socket::INET::Daemon::Prefork;
+        $serve = \&IO::Socket::INET::Daemon::Prefork::run;
+    }
+    if (!defined $ENV{NOTIFY_SOCKET} and !exists $self->{_notify}) {
+        return $serve ? $serve->($self) : $self->_run;
+    }
     require IO::Socket::INET::Daemon::Systemd;
-    return IO::Socket::INET::Daemon::Systemd::run($self);
+    return IO::Socket::INET::Daemon::Systemd::run($self, $serve);
+}
+
+# The live workers' PIDs, in the master (by slot).
+sub workers {
+    my $pf = $_[0]->{_prefork};
+    return () unless $pf and $pf->{master} == $$;
+    my $w = $pf->{workers};
+    return sort { $w->{$a}{slot} <=> $w->{$b}{slot} or $w->{$a}{started} <=> $w->{$b}{started} } keys %$w;
 }
 
 sub callback {

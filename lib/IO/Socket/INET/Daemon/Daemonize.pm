@@ -288,6 +288,17 @@ sub release {
     return;
 }
 
+# In a prefork worker: the pid file's descriptor is the master's to hold
+# (the lock stays as long as the master has it); this one lets go of its
+# copy, and never removes the file.
+sub child {
+    for my $path (keys %PID_FILE) {
+        my $p = delete $PID_FILE{$path};
+        close $p->{fh} if $p->{pid} != $$;
+    }
+    return;
+}
+
 # ------------------------------------------------------ user and group
 
 # (uid or undef, gid, supplementary gids) of user and group, or die.

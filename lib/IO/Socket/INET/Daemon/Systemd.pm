@@ -114,7 +114,8 @@ sub notify {
 # run, telling systemd: READY=1 once listening, WATCHDOG=1 from the event
 # loop at half WATCHDOG_USEC, STOPPING=1 when run returns.
 sub run {
-    my ($self) = @_;
+    my ($self, $serve) = @_;
+    $serve ||= sub { $_[0]->_run };
     if (!exists $self->{_notify}) {
         $self->{_notify} = delete $ENV{NOTIFY_SOCKET};   # (not for children)
         $self->{_notify_pid} = $$;
@@ -126,19 +127,22 @@ sub run {
     }
     # a child forked with a copy of the server: systemd hears from the main
     # process only
-    return $self->_run if $self->{_notify_pid} != $$ or !defined $self->{_notify};
-    $self->listen or return;
+    return $serve->($self) if $self->{_notify_pid} != $$ or !defined $self->{_notify};
+    # (prefork workers with reuseport bind their own)
+    if (!($self->{workers} and $self->{reuseport})) {
+        $self->listen or return;
+    }
     if (!$self->{_ready}++) {
         notify($self->{_notify}, "READY=1\nMAINPID=$$\n")
             or Carp::carp("IO::Socket::INET::Daemon: sd_notify READY=1 to $self->{_notify}: $!");
-        if ($self->{_watchdog}) {
+        if ($self->{_watchdog} and !$self->{workers}) {   # (a prefork master pings itself)
             my $path = $self->{_notify};
             $self->timer(every => $self->{_watchdog} / 2, cb => sub {
                 notify($path, "WATCHDOG=1\n") if $$ == $_[0]->{_notify_pid};
             });
         }
     }
-    my @r = $self->_run;
+    my @r = $serve->($self);
     notify($self->{_notify}, "STOPPING=1\n");
     return wantarray ? @r : $r[0];
 }
