@@ -91,6 +91,8 @@
  * /proc/PID/schedstat: a cost per request that other load on the machine
  * disturbs much less than requests/s.  lg_cpu is the load generator's own
  * CPU use in the window (near 1.0: it, not the server, set the pace).
+ * -P PID,PID,... sums the CPU time of several processes (the workers of a
+ * prefork server); the first is the one idle and bcast read memory from.
  *
  * Output: one line of key=value pairs on stdout, e.g.
  *   mode=echo status=OK c=50 d=16 secs=2.000 reqs=... rps=... p50_us=...
@@ -132,7 +134,9 @@ static double opt_warm = 1.0;
 static double opt_grace = 2.0;
 static double opt_ctimeout = 15.0;
 static int opt_linelen = 32;
-static int opt_pid = 0;
+static int opt_pid = 0;            /* -P PID[,PID...]: the first, for RSS */
+static int opt_pids[64];            /* ... all of them, for CPU time */
+static int opt_npids = 0;
 static int opt_verbose = 0;
 static const char *opt_unix;       /* -U PATH: a UNIX stream socket */
 static double opt_losstimeout = 0.2;
@@ -361,13 +365,28 @@ static void ep_set(int fd, int op, uint32_t ev, uint32_t id)
 /* server CPU time (-P PID): nanoseconds on CPU, from /proc/PID/schedstat,
  * else from the utime+stime ticks of /proc/PID/stat; -1 if unknown      */
 
+static double pid_cpu_ns(int pid);
+
+/* the sum over every -P process (a prefork server's workers) */
 static double server_cpu_ns(void)
 {
-    if (opt_pid <= 0)
+    double sum = 0;
+    if (opt_npids <= 0)
         return -1;
+    for (int i = 0; i < opt_npids; i++) {
+        double v = pid_cpu_ns(opt_pids[i]);
+        if (v < 0)
+            return -1;
+        sum += v;
+    }
+    return sum;
+}
+
+static double pid_cpu_ns(int pid)
+{
     char path[64];
     unsigned long long ns;
-    snprintf(path, sizeof path, "/proc/%d/schedstat", opt_pid);
+    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
     FILE *f = fopen(path, "r");
     if (f) {
         int ok = fscanf(f, "%llu", &ns) == 1;
@@ -375,7 +394,7 @@ static double server_cpu_ns(void)
         if (ok && ns > 0)
             return (double)ns;
     }
-    snprintf(path, sizeof path, "/proc/%d/stat", opt_pid);
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
     f = fopen(path, "r");
     if (!f)
         return -1;
@@ -1996,7 +2015,19 @@ int main(int argc, char **argv)
         case 'r': opt_rounds = atoi(optarg); break;
         case 'g': opt_grace = atof(optarg); break;
         case 'C': opt_ctimeout = atof(optarg); break;
-        case 'P': opt_pid = atoi(optarg); break;
+        case 'P': {
+            char *p = optarg, *end;
+            opt_npids = 0;
+            while (*p && opt_npids < 64) {
+                long v = strtol(p, &end, 10);
+                if (end == p)
+                    break;
+                opt_pids[opt_npids++] = (int)v;
+                p = *end == ',' ? end + 1 : end;
+            }
+            opt_pid = opt_npids ? opt_pids[0] : 0;
+            break;
+        }
         case 'v': opt_verbose = 1; break;
         case 'U': opt_unix = optarg; break;
         case 'L': opt_losstimeout = atof(optarg); break;

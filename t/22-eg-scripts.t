@@ -110,6 +110,26 @@ subtest "eg/echo.pl, backend $be" => sub {
     is(stop($pid), 0, 'SIGTERM stops it cleanly (exit 0)');
 };
 
+subtest "eg/prefork.pl, backend $be" => sub {
+    my $port = free_port();
+    my $pid = start('eg/prefork.pl', '--port', $port, '--host', '127.0.0.1', '--workers', 2);
+    my (%slot, %pid, $bad);
+    my $deadline = time + 10;
+    while (keys %slot < 2 and time < $deadline) {
+        my $c = connect_to($port);
+        print $c "hi\n";
+        my $l = line($c);
+        close $c;
+        if (defined $l and $l =~ /^worker ([01]) \(pid (\d+)\): hi$/) { $slot{$1}++; $pid{$2}++ }
+        else { $bad++ }
+    }
+    is(join(' ', sort keys %slot), '0 1', 'both workers answer, each naming its slot');
+    is(scalar(keys %pid), 2, '... from two processes');
+    ok(!$pid{$pid}, '... neither of them the master');
+    ok(!$bad, 'every answer as documented');
+    is(stop($pid), 0, 'SIGTERM: the workers stop, the master returns and exits 0');
+};
+
 subtest "eg/reverse.pl, backend $be" => sub {
     my $port = free_port();
     my $pid = start('eg/reverse.pl', $port);

@@ -1091,7 +1091,11 @@ the same on failure).
 
 =head2 sockport
 
+    my $port = $server->sockport;     # 40123, after listen with port => 0
+
 =head2 sockhost
+
+    my $host = $server->sockhost;     # "127.0.0.1"
 
 The port and address the server listens on (after L</listen> or
 L</run>), or undef; with several listeners, the first one's (a UNIX one's
@@ -1105,12 +1109,15 @@ The C<$io> objects of the open connections, in no particular order.
 
 =head2 backend
 
+    print $server->backend;                          # "epoll"
+
+The event backend the server uses.
+
 =head2 backends
 
-    print $server->backend;                          # "epoll"
     print join ' ', IO::Socket::INET::Daemon::backends();  # "epoll poll"
 
-The event backend the server uses, and the ones built in.
+The ones built in (the first is the default).
 
 =head2 timer
 
@@ -1401,7 +1408,7 @@ L</sockport> and L</sockhost> answer for the first one.
 
 =head1 OPERATIONS
 
-New in 1.02.  What a system service needs, as options of L</new>: going
+New in 1.03.  What a system service needs, as options of L</new>: going
 into the background, a pid file, a log file, and dropping root after
 binding.  The code is in IO::Socket::INET::Daemon::Daemonize, loaded only
 when one of these options is given.  F<eg/daemon.pl> is a complete
@@ -1543,6 +1550,177 @@ An error at steps 1 to 3 is reported by the process that was started,
 and undoes what was done (the pid file goes).  One at 4 to 6 is reported
 by the daemon to it, through a pipe; the daemon removes the pid file and
 exits.
+
+=head1 PREFORK WORKERS
+
+New in 1.03.  One process serves from one core.  With C<workers> the
+server binds once and forks that many worker processes, each running the
+event loop and the callbacks, while the first process (the master) only
+supervises them:
+
+    my $server = IO::Socket::INET::Daemon->new(
+        listen     => [ '*:5000' ],
+        workers    => 4,                # one per core, say
+        stop_grace => 10,
+        callback   => {
+            worker_start => sub { my ($server, $n) = @_; $DBH = connect_db() },
+            data         => sub { $_[0]->print(answer($_[2])); 1 },
+            worker_stop  => sub { $DBH->disconnect },
+        },
+    );
+    $server->run or die "cannot serve: $@\n";   # returns after TERM
+
+The code is in IO::Socket::INET::Daemon::Prefork, loaded only when
+C<workers> is given; the workers serve exactly as a single process does
+(the C core, per-connection callbacks), so nothing on the hot path
+changes.  F<eg/prefork.pl> is a complete example.
+
+=over 4
+
+=item workers => N
+
+How many workers (1 to 4096); without the option there is no master, as
+before.  Each worker is forked from the master after it has bound the
+listeners (and, with the options of L</OPERATIONS>, after it has become
+a daemon, written its pid file and dropped privileges), so they share
+the listening sockets: a connection is taken by whichever worker accepts
+it first.  Each worker has its own connections, timers (those made before
+L</run> run in every worker), L</stats> (counting from the worker's
+start) and C<%SIG> handlers (the module sets TERM, INT and QUIT; it
+ignores HUP, TTIN and TTOU there).
+
+=item worker_start => sub { my ($server, $n) = @_; ... }
+
+=item worker_stop => sub { my ($server, $n) = @_; ... }
+
+Callbacks (in C<callback>): C<worker_start> runs in each new worker
+before it serves (open per-process handles there: a database handle must
+not be shared across C<fork>), C<$n> its slot, C<0> to C<N-1> (a
+replacement gets the slot of the worker it replaces); C<worker_stop>
+when it has stopped serving, before its output is delivered and it exits.
+A C<die> in C<worker_start> ends that worker (with a warning); it is
+started again, at most once a second.
+
+=item stop_grace => SECONDS
+
+The grace a worker gets on a graceful stop (default 10): it stops
+accepting, serves its open connections until they end or the grace is
+over (see L</stop>), then exits.
+
+=item max_requests => N
+
+A worker that has accepted N connections is replaced: the master starts
+a new worker in its slot, and once that one is ready, stops the old one
+gracefully.  For application code that leaks.  The old worker serves
+on until its successor is ready, and a slot starts at most one worker a
+second, so a worker may take more than N: a few under steady traffic,
+more under a flood.
+
+=item reuseport => 1
+
+Every TCP and UDP listener gets SO_REUSEPORT.  Without C<workers> that
+lets other processes bind the same port.  With C<workers>, each worker
+binds sockets of its own instead of sharing the master's, and the kernel
+spreads the connections over them by a hash of their addresses: even
+counts, even for a burst of connections that one worker would otherwise
+take while the others are not yet scheduled.  But a worker that stops
+closes its sockets, and the connections still waiting in their backlog
+are reset (unless C<net.ipv4.tcp_migrate_req> is 1, Linux 5.14 and
+later), so a rolling restart is no longer free of resets; and the ports
+must be given (not C<0>), on TCP or UDP SPECs only (C<unix:>, C<fd:>,
+C<systemd> croak).  The shared socket is the default for that reason:
+with it no restart or recycle ever refuses or resets a connection
+(the master keeps the socket open throughout), and a worker that crashes
+loses only its own connections, not those waiting to be accepted.
+F<bench/run> measures both (connection spread between two workers).
+
+=back
+
+The master answers these signals:
+
+    signal     the master does
+    ---------  ---------------------------------------------------------
+    TERM, INT  stops every worker gracefully (stop_grace), waits for
+               them, and run returns true (the process goes on, so a
+               script ends with exit 0)
+    QUIT       stops every worker at once (no grace, output not waited
+               for) and returns
+    HUP        rolling restart: a new worker in every slot first, then
+               each old one stops gracefully once its successor is
+               ready: no connection is refused or reset
+    TTIN       one worker more
+    TTOU       one worker fewer (at least one), stopped gracefully
+    (a worker dies)  a new one in its slot, at most once a second
+                     per slot, with a warning naming the worker and why
+
+A worker whose master is gone (killed with SIGKILL) stops gracefully
+within a second rather than serve on unsupervised.  The workers end with
+C<POSIX::_exit> after C<worker_stop> and L</destroy>: C<END> blocks and
+global destruction run in the master only.  A rolling restart forks the
+new workers from the master, so they run the code the master loaded:
+for new code, restart the master (under systemd) or use Server::Starter
+(see L</DEPLOYMENT>).
+
+=head2 workers
+
+    my @pids = $server->workers;
+
+In the master, while L</run> supervises (from a C<%SIG> handler, say):
+the PIDs of the live workers, by slot.  Elsewhere: an empty list.
+
+=head1 DEPLOYMENT
+
+How the same script runs in each setting; nothing in it changes but the
+options.
+
+=over 4
+
+=item Standalone, in the foreground
+
+    perl app.pl         # Ctrl-C (INT) or TERM: stop(grace => ...) if the script says so
+
+Install C<< $SIG{TERM} = $SIG{INT} = sub { $server->stop(grace => 10) } >>
+so that a stop loses no request.
+
+=item As a daemon
+
+    my $server = IO::Socket::INET::Daemon->new(%options,
+        daemonize => 1, pid_file => '/run/app.pid', log_file => '/var/log/app.log',
+        user => 'app');
+
+The command returns once the daemon serves (exit 0), or fails saying why
+(see L</OPERATIONS>); C<kill -TERM $(cat /run/app.pid)> stops it.
+
+=item Under systemd
+
+Leave C<daemonize> out.  F<eg/systemd/isd-echo.service> is a
+C<Type=notify> unit with C<WatchdogSec=> (the server says READY=1 and
+pings the watchdog, see L</SYSTEMD AND SERVER::STARTER>), and
+F<eg/systemd/isd-echo.socket> lets systemd own the port (socket
+activation).  C<systemctl stop> sends TERM; give the unit a
+C<TimeoutStopSec> longer than the grace.  With C<workers> the master
+tells systemd it is ready and pings the watchdog.
+
+=item Under Server::Starter
+
+    start_server --port 5000 -- perl app.pl
+
+The script adopts the port (C<SERVER_STARTER_PORT>); C<kill -HUP> to
+C<start_server> starts a new generation of the script (new code) and
+TERMs the old one, which finishes what it has with
+C<< $SIG{TERM} = sub { $server->stop(grace => 10) } >>: nothing refused,
+nothing lost.  Works with C<workers> too (the master adopts the port).
+
+=item Prefork, on every core
+
+    my $server = IO::Socket::INET::Daemon->new(%options, workers => 4);
+
+See L</PREFORK WORKERS>; combine with C<daemonize>/C<pid_file> (the pid
+file names the master) or with systemd (C<Type=notify>: the master's
+PID is the main PID).  HUP to the master restarts the workers without
+refusing a connection; TTIN/TTOU change their number.
+
+=back
 
 =head1 CONNECTION CONTROL, FOR USERS OF OTHER FRAMEWORKS
 
