@@ -1699,7 +1699,10 @@ pings the watchdog, see L</SYSTEMD AND SERVER::STARTER>), and
 F<eg/systemd/isd-echo.socket> lets systemd own the port (socket
 activation).  C<systemctl stop> sends TERM; give the unit a
 C<TimeoutStopSec> longer than the grace.  With C<workers> the master
-tells systemd it is ready and pings the watchdog.
+tells systemd it is ready and pings the watchdog;
+F<eg/systemd/isd-prefork.service> runs F<eg/prefork.pl> so, with
+C<ExecReload> sending HUP and C<KillMode=mixed> (TERM to the master
+alone, which stops its workers).
 
 =item Under Server::Starter
 
