@@ -349,8 +349,9 @@ typedef struct isd_proxy {
  * the stream starts at buf + that, maybe within len), 0 when the bytes so
  * far are a valid beginning and more are needed, or -1 with out->err when
  * they cannot start a valid header: a byte is judged as soon as it arrives
- * ("GET " fails at 'G'), an address or port when the byte after it does, a
- * v2 address block and TLVs when all of it is in.  Never reads past len;
+ * ("GET " fails at 'G', "256." at the 6), a v1 IPv6 address (by
+ * inet_pton) when the space after it does, a v2 address block and TLVs
+ * when the whole header is in.  Never reads past len;
  * no allocation.  Call it again on the grown buffer after 0.  Rejected:
  * v1 without CRLF within 107 bytes, a lone CR or LF, anything but single
  * spaces, octal-looking numbers; v2 with a version other than 2, an

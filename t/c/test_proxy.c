@@ -379,7 +379,7 @@ static void test_v1_invalid(void)
     FAILS_S("PROXY TCP6 ::ffff:1.2.3.256 ::1 1 2\r\n", 28, bsrc);
     /* 46 characters cannot be an IPv6 address: refused at the 46th */
     snprintf(line, sizeof line, "PROXY TCP6 %s ::1 1 2\r\n",
-             "0000:0000:0000:0000:0000:0000:0000:0000:00000");
+             "0000:0000:0000:0000:0000:0000:0000:0000:000000");
     fails_at(line, strlen(line), 11 + 46, bsrc, "a 46-character IPv6 field");
 
     /* ports */
