@@ -10,6 +10,7 @@
  *   isd_loop             fds, backend (epoll/kqueue/poll)        (loop.c, be_*.c)
  *   isd_timer            deadlines of the loop                    (timer.c)
  *   isd_listen / accept  socket setup                             (sock.c)
+ *   isd_proxy            the PROXY protocol header (HAProxy)     (proxy.c)
  *   isd_server/isd_conn  accept, read, frame, write, close        (conn.c)
  *
  * Conventions: functions return 0 (or a count) on success and -1 with errno
@@ -277,6 +278,105 @@ const char *isd_addr_host(const isd_addr *a, char *buf, size_t len);
 unsigned    isd_addr_port(const isd_addr *a);
 /* Length of the sockaddr in a (0 if unknown family). */
 socklen_t   isd_addr_len(const isd_addr *a);
+
+/* ---------------------------------------------------------- PROXY protocol */
+
+/* The header HAProxy (and other load balancers) put in front of a
+ * connection's bytes to say whom it is relayed for: version 1 is a text line
+ * ("PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n"), version 2 a binary
+ * block (a 12-byte signature, then command, family, length, addresses and
+ * TLVs), as in HAProxy's doc/proxy-protocol.txt.  proxy.c parses both; it
+ * needs libc only (inet_pton). */
+
+#define ISD_PROXY_V1_MAX  107   /* longest v1 line, CRLF included (spec) */
+#define ISD_PROXY_V2_MAX  4096  /* our bound on a v2 header's addresses and
+                                 * TLVs (its length field); the format
+                                 * allows 65535.  16 + this = longest v2. */
+
+/* command: PROXY means "the addresses below are the client's"; LOCAL (a v2
+ * health check, a v1 UNKNOWN line) means "use the connection's own". */
+enum { ISD_PROXY_LOCAL = 0, ISD_PROXY_PROXY = 1 };
+
+/* flags */
+enum {
+    ISD_PROXY_F_ADDRS   = 1u << 0,  /* src/dst (or the UNIX paths) are the
+                                     * relayed endpoints: use them.  Set for
+                                     * PROXY with a known family and
+                                     * transport only. */
+    ISD_PROXY_F_UNKNOWN = 1u << 1,  /* v1 "PROXY UNKNOWN": command LOCAL, the
+                                     * rest of the line ignored */
+    ISD_PROXY_F_CRC32C  = 1u << 2,  /* v2 carried a CRC32C TLV, and it matched */
+    ISD_PROXY_F_SSL     = 1u << 3   /* v2 carried an SSL TLV: ssl_* below */
+};
+
+/* v2 TLV types (PP2_TYPE_*) and the SSL TLV's sub-types (PP2_SUBTYPE_SSL_*). */
+enum {
+    ISD_PP2_ALPN = 0x01, ISD_PP2_AUTHORITY = 0x02, ISD_PP2_CRC32C = 0x03,
+    ISD_PP2_NOOP = 0x04, ISD_PP2_UNIQUE_ID = 0x05, ISD_PP2_SSL = 0x20,
+    ISD_PP2_SSL_VERSION = 0x21, ISD_PP2_SSL_CN = 0x22,
+    ISD_PP2_SSL_CIPHER = 0x23, ISD_PP2_SSL_SIG_ALG = 0x24,
+    ISD_PP2_SSL_KEY_ALG = 0x25, ISD_PP2_NETNS = 0x30
+};
+/* The SSL TLV's client bits (PP2_CLIENT_*). */
+enum { ISD_PP2_CLIENT_SSL = 0x01, ISD_PP2_CLIENT_CERT_CONN = 0x02,
+       ISD_PP2_CLIENT_CERT_SESS = 0x04 };
+
+/* A parsed header.  The pointers point into the caller's buffer: they are
+ * valid as long as its bytes are. */
+typedef struct isd_proxy {
+    int         version;      /* 1 or 2 */
+    int         command;      /* ISD_PROXY_LOCAL or ISD_PROXY_PROXY */
+    unsigned    flags;        /* ISD_PROXY_F_* */
+    int         family;       /* AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC */
+    int         transport;    /* SOCK_STREAM, SOCK_DGRAM or 0 (unspecified) */
+    isd_addr    src, dst;     /* AF_INET/AF_INET6: address and port; AF_UNIX:
+                               * the family alone (see the paths) */
+    const char *src_path;     /* AF_UNIX: the 108-byte address fields, */
+    const char *dst_path;     /* as sent (an abstract name starts with NUL) */
+    size_t      src_pathlen;  /* ... and their bytes before the first NUL */
+    size_t      dst_pathlen;
+    const char *tlv;          /* v2: the TLVs after the addresses */
+    size_t      tlvlen;
+    const char *ssl;          /* F_SSL: the SSL TLV's sub-TLVs */
+    size_t      ssllen;
+    unsigned    ssl_client;   /* F_SSL: ISD_PP2_CLIENT_* bits */
+    uint32_t    ssl_verify;   /* F_SSL: 0 = a client certificate verified */
+    const char *err;          /* after -1: why, a static string naming the
+                               * version ("PROXY v1: bad source port") */
+} isd_proxy;
+
+/* Parse the header at the start of buf[0..len).  Returns its length (> 0:
+ * the stream starts at buf + that, maybe within len), 0 when the bytes so
+ * far are a valid beginning and more are needed, or -1 with out->err when
+ * they cannot start a valid header: a byte is judged as soon as it arrives
+ * ("GET " fails at 'G', "256." at the 6), a v1 IPv6 address (by
+ * inet_pton) when the space after it does, a v2 address block and TLVs
+ * when the whole header is in.  Never reads past len;
+ * no allocation.  Call it again on the grown buffer after 0.  Rejected:
+ * v1 without CRLF within 107 bytes, a lone CR or LF, anything but single
+ * spaces, octal-looking numbers; v2 with a version other than 2, an
+ * unassigned command, family or transport, a length over
+ * ISD_PROXY_V2_MAX or (PROXY) shorter than its family's addresses, a TLV
+ * or SSL sub-TLV overrunning its block, a wrong or malformed CRC32C, a
+ * UNIQUE_ID over 128 bytes.  out is written in full on > 0; otherwise only
+ * out->err means anything. */
+int isd_proxy_parse(const char *buf, size_t len, isd_proxy *out);
+
+/* Iterate the v2 TLVs of p (none for v1): start with *pos = 0; each call
+ * gives the next one's type and value (in the caller's buffer) and returns
+ * 1, or returns 0 after the last.  isd_proxy_ssl_next does the same over
+ * the SSL TLV's sub-TLVs.  The parse checked every length, so these trust
+ * them (a *pos not from them just ends the walk). */
+int isd_proxy_tlv_next(const isd_proxy *p, size_t *pos, unsigned *type,
+                       const char **val, size_t *len);
+int isd_proxy_ssl_next(const isd_proxy *p, size_t *pos, unsigned *type,
+                       const char **val, size_t *len);
+/* The value of p's first TLV of type (top level), with *len; NULL if none. */
+const char *isd_proxy_tlv_get(const isd_proxy *p, unsigned type, size_t *len);
+/* CRC32C (Castagnoli, as in RFC 4960 appendix B) of p[0..n): what a
+ * PP2_TYPE_CRC32C TLV holds, big-endian, computed with its own 4 bytes
+ * zeroed.  isd_crc32c("123456789", 9) == 0xe3069283. */
+uint32_t isd_crc32c(const void *p, size_t n);
 
 /* ------------------------------------------------------ connections, servers */
 
