@@ -168,6 +168,10 @@ sub run {
         my $now = _now();
         if ($stopping) {
             if (!$deadline) {
+                # no new clients: the master's copy of the listeners is
+                # closed too (else they would wait in a backlog that no
+                # worker accepts from any more); a later run binds anew
+                $self->_unlisten;
                 # TERM (QUIT) to every worker; KILL for those still there
                 # when they have had their grace and linger
                 $deadline = $now + ($stopping eq 'now' ? 0 : $grace) + $linger + 5;
