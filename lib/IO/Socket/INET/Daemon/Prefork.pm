@@ -328,7 +328,8 @@ sub worker {
     }
     if (my $cb = $self->{callback}{worker_start}) {
         if (!eval { $cb->($self, $slot); 1 }) {
-            my $err = $@;
+            (my $err = "$@") =~ s/\n+\z//;
+            $err =~ s/\n/ /g;              # (one line to the master)
             $tell->(fail => "worker_start died: $err");
             return 4;
         }
