@@ -13,6 +13,8 @@
 #   long-lived ones): nothing refused, reset, lost or wrong; the old workers
 #   are gone afterwards, new ones serve; the long-lived connections got
 #   every reply until the old worker's graceful stop closed them;
+# - two HUPs in a row: one generation of workers is left, all the others
+#   stopped gracefully;
 # - TERM with requests in flight: answered before the workers exit; new
 #   clients are refused meanwhile (the master's listener is closed too);
 # - TERM while the workers are still in worker_start: they stop once it is
@@ -28,7 +30,8 @@
 # - QUIT: the master exits at once even with stop_grace => 30 and a client
 #   connected;
 # - reuseport => 1: both workers serve on the port; with the port taken
-#   run returns false saying why, no worker left;
+#   run returns false saying why ($@, $! EADDRINUSE), no worker left;
+#   without reuseport the master's own bind fails, no worker is started;
 # - daemonize + pid_file + workers: the pid file names the master, the
 #   workers are its children, TERM ends them all and removes the file;
 # - bad values croak in new, naming the option.
@@ -39,6 +42,7 @@ use lib "$FindBin::Bin/lib";
 use TestISD;
 use Test::More;
 use Cwd ();
+use Errno ();
 use File::Temp ();
 use IO::Socket::INET ();
 use POSIX ();
@@ -223,8 +227,9 @@ $SIG{USR2} = sub { logl("workers $$ " . join(' ', $server->workers)) };
 alarm 60;
 logl("master $$");
 my $rv = $server->run;
+my ($err, $errno) = ($@, $! + 0);
 logl("run returned " . ($rv ? 1 : 0));
-print "run returned ", ($rv ? 1 : "0 ($@)"), "\n";
+print "run returned ", ($rv ? 1 : "0 ($err) errno $errno"), "\n";
 exit($rv ? 0 : 3);
 EOS
 
@@ -542,6 +547,41 @@ pf_subtest("$BE2: HUP under traffic: a rolling restart, nothing lost" => sub {
     is(slurp("$TMP/$name.err"), '', 'no warning');
 });
 
+pf_subtest("$BE: two HUPs in a row: one generation of workers at the end" => sub {
+    my $port = free_port();
+    my $name = 'hup2';
+    my $m = start($name, $port, backend => $BE, workers => 2, stop_grace => 1);
+    ok(answers($port), 'the port answers') or return diag(slurp("$TMP/$name.err"));
+    my @old = wait_workers($name, $m, sub { @_ == 2 });
+    my $c = try_client($port, timeout => 2);
+    my $held = ask($c, 'held');
+    kill 'HUP', $m;
+    Time::HiRes::sleep(0.05);
+    kill 'HUP', $m;
+    my %o = map { $_ => 1 } @old;
+    # settled: the same two for longer than a slot waits to start again
+    # (the second HUP may come before or after the first one's workers)
+    my @new;
+    wait_until(sub {
+        my @a = workers($name, $m);
+        return 0 unless @a == 2 && !grep { $o{$_} } @a;
+        Time::HiRes::sleep(1.2);
+        @new = workers($name, $m);
+        return "@a" eq "@new";
+    }, 10, 0.05);
+    is(scalar @new, 2, 'two workers, none an old one');
+    my %started = map { $_->[0] => 1 } starts($name);
+    ok(wait_until(sub { my %n = map { $_ => 1 } @new; !grep { !$n{$_} && alive($_) } keys %started }, 5),
+       'every worker started before them is gone');
+    ok(!defined read_line($c, 3) && got_eof($c), 'a connection held on an old worker was closed by its graceful stop');
+    my $seen = serve_pids($port, 2, 8);
+    is_deeply([ served($seen) ], [ sort { $a <=> $b } @new ], 'the last ones serve');
+    is(scalar(stops($name)), scalar(starts($name)) - 2, 'every other worker ran worker_stop');
+    is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
+    is_deeply([ ours() ], [], 'no process is left');
+    is(slurp("$TMP/$name.err"), '', 'no warning');
+});
+
 # -------------------------------------------------------------- TERM
 
 pf_subtest("$BE: TERM with requests in flight: answered first" => sub {
@@ -746,8 +786,18 @@ pf_subtest("$BE2: reuseport => 1: a socket per worker" => sub {
     is(describe($st), 'exit 3, signal 0', 'port taken: run returns false (the script exits 3)');
     like(slurp("$TMP/reuse2.out"), qr/\Arun returned 0 \(.*127\.0\.0\.1:$taken.*in use/i,
          '$@ names the address and says it is in use') or diag(slurp("$TMP/reuse2.out"));
+    my $eaddrinuse = Errno::EADDRINUSE();
+    like(slurp("$TMP/reuse2.out"), qr/ errno $eaddrinuse\n\z/, '$! is EADDRINUSE');
     is_deeply([ ours() ], [], 'no worker is left');
     is(scalar(stops('reuse2')), 0, 'no worker_stop (none ran)');
+
+    # without reuseport the master binds: run fails before any worker starts
+    $m = start('reuse3', $taken, backend => $BE2, workers => 2);
+    is(describe(reap($m, 8)), 'exit 3, signal 0', 'without reuseport: run returns false too');
+    like(slurp("$TMP/reuse3.out"), qr/\Arun returned 0 \(.*127\.0\.0\.1:$taken.*in use.* errno $eaddrinuse\n\z/i,
+         'saying why') or diag(slurp("$TMP/reuse3.out"));
+    is(scalar(starts('reuse3')), 0, 'no worker was started');
+    is_deeply([ ours() ], [], 'nothing is left');
 });
 
 # ---------------------------------------------------------- daemonize
