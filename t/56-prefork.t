@@ -5,7 +5,7 @@
 # logs worker_start / worker_stop / $server->workers (on USR2) to a file.
 # - workers => 2 (each backend): two workers, not the master, serve;
 #   worker_start ran once per worker with slots 0 and 1; workers (USR2)
-#   names exactly them; TERM: run returns true, the master exits 0,
+#   names exactly them; TERM (INT on the second backend): run returns true, the master exits 0,
 #   worker_stop ran in each, no process is left;
 # - a worker killed (KILL) is replaced and reported once; new clients are
 #   served; the other worker's open connection is served throughout;
@@ -13,6 +13,8 @@
 #   long-lived ones): nothing refused, reset, lost or wrong; the old workers
 #   are gone afterwards, new ones serve; the long-lived connections got
 #   every reply until the old worker's graceful stop closed them;
+# - HUP while worker_start fails: the old workers serve on until new ones
+#   can start, then are stopped gracefully;
 # - two HUPs in a row: one generation of workers is left, all the others
 #   stopped gracefully;
 # - TERM with requests in flight: answered before the workers exit; new
@@ -187,6 +189,7 @@ use IO::Socket::INET::Daemon;
 my ($port, $log, %o) = @ARGV;
 my $die = delete $o{die_start};
 my $slow_start = delete $o{start_sleep};
+my $die_file = delete $o{die_file};
 sub logl {
     open my $fh, '>>', $log or return;
     syswrite $fh, "@_\n";
@@ -214,6 +217,7 @@ $server = IO::Socket::INET::Daemon->new(
             alarm 60;
             logl("start $$ $slot");
             die "no start in $$\nsecond line\n" if $die;
+            die "no start: $die_file\n" if defined $die_file and -e $die_file;
             if ($slow_start) {              # (signals handled meanwhile)
                 my $end = time + $slow_start;
                 select undef, undef, undef, 0.05 while time < $end;
@@ -326,7 +330,7 @@ sub pf_subtest {
 # --------------------------------------------------------------- basics
 
 for my $be (@BACKENDS) {
-    pf_subtest("$be: workers => 2 serve, workers names them, TERM ends it" => sub {
+    pf_subtest("$be: workers => 2 serve, workers names them, TERM (INT) ends it" => sub {
         my $port = free_port();
         my $name = "basic-$be";
         my $m = start($name, $port, backend => $be, workers => 2);
@@ -346,7 +350,8 @@ for my $be (@BACKENDS) {
         is_deeply([ map { $slot{$_} } @w ], [0, 1], 'sorted by slot');
         is(proc_stat($_)->{ppid}, $m, "worker $_ is the master's child") for @pids;
 
-        is(describe(term($m)), 'exit 0, signal 0', 'TERM: the master exits 0');
+        my $sig = $be eq $BACKENDS[0] ? 'TERM' : 'INT';
+        is(describe(term($m, $sig)), 'exit 0, signal 0', "$sig: the master exits 0");
         like(slurp("$TMP/$name.out"), qr/\Arun returned 1\n\z/, 'run returned true');
         is_deeply([ sort { $a <=> $b } map { $_->[0] } stops($name) ], \@pids, 'worker_stop ran in each');
         is_deeply([ sort map { $_->[1] } stops($name) ], [0, 1], 'with its slot');
@@ -580,6 +585,35 @@ pf_subtest("$BE: two HUPs in a row: one generation of workers at the end" => sub
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
     is_deeply([ ours() ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
+});
+
+pf_subtest("$BE2: HUP while new workers cannot start: the old ones serve on" => sub {
+    my $port = free_port();
+    my $name = 'hup-fail';
+    my $flag = "$TMP/no-start";
+    unlink $flag;
+    my $m = start($name, $port, backend => $BE2, workers => 2, stop_grace => 1, die_file => $flag);
+    ok(answers($port), 'the port answers') or return diag(slurp("$TMP/$name.err"));
+    my @old = wait_workers($name, $m, sub { @_ == 2 });
+    spit($flag, '');
+    kill 'HUP', $m;
+    ok(wait_until(sub { warnings_in($name) >= 2 }, 5), 'HUP: the new workers fail to start (reported)');
+    like((warnings_in($name))[0] // '', qr/worker_start died: no start: \Q$flag\E: a new one is started\z/, 'saying why');
+    my $seen = serve_pids($port, 2, 8);
+    is_deeply([ served($seen) ], [ sort { $a <=> $b } @old ], 'the old workers serve on, both');
+    is($seen->{''}, 0, 'every connection was served');
+    ok(!grep({ !alive($_) } @old), 'neither was stopped');
+    unlink $flag;
+    my %o = map { $_ => 1 } @old;
+    my @new = wait_workers($name, $m, sub { @_ == 2 && !grep { $o{$_} } @_ }, 5);
+    is(scalar @new, 2, 'once they can start, new workers take over');
+    ok(wait_until(sub { !grep { alive($_) } @old }, 5), 'and the old ones are stopped');
+    is_deeply([ sort { $a <=> $b } map { $_->[0] } stops($name) ], [ sort { $a <=> $b } @old ],
+              'gracefully (worker_stop ran in them, not in the ones that failed)');
+    $seen = serve_pids($port, 2, 8);
+    is_deeply([ served($seen) ], [ sort { $a <=> $b } @new ], 'the new ones serve');
+    is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
+    is_deeply([ ours() ], [], 'no process is left');
 });
 
 # -------------------------------------------------------------- TERM
