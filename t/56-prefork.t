@@ -185,8 +185,10 @@ my $SCRIPT = "$TMP/server.pl";
 spit($SCRIPT, <<'EOS');
 use strict;
 use warnings;
+use POSIX ();
 use IO::Socket::INET::Daemon;
 my ($port, $log, %o) = @ARGV;
+my $deadline = time + 60;
 my $die = delete $o{die_start};
 my $slow_start = delete $o{start_sleep};
 my $die_file = delete $o{die_file};
@@ -215,6 +217,12 @@ $server = IO::Socket::INET::Daemon->new(
         worker_start => sub {
             my ($s, $slot) = @_;
             alarm 60;
+            # (a daemonized master has no alarm: its workers end it)
+            my $left = $deadline - time;
+            $s->timer(after => $left > 1 ? $left : 1, cb => sub {
+                kill 'KILL', getppid() if getppid() > 1;
+                POSIX::_exit(9);
+            });
             logl("start $$ $slot");
             die "no start in $$\nsecond line\n" if $die;
             die "no start: $die_file\n" if defined $die_file and -e $die_file;
