@@ -292,6 +292,14 @@ sockport(SV *self)
     RETVAL
 
 void
+_unlisten(SV *self)
+  PPCODE:
+    /* every listener closed, as stop(grace) does in run (a prefork
+     * master, which does not run the loop, when it stops) */
+    xd_unlisten(aTHX_ xd_from(aTHX_ self, "_unlisten"));
+    XSRETURN_EMPTY;
+
+void
 _own_paths(SV *self)
   PPCODE:
     /* the UNIX socket files bound so far are this process's to remove

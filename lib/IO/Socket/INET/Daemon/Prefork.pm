@@ -168,6 +168,10 @@ sub run {
         my $now = _now();
         if ($stopping) {
             if (!$deadline) {
+                # no new clients: the master's copy of the listeners is
+                # closed too (else they would wait in a backlog that no
+                # worker accepts from any more); a later run binds anew
+                $self->_unlisten;
                 # TERM (QUIT) to every worker; KILL for those still there
                 # when they have had their grace and linger
                 $deadline = $now + ($stopping eq 'now' ? 0 : $grace) + $linger + 5;
@@ -304,11 +308,13 @@ sub worker {
     my $tell = sub { local $SIG{PIPE} = 'IGNORE'; syswrite $w, "$_[0] $$" . (defined $_[1] ? " $_[1]" : '') . "\n" };
 
     my $grace = exists $self->{stop_grace} ? $self->{stop_grace} : 10;
-    my $quit;
+    my ($quit, $asked);
     $SIG{$_} = 'DEFAULT' for qw(CHLD PIPE);
     $SIG{$_} = 'IGNORE' for qw(HUP TTIN TTOU);
-    $SIG{TERM} = $SIG{INT} = sub { $self->stop(grace => $grace) };
-    $SIG{QUIT} = sub { $quit = 1; $self->stop(grace => 0) };
+    # (a stop before run, during worker_start, is lost when run starts:
+    # $asked makes the first cycle of run stop it again, below)
+    $SIG{TERM} = $SIG{INT} = sub { $asked = 1; $self->stop(grace => $grace) };
+    $SIG{QUIT} = sub { $asked = $quit = 1; $self->stop(grace => 0) };
     POSIX::sigprocmask(POSIX::SIG_SETMASK(), delete $self->{_sigmask});
     IO::Socket::INET::Daemon::Daemonize::child()
         if $INC{'IO/Socket/INET/Daemon/Daemonize.pm'};
@@ -322,11 +328,16 @@ sub worker {
     }
     if (my $cb = $self->{callback}{worker_start}) {
         if (!eval { $cb->($self, $slot); 1 }) {
-            my $err = $@;
+            (my $err = "$@") =~ s/\n+\z//;
+            $err =~ s/\n/ /g;              # (one line to the master)
             $tell->(fail => "worker_start died: $err");
             return 4;
         }
     }
+    # TERM or QUIT before run: stopped in its first cycle
+    $self->timer(after => 0, cb => sub {
+        $_[0]->stop(grace => $quit ? 0 : $grace) if $asked;
+    });
     # the master gone (killed): stop, rather than serve on unsupervised
     $self->timer(every => 1, cb => sub {
         $_[0]->stop(grace => $grace) if getppid() != $master;
