@@ -1628,7 +1628,10 @@ closes its sockets, and the connections still waiting in their backlog
 are reset (unless C<net.ipv4.tcp_migrate_req> is 1, Linux 5.14 and
 later), so a rolling restart is no longer free of resets; and the ports
 must be given (not C<0>), on TCP or UDP SPECs only (C<unix:>, C<fd:>,
-C<systemd> croak).  The shared socket is the default for that reason:
+C<systemd> croak).  Since the master binds nothing, a port that cannot
+be bound shows when the first workers start: L</run> returns false with
+C<$@> naming it (with C<daemonize>, in the daemon, after the command has
+returned: see the log file).  The shared socket is the default for that reason:
 with it no restart or recycle ever refuses or resets a connection
 (the master keeps the socket open throughout), and a worker that crashes
 loses only its own connections, not those waiting to be accepted.

@@ -103,7 +103,8 @@ sub run {
     }
 
     # 2. bind, in the process that was started: its errors are the caller's
-    if (!$self->listen) {
+    # (prefork workers with reuseport bind their own sockets: not here)
+    if (!($self->{workers} and $self->{reuseport}) and !$self->listen) {
         my ($err, $errno) = ($@, $! + 0);
         release($path) if defined $path;
         $! = $errno;

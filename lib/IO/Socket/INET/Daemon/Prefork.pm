@@ -103,6 +103,12 @@ sub run {
     my $ping_at = $self->{_watchdog} ? _now() : undef;
 
     while (1) {
+        # the ones that ended (collected first: what they said before
+        # ending is then in the pipe)
+        my @ended;
+        while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
+            push @ended, [ $pid, $? ];
+        }
         # what the workers said
         while (1) {
             my $n = sysread($r, $buf, 4096, length $buf);
@@ -123,9 +129,8 @@ sub run {
             }
         }
 
-        # the ones that ended
-        while ((my $pid = waitpid(-1, POSIX::WNOHANG())) > 0) {
-            my $st = $?;
+        for my $e (@ended) {
+            my ($pid, $st) = @$e;
             my $wk = delete $pf->{workers}{$pid} or next;
             if (defined $wk->{fail} and $wk->{fail} =~ /\Alisten: / and !$pf->{ever_ready}
                 and !$stopping) {
@@ -140,7 +145,7 @@ sub run {
                        : ($st & 127) ? 'died of signal ' . ($st & 127)
                        : 'exited with status ' . ($st >> 8))
                     . (defined $wk->{fail} ? ": $wk->{fail}" : '')
-                    . ($stopping ? '' : ': a new one is started'));
+                    . ($stopping || $wk->{old} ? '' : ': a new one is started'));
         }
 
         # signals
@@ -203,7 +208,8 @@ sub run {
         # wait: a line from a worker, a signal (which interrupts it, or
         # at the latest after 0.2 s), or the next start a slot is due
         my $wait = 0.2;
-        $wait = 0 if @sig;
+        $wait = $ping_at - _now() if $ping_at and $ping_at - _now() < $wait;
+        $wait = 0 if @sig or $wait < 0;
         my $rin = '';
         vec($rin, fileno($r), 1) = 1;
         select(my $rout = $rin, undef, undef, $wait);
