@@ -12,6 +12,7 @@
  *   isd_listen / accept  socket setup                             (sock.c)
  *   isd_proxy            the PROXY protocol header (HAProxy)     (proxy.c)
  *   isd_server/isd_conn  accept, read, frame, write, close        (conn.c)
+ *   isd_conn_hook        a listener's connection preamble hook    (conn.c)
  *
  * Conventions: functions return 0 (or a count) on success and -1 with errno
  * on failure; setup calls may also fill a caller's error buffer.  Nothing here
@@ -420,6 +421,20 @@ typedef struct isd_handlers {
      * was held meanwhile) and is now down to cfg.low_water; its input is
      * delivered again right after. */
     void (*on_drain)(isd_conn *c);
+    /* Optional: a connection of a hooked listener (isd_conn_hook) was
+     * refused before it was the embedder's: its hook refused it (err and
+     * reason are the hook's, e.g. EACCES "PROXY: source 192.0.2.1 is not
+     * a trusted proxy", EPROTO "PROXY v1: bad source port"), or it ended
+     * before its preamble was complete: ETIMEDOUT "PROXY header not
+     * complete within 3 s" (the hook's timeout_ms) or "... not complete:
+     * no input for 30 s" (idle_ms), ECONNABORTED "... not complete at
+     * EOF", a reset's errno "... not complete at a reset", EMSGSIZE (64
+     * KiB without an end), or another errno.  reason names what failed
+     * (the hook's `what`) and is valid during the call.  Called once per
+     * such connection, never followed by on_accept or on_close; c is
+     * closed right after (its addresses stay readable while the caller
+     * holds a reference).  NULL: on_error(s, err, reason) instead. */
+    void (*on_reject)(isd_server *s, isd_conn *c, int err, const char *reason);
 } isd_handlers;
 
 /* Connection flags (read with isd_conn_flags). */
@@ -458,6 +473,9 @@ typedef struct isd_server_stats {
     uint64_t messages_in;     /* messages handed to the embedder */
     uint64_t failed;          /* connections ended by an error (on_close
                                * with err != 0) */
+    uint64_t rejected;        /* connections of hooked listeners refused
+                               * before on_accept (on_reject): not in
+                               * accepted, closed or failed */
 } isd_server_stats;
 
 /* Counters of one connection. */
@@ -474,6 +492,55 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
  * a server has any number of listeners, TCP (IPv4, IPv6) or UNIX.  0, or
  * -1 with errno (the fd is then still the caller's). */
 int   isd_server_listen_fd(isd_server *s, int fd);
+
+/* A listener's connection hook: what a protocol layered under the
+ * embedder's (the PROXY protocol header, later TLS) needs of the core, and
+ * all the core knows of it.  A connection of a hooked listener is not the
+ * embedder's until the hook is done with its start:
+ *   - accepted(c, arg), right after accept, before anything is read:
+ *     0 go on, -1 refuse c (with isd_conn_reject for the reason; else
+ *     EACCES "<what>: refused").
+ *   - preamble(c, in, len, arg), if set, on each read while c's preamble
+ *     is pending, with all of c's input so far, in[0..len): > 0 the
+ *     preamble was its first that many bytes (they are consumed; then
+ *     on_accept runs and the bytes after it, come in the same read, are
+ *     framed and delivered at once, EOF too), 0 more is needed, -1 refuse
+ *     c (isd_conn_reject; else EPROTO "<what>: refused").  in stays valid
+ *     during the call even if the hook refuses c.  Without preamble,
+ *     on_accept follows accepted() at once.
+ *   - release(c, arg), if set: c is closed (at the latest when the server
+ *     is freed or abandoned): free the hook's state for c (see
+ *     isd_conn_hook_data).  Called once per connection that went through
+ *     accepted(), refused or not, after on_close / on_reject.
+ *   - timeout_ms: the preamble must be complete within it, else c is
+ *     refused (ETIMEDOUT "<what> not complete within 3 s"); 0: no limit
+ *     but the server's idle_ms.  It takes the idle timer's place till
+ *     then.
+ *   - what: names the preamble in the core's reasons ("PROXY header");
+ *     NULL: "connection preamble".
+ * Meanwhile c holds an fd and counts for cfg.max_conns, but it is not
+ * listed (isd_server_next_conn), broadcast to, counted by
+ * isd_server_nconns or in the stats' accepted (until on_accept runs), and
+ * isd_server_close_conns drops it without a callback.  A refused c goes to
+ * on_reject (isd_handlers) and is closed at once, its output dropped.
+ * The hooks may call isd_conn_set_addrs, the hook data accessors,
+ * isd_conn_reject, the address getters and isd_conn_write (a greeting),
+ * but not isd_conn_close or isd_conn_abort (c would go without a word).
+ * The read path of a listener without a hook costs one flag test. */
+typedef struct isd_conn_hook {
+    int     (*accepted)(isd_conn *c, void *arg);
+    ssize_t (*preamble)(isd_conn *c, const char *in, size_t len, void *arg);
+    void    (*release)(isd_conn *c, void *arg);
+    unsigned    timeout_ms;
+    const char *what;
+} isd_conn_hook;
+
+/* isd_server_listen_fd, with h (copied) for its connections, each call
+ * given arg (which must stay valid until every connection of this
+ * listener is closed: isd_server_free closes them all).  h NULL or all
+ * its functions NULL: isd_server_listen_fd.  0 or -1/errno. */
+int   isd_server_listen_fd_hook(isd_server *s, int fd, const isd_conn_hook *h,
+                                void *arg);
 /* Stop accepting and close every listening socket. */
 void  isd_server_unlisten(isd_server *s);
 /* Stop accepting and hand the listening fds to the caller (not closed), in
@@ -540,6 +607,24 @@ void        *isd_conn_data(const isd_conn *c);
 void         isd_conn_set_data(isd_conn *c, void *data);
 /* A word of flags that belongs to the embedder. */
 unsigned    *isd_conn_uflags(isd_conn *c);
+/* For connection hooks (isd_conn_hook).  The hook's own pointer for c
+ * (NULL until it sets one; it frees it in release).  The hook c came
+ * through (the listener's copy), or NULL: none, or c was released. */
+void        *isd_conn_hook_data(const isd_conn *c);
+void         isd_conn_set_hook_data(isd_conn *c, void *data);
+const isd_conn_hook *isd_conn_hook_of(const isd_conn *c);
+/* Replace c's peer and local addresses, as isd_conn_peer / isd_conn_local
+ * give them from now on (a PROXY header's: the client's and the address
+ * it connected to); NULL keeps one.  0, or -1/EAFNOSUPPORT (not IPv4,
+ * IPv6 or UNIX). */
+int isd_conn_set_addrs(isd_conn *c, const isd_addr *peer,
+                       const isd_addr *local);
+/* Refuse c, whose hook's preamble is pending (from the hook's accepted()
+ * or preamble(), or a timer of its own): on_reject(err, reason) now (the
+ * reason need only be valid during the call), then c is closed at once.
+ * 0, or -1/EINVAL: c is not pending (already refused, or the
+ * embedder's). */
+int isd_conn_reject(isd_conn *c, int err, const char *reason);
 static inline int isd_conn_is_open(const isd_conn *c)
 { return (isd_conn_flags(c) & ISD_C_OPEN) != 0; }
 
