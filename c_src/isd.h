@@ -13,6 +13,7 @@
  *   isd_proxy            the PROXY protocol header (HAProxy)     (proxy.c)
  *   isd_server/isd_conn  accept, read, frame, write, close        (conn.c)
  *   isd_conn_hook        a listener's connection preamble hook    (conn.c)
+ *   isd_proxy_opts       the PROXY header as such a hook          (proxyconn.c)
  *
  * Conventions: functions return 0 (or a count) on success and -1 with errno
  * on failure; setup calls may also fill a caller's error buffer.  Nothing here
@@ -727,6 +728,68 @@ void isd_conn_abort(isd_conn *c);
 /* Half-close: how = SHUT_RD stops reading; SHUT_WR sends EOF once the
  * queued output is written; SHUT_RDWR is isd_conn_close.  0 or -1/errno. */
 int  isd_conn_shutdown(isd_conn *c, int how);
+
+/* --------------------------------------------- PROXY protocol on a listener */
+
+/* proxyconn.c: a connection hook (isd_conn_hook) that takes the PROXY
+ * header (v1 or v2, proxy.c) in front of each connection of a listener. */
+
+/* A block of addresses: the first `bits` bits of addr (network byte
+ * order; IPv4 in addr[0..4)). */
+typedef struct isd_cidr {
+    int           family;     /* AF_INET or AF_INET6 */
+    unsigned      bits;
+    unsigned char addr[16];
+} isd_cidr;
+
+/* Parse "10.0.0.0/8", "127.0.0.1" (a /32), "::1" (a /128), "fd00::/8".
+ * Bits past the prefix are cleared ("10.1.2.3/8" is 10.0.0.0/8); an
+ * IPv4-mapped block ("::ffff:10.0.0.0/104") is made the IPv4 one.  0 or
+ * -1/EINVAL. */
+int isd_cidr_parse(const char *s, isd_cidr *out);
+/* Whether a is in c; an IPv4-mapped IPv6 address (an IPv4 peer of a
+ * dual-stack socket) is taken as the IPv4 one (so "::/0" matches IPv6
+ * peers only). */
+int isd_cidr_match(const isd_cidr *c, const isd_addr *a);
+
+typedef struct isd_proxy_opts {
+    unsigned        timeout_ms;   /* the header must be complete within
+                                   * this; 0: no limit (but idle_ms) */
+    const isd_cidr *trusted;      /* the peers that may send a header;  */
+    size_t          ntrusted;     /* 0: every peer.  A UNIX one always */
+} isd_proxy_opts;
+
+/* A connection's header, kept once it is complete.  hdr is the parse (its
+ * pointers point into a copy of the header's bytes, freed with the info:
+ * the TLV iterators work on &info->hdr); len the header's length;
+ * via_peer and via_local the socket's own addresses (the proxy's). */
+typedef struct isd_proxy_info {
+    isd_proxy hdr;
+    size_t    len;
+    isd_addr  via_peer, via_local;
+} isd_proxy_info;
+
+/* Fill h for a listener whose connections start with a PROXY header:
+ * then isd_server_listen_fd_hook(s, fd, h, (void *)o), where o (and its
+ * trusted blocks) stay valid as the hook's arg.  The hook:
+ *   - refuses a peer outside o->trusted at accept, before reading:
+ *     EACCES "PROXY: source 192.0.2.1 is not a trusted proxy";
+ *   - refuses a header the parser refuses, at the first byte that cannot
+ *     be one (so plain text or TLS fails at once): EPROTO with the
+ *     parser's reason ("PROXY v1: bad source port");
+ *   - a header not complete within o->timeout_ms: ETIMEDOUT "PROXY
+ *     header not complete within 3 s" (the core's);
+ *   - on a complete header with ISD_PROXY_F_ADDRS and an IPv4 or IPv6
+ *     family, makes its source and destination c's peer and local
+ *     addresses (IPv4-mapped ones as IPv4); LOCAL, UNKNOWN and UNIX
+ *     headers leave the socket's.  The stream after the header is c's.
+ * isd_server_listen_fd_proxy does both (h is copied). */
+void isd_proxy_hook_init(isd_conn_hook *h, const isd_proxy_opts *o);
+int  isd_server_listen_fd_proxy(isd_server *s, int fd,
+                                const isd_proxy_opts *o);
+/* c's header, from on_accept until c is closed (on_close included), or
+ * NULL: c's listener has no PROXY hook, or c is closed. */
+const isd_proxy_info *isd_conn_proxy(const isd_conn *c);
 
 #ifdef __cplusplus
 }
