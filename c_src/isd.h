@@ -468,7 +468,9 @@ typedef struct isd_server_cfg {
 
 /* Counters of a server, since it was made. */
 typedef struct isd_server_stats {
-    uint64_t accepted;        /* connections accepted */
+    uint64_t accepted;        /* connections accepted (on_accept ran: a
+                               * hooked listener's once its preamble is
+                               * complete) */
     uint64_t closed;          /* ... that ended since (open = the rest) */
     uint64_t bytes_in, bytes_out;
     uint64_t messages_in;     /* messages handed to the embedder */
@@ -582,6 +584,9 @@ void  isd_server_free(isd_server *s);
 void  isd_server_abandon(isd_server *s);
 void *isd_server_data(const isd_server *s);
 isd_loop *isd_server_loop(const isd_server *s);
+/* Open connections of the embedder's (on_accept ran): those whose
+ * listener's hook has not let them through yet are not counted (they
+ * count for cfg.max_conns). */
 size_t isd_server_nconns(const isd_server *s);
 /* Iterate the open connections: first with c = NULL. */
 isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c);
