@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/uio.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
@@ -45,6 +46,16 @@
 #define ISD_C_NOSHUT (1u << 23)  /* a forked child's copy: the parent's
                                   * pending shutdown(SHUT_WR) is not ours */
 #define ISD_C_SKIP   (1u << 24)  /* left out of the broadcast being made */
+#define ISD_C_PRE    (1u << 25)  /* its listener's hook: the preamble is
+                                  * pending (no on_accept yet: its input
+                                  * goes to the hook, not to framing) */
+#if defined(__GNUC__) || defined(__clang__)
+#  define ISD_COLD __attribute__((noinline, cold))
+#else
+#  define ISD_COLD
+#endif
+#define PRE_MAX      65536       /* a preamble still incomplete in this
+                                  * many bytes is refused */
 
 /* What a request touches comes first (three cache lines of four): a busy
  * server with thousands of connections misses the cache on each. */
@@ -72,6 +83,10 @@ struct isd_conn {
     int64_t     connected;   /* wall clock at accept (stats) */
     isd_blob   *path;        /* a UNIX listener's path (counted), or NULL */
     isd_addr    peer, local;
+    /* its listener's hook (the listener's copy) until it closes, or NULL */
+    const isd_conn_hook *hook;
+    void       *hook_arg;
+    void       *hook_data;   /* the hook's own per-connection state */
 };
 
 /* A listening socket.  Kept (fd -1) until the server is freed once it is
@@ -83,6 +98,10 @@ typedef struct isd_listener {
     isd_addr     addr;       /* its local address */
     int          wild;       /* bound to a wildcard: ask each conn */
     isd_blob    *path;       /* UNIX: its path, NUL included */
+    isd_conn_hook hook;      /* what its connections go through ... */
+    void        *hook_arg;
+    int          hooked;     /* ... if set.  Never reused once set: a
+                              * connection points at it till it closes */
 } isd_listener;
 
 struct isd_server {
@@ -96,7 +115,8 @@ struct isd_server {
     isd_timer      accept_pause;
     uint64_t       last_emfile;
     isd_conn      *conns;
-    size_t         nopen;
+    size_t         nopen;      /* OPEN connections, preambles pending too */
+    size_t         npre;       /* ... of which preambles pending */
     isd_conn      *pending;
     isd_conn      *ready;      /* input to deliver (on_ready embedders) */
     isd_conn     **ready_tail;
@@ -145,6 +165,24 @@ void *isd_conn_data(const isd_conn *c) { return c->data; }
 void isd_conn_set_data(isd_conn *c, void *data) { c->data = data; }
 size_t isd_conn_out_bytes(const isd_conn *c) { return c->out.bytes; }
 unsigned *isd_conn_uflags(isd_conn *c) { return &c->uflags; }
+void *isd_conn_hook_data(const isd_conn *c) { return c->hook_data; }
+void isd_conn_set_hook_data(isd_conn *c, void *data) { c->hook_data = data; }
+const isd_conn_hook *isd_conn_hook_of(const isd_conn *c) { return c->hook; }
+
+int isd_conn_set_addrs(isd_conn *c, const isd_addr *peer,
+                       const isd_addr *local)
+{
+    if ((peer && peer->sa.sa_family != AF_UNIX && !isd_addr_len(peer))
+        || (local && local->sa.sa_family != AF_UNIX && !isd_addr_len(local))) {
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    if (peer)
+        c->peer = *peer;
+    if (local)
+        c->local = *local;
+    return 0;
+}
 
 /* Open, not failed, still reading: its input can be read. */
 static int conn_reads(const isd_conn *c)
@@ -170,6 +208,7 @@ static int keeps_output(int err)
 }
 
 static void accept_update(isd_server *s);
+static void pre_failed(isd_conn *c, int err);
 
 /* c stops counting as open. */
 static void conn_unopen(isd_conn *c)
@@ -181,7 +220,10 @@ static void conn_unopen(isd_conn *c)
     c->flags &= ~ISD_C_OPEN;
     if (s) {
         s->nopen--;
-        s->st.closed++;
+        if (c->flags & ISD_C_PRE)       /* never accepted: not counted */
+            s->npre--;
+        else
+            s->st.closed++;
         if (s->cfg.max_conns && s->nopen + 1 == s->cfg.max_conns)
             accept_update(s);
     }
@@ -227,6 +269,10 @@ static void conn_end(isd_conn *c, int err)
 
     if (!(c->flags & ISD_C_OPEN) || (c->flags & ISD_C_ENDED)) {
         isd_conn_abort(c);
+        return;
+    }
+    if (c->flags & ISD_C_PRE) {         /* not the embedder's yet */
+        pre_failed(c, err);
         return;
     }
     c->flags = (c->flags & ~ISD_C_FAILED) | ISD_C_ENDED | ISD_C_RDSHUT;
@@ -418,6 +464,18 @@ void isd_conn_pause(isd_conn *c, int pause)
     pend(c);        /* the interest (and, on resume, the delivery) */
 }
 
+/* The hook is done with c: its state goes (once c is closed). */
+static void hook_release(isd_conn *c)
+{
+    const isd_conn_hook *h = c->hook;
+
+    c->hook = NULL;
+    if (h->release)
+        h->release(c, c->hook_arg);
+    c->hook_data = NULL;
+    c->hook_arg = NULL;
+}
+
 /* Close the fd and leave the server (its reference goes after the batch). */
 static void conn_finish(isd_conn *c)
 {
@@ -449,6 +507,8 @@ static void conn_finish(isd_conn *c)
     if (!(c->flags & ISD_C_INMSG))      /* on_message's msg points into it */
         isd_buf_free(&c->in);
     isd_outq_clear(&c->out);
+    if (c->hook)
+        hook_release(c);
     if (s) {
         pend(c);        /* the server's reference goes when the batch ends */
         c->srv = NULL;
@@ -713,7 +773,7 @@ size_t isd_server_broadcast(isd_server *s, const void *p, size_t n,
         except[i]->flags |= ISD_C_SKIP;
     for (c = s->conns; c; c = next) {
         next = c->next;
-        if ((c->flags & (ISD_C_OPEN | ISD_C_SKIP)) != ISD_C_OPEN
+        if ((c->flags & (ISD_C_OPEN | ISD_C_SKIP | ISD_C_PRE)) != ISD_C_OPEN
             || (c->uflags & umask) != uwant)
             continue;
         isd_conn_ref(c);        /* a write may fail it (max_output) */
@@ -1088,6 +1148,181 @@ int isd_conn_set_framing(isd_conn *c, const isd_framing *f)
     return 0;
 }
 
+/* -------------------------------------------------------------- preamble */
+
+/* A connection of a hooked listener is OPEN (it holds an fd: it counts
+ * for max_conns) but not the embedder's yet (ISD_C_PRE): not listed, not
+ * broadcast to, not in nconns or the stats, until the hook's preamble is
+ * complete and on_accept runs; or it is refused: on_reject, and closed.
+ * The loop's read path tests the one flag. */
+
+static const char *pre_what(const isd_conn *c)
+{
+    return c->hook && c->hook->what ? c->hook->what : "connection preamble";
+}
+
+/* "200 ms", "3 s" */
+static const char *fmt_ms(char *buf, size_t len, unsigned ms)
+{
+    if (ms && ms % 1000 == 0)
+        snprintf(buf, len, "%u s", ms / 1000);
+    else
+        snprintf(buf, len, "%u ms", ms);
+    return buf;
+}
+
+/* Refuse c, whose preamble is pending: on_reject (else on_error) once,
+ * then c is closed at once; no on_accept, no on_close. */
+static void pre_reject(isd_conn *c, int err, const char *reason)
+{
+    isd_server *s = c->srv;
+
+    if (!s || (c->flags & (ISD_C_PRE | ISD_C_ENDED | ISD_C_CLOSED))
+              != ISD_C_PRE)
+        return;
+    isd_conn_ref(c);
+    c->flags = (c->flags & ~ISD_C_FAILED) | ISD_C_ENDED | ISD_C_RDSHUT;
+    if (c->io.events)
+        isd_io_set(s->loop, &c->io, 0);
+    isd_timer_stop(s->loop, &c->timer);
+    s->st.rejected++;
+    if (s->h->on_reject)
+        s->h->on_reject(s, c, err, reason);
+    else if (s->h->on_error)
+        s->h->on_error(s, err, reason);
+    isd_conn_abort(c);
+    isd_conn_unref(c);
+}
+
+int isd_conn_reject(isd_conn *c, int err, const char *reason)
+{
+    if (!c->srv || (c->flags & (ISD_C_PRE | ISD_C_ENDED | ISD_C_CLOSED))
+                   != ISD_C_PRE) {
+        errno = EINVAL;
+        return -1;
+    }
+    pre_reject(c, err, reason);
+    return 0;
+}
+
+/* conn_end of a connection whose preamble is pending: it failed (a read
+ * error, the idle timeout, ENOMEM...) before it was complete. */
+static void pre_failed(isd_conn *c, int err)
+{
+    char why[160], d[32];
+
+    if (err == ETIMEDOUT)
+        snprintf(why, sizeof why, "%s not complete: no input for %s",
+                 pre_what(c), fmt_ms(d, sizeof d, c->idle_ms));
+    else
+        snprintf(why, sizeof why, "%s not complete", pre_what(c));
+    pre_reject(c, err ? err : ECONNABORTED, why);
+}
+
+/* The hook's deadline for the preamble passed. */
+static void pre_timeout_cb(isd_loop *l, isd_timer *t)
+{
+    isd_conn *c = t->data;
+    char why[160], d[32];
+
+    ISD_UNUSED(l);
+    if (!(c->flags & ISD_C_PRE) || !c->hook)
+        return;
+    snprintf(why, sizeof why, "%s not complete within %s", pre_what(c),
+             fmt_ms(d, sizeof d, c->hook->timeout_ms));
+    pre_reject(c, ETIMEDOUT, why);
+}
+
+/* The preamble is complete: it was the first n bytes of c's input.  c is
+ * the embedder's from now on: on_accept, then the rest of the input (bytes
+ * that came with the preamble, EOF) is delivered at once. */
+static void pre_done(isd_conn *c, size_t n)
+{
+    isd_server *s = c->srv;
+
+    if (n) {
+        isd_buf_consume(&c->in, n);
+        c->scan = 0;
+    }
+    c->flags &= ~ISD_C_PRE;
+    s->npre--;
+    s->st.accepted++;
+    c->timer.cb = idle_cb;      /* (was the preamble's deadline) */
+    idle_start(c);
+    if (s->h->on_accept)
+        s->h->on_accept(s, c);
+    if (c->srv && conn_delivers(c)
+        && (isd_buf_len(&c->in) || (c->flags & ISD_C_EOF)))
+        conn_process(c);
+}
+
+/* Accepted on a hooked listener (and watched for input): the hook's
+ * accepted(), then, without a preamble, on_accept at once. */
+static void pre_accepted(isd_conn *c)
+{
+    const isd_conn_hook *h = c->hook;
+    char why[160];
+
+    if (h->accepted && h->accepted(c, c->hook_arg) < 0) {
+        snprintf(why, sizeof why, "%s: refused", pre_what(c));
+        pre_reject(c, EACCES, why);     /* (unless the hook did) */
+        return;
+    }
+    if ((c->flags & (ISD_C_PRE | ISD_C_OPEN | ISD_C_FAILED))
+        != (ISD_C_PRE | ISD_C_OPEN))
+        return;
+    if (!h->preamble)
+        pre_done(c, 0);
+}
+
+/* Input for a connection whose preamble is pending: the hook's. */
+static void pre_input(isd_conn *c)
+{
+    const isd_conn_hook *h = c->hook;
+    size_t len = isd_buf_len(&c->in);
+    ssize_t n = 0;
+    char why[160];
+
+    if (!(c->flags & ISD_C_PRE) || !conn_reads(c))
+        return;             /* (a failed read: conn_end, from the pending list) */
+    if (len) {
+        c->flags |= ISD_C_INMSG;        /* in stays while the hook has it */
+        n = h->preamble(c, isd_buf_head(&c->in), len, c->hook_arg);
+        c->flags &= ~ISD_C_INMSG;
+        if (!(c->flags & ISD_C_OPEN)) {  /* refused (or closed) meanwhile */
+            isd_buf_free(&c->in);
+            return;
+        }
+        if (n < 0) {
+            snprintf(why, sizeof why, "%s: refused", pre_what(c));
+            pre_reject(c, EPROTO, why);
+            return;
+        }
+        if (n > 0) {
+            pre_done(c, (size_t)n < len ? (size_t)n : len);
+            return;
+        }
+    }
+    if (c->flags & ISD_C_EOF) {
+        snprintf(why, sizeof why, "%s not complete at %s", pre_what(c),
+                 c->err ? "a reset" : "EOF");
+        pre_reject(c, c->err ? c->err : ECONNABORTED, why);
+    } else if (len >= PRE_MAX) {
+        snprintf(why, sizeof why, "%s not complete in %u bytes", pre_what(c),
+                 (unsigned)PRE_MAX);
+        pre_reject(c, EMSGSIZE, why);
+    }
+}
+
+/* The read event of a connection whose preamble is pending.  Out of line
+ * (and cold), so that the read path of everybody else stays as it was. */
+static ISD_COLD void pre_read(isd_conn *c)
+{
+    conn_read_ev(c);
+    pre_input(c);
+    conn_answer(c);
+}
+
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
 {
     isd_conn *c = (isd_conn *)w;
@@ -1097,7 +1332,9 @@ static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
     if ((ev & ISD_WRITE) && c->out.bytes)
         conn_flush(c);
     if ((ev & ISD_READ) && conn_delivers(c) && !(c->flags & ISD_C_EOF)) {
-        if (c->srv->h->on_ready) {
+        if (c->flags & ISD_C_PRE)       /* (the only cost of hooks here) */
+            pre_read(c);
+        else if (c->srv->h->on_ready) {
             /* its turn reads, right before delivering: one input buffer
              * (the server's spare) serves the whole batch */
             c->flags |= ISD_C_RDREADY;
@@ -1273,7 +1510,18 @@ static isd_conn *conn_new(isd_listener *l, int fd, const isd_addr *peer)
         s->conns->prev = c;
     s->conns = c;
     s->nopen++;
-    s->st.accepted++;
+    if (l->hooked) {            /* not the embedder's yet */
+        c->flags |= ISD_C_PRE;
+        c->hook = &l->hook;
+        c->hook_arg = l->hook_arg;
+        s->npre++;
+        if (l->hook.preamble && l->hook.timeout_ms) {
+            c->timer.cb = pre_timeout_cb;       /* the idle timer's slot */
+            isd_timer_start(s->loop, &c->timer, l->hook.timeout_ms);
+        }
+    } else {
+        s->st.accepted++;
+    }
     c->connected = (int64_t)time(NULL);
     return c;
 }
@@ -1319,6 +1567,8 @@ static void listen_cb(isd_loop *lp, isd_io *w, unsigned ev)
         isd_conn_ref(c);
         if (isd_io_set(s->loop, &c->io, ISD_READ) < 0)
             conn_fail(c, errno);
+        else if (c->flags & ISD_C_PRE)
+            pre_accepted(c);
         else if (s->h->on_accept)
             s->h->on_accept(s, c);
         if (c->out.bytes && !(c->flags & (ISD_C_CLOSED | ISD_C_FAILED)))
@@ -1414,7 +1664,8 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
     return s;
 }
 
-int isd_server_listen_fd(isd_server *s, int fd)
+static int listen_fd(isd_server *s, int fd, const isd_conn_hook *h,
+                     void *arg)
 {
     isd_listener *l, **tail;
     isd_addr a;
@@ -1432,7 +1683,8 @@ int isd_server_listen_fd(isd_server *s, int fd)
     if (isd_fd_nonblock_cloexec(fd) < 0)
         return -1;
     /* a closed listener's struct again, else a new one at the end */
-    for (tail = &s->ls; *tail && (*tail)->io.fd >= 0; tail = &(*tail)->next)
+    for (tail = &s->ls; *tail && ((*tail)->io.fd >= 0 || (*tail)->hooked);
+         tail = &(*tail)->next)
         ;
     if (!(l = *tail)) {
         if (!(l = calloc(1, sizeof *l)))
@@ -1451,6 +1703,11 @@ int isd_server_listen_fd(isd_server *s, int fd)
             return -1;
         }
     }
+    if (h) {
+        l->hook = *h;
+        l->hook_arg = arg;
+        l->hooked = 1;
+    }
     l->addr = a;
     l->wild = (a.sa.sa_family == AF_INET
                && a.in4.sin_addr.s_addr == htonl(INADDR_ANY))
@@ -1468,6 +1725,7 @@ int isd_server_listen_fd(isd_server *s, int fd)
         if (l->path)
             isd_blob_unref(l->path);
         l->path = NULL;
+        l->hooked = 0;          /* (no connection of it) */
         if (l != *tail)
             free(l);
         errno = e;
@@ -1479,6 +1737,19 @@ int isd_server_listen_fd(isd_server *s, int fd)
     if (s->spare_fd < 0)
         s->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return 0;
+}
+
+int isd_server_listen_fd(isd_server *s, int fd)
+{
+    return listen_fd(s, fd, NULL, NULL);
+}
+
+int isd_server_listen_fd_hook(isd_server *s, int fd, const isd_conn_hook *h,
+                              void *arg)
+{
+    if (h && !h->accepted && !h->preamble && !h->release)
+        h = NULL;
+    return listen_fd(s, fd, h, arg);
 }
 
 /* l stops listening: its fd is the caller's to close. */
@@ -1565,7 +1836,7 @@ int isd_server_sockaddr(const isd_server *s, isd_addr *a)
 
 void *isd_server_data(const isd_server *s) { return s->data; }
 isd_loop *isd_server_loop(const isd_server *s) { return s->loop; }
-size_t isd_server_nconns(const isd_server *s) { return s->nopen; }
+size_t isd_server_nconns(const isd_server *s) { return s->nopen - s->npre; }
 isd_server_cfg *isd_server_config(isd_server *s) { return &s->cfg; }
 
 void isd_server_stats_get(const isd_server *s, isd_server_stats *st)
@@ -1585,7 +1856,7 @@ isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c)
 {
     isd_conn *n = c ? c->next : s->conns;
 
-    while (n && !(n->flags & ISD_C_OPEN))
+    while (n && (n->flags & (ISD_C_OPEN | ISD_C_PRE)) != ISD_C_OPEN)
         n = n->next;
     return n;
 }
@@ -1596,7 +1867,9 @@ void isd_server_close_conns(isd_server *s)
 
     for (c = s->conns; c; c = next) {
         next = c->next;
-        if (c->flags & ISD_C_OPEN)
+        if (c->flags & ISD_C_PRE)       /* not the embedder's: dropped */
+            isd_conn_abort(c);
+        else if (c->flags & ISD_C_OPEN)
             isd_conn_close(c);
     }
 }
@@ -1727,6 +2000,8 @@ void isd_server_abandon(isd_server *s)
         c->io.events = 0;
         c->io.slot = -1;
         isd_outq_clear(&c->out);
+        if (c->hook)
+            hook_release(c);
         c->srv = NULL;
         if (running) {
             /* the batch being dispatched may still point at c->io: the
@@ -1748,6 +2023,7 @@ void isd_server_abandon(isd_server *s)
         s->pending = NULL;
     ready_drop(s);
     s->nopen = 0;
+    s->npre = 0;
 }
 
 void isd_server_free(isd_server *s)

@@ -12,6 +12,8 @@
  *   isd_listen / accept  socket setup                             (sock.c)
  *   isd_proxy            the PROXY protocol header (HAProxy)     (proxy.c)
  *   isd_server/isd_conn  accept, read, frame, write, close        (conn.c)
+ *   isd_conn_hook        a listener's connection preamble hook    (conn.c)
+ *   isd_proxy_opts       the PROXY header as such a hook          (proxyconn.c)
  *
  * Conventions: functions return 0 (or a count) on success and -1 with errno
  * on failure; setup calls may also fill a caller's error buffer.  Nothing here
@@ -420,6 +422,20 @@ typedef struct isd_handlers {
      * was held meanwhile) and is now down to cfg.low_water; its input is
      * delivered again right after. */
     void (*on_drain)(isd_conn *c);
+    /* Optional: a connection of a hooked listener (isd_conn_hook) was
+     * refused before it was the embedder's: its hook refused it (err and
+     * reason are the hook's, e.g. EACCES "PROXY: source 192.0.2.1 is not
+     * a trusted proxy", EPROTO "PROXY v1: bad source port"), or it ended
+     * before its preamble was complete: ETIMEDOUT "PROXY header not
+     * complete within 3 s" (the hook's timeout_ms) or "... not complete:
+     * no input for 30 s" (idle_ms), ECONNABORTED "... not complete at
+     * EOF", a reset's errno "... not complete at a reset", EMSGSIZE (64
+     * KiB without an end), or another errno.  reason names what failed
+     * (the hook's `what`) and is valid during the call.  Called once per
+     * such connection, never followed by on_accept or on_close; c is
+     * closed right after (its addresses stay readable while the caller
+     * holds a reference).  NULL: on_error(s, err, reason) instead. */
+    void (*on_reject)(isd_server *s, isd_conn *c, int err, const char *reason);
 } isd_handlers;
 
 /* Connection flags (read with isd_conn_flags). */
@@ -452,12 +468,17 @@ typedef struct isd_server_cfg {
 
 /* Counters of a server, since it was made. */
 typedef struct isd_server_stats {
-    uint64_t accepted;        /* connections accepted */
+    uint64_t accepted;        /* connections accepted (on_accept ran: a
+                               * hooked listener's once its preamble is
+                               * complete) */
     uint64_t closed;          /* ... that ended since (open = the rest) */
     uint64_t bytes_in, bytes_out;
     uint64_t messages_in;     /* messages handed to the embedder */
     uint64_t failed;          /* connections ended by an error (on_close
                                * with err != 0) */
+    uint64_t rejected;        /* connections of hooked listeners refused
+                               * before on_accept (on_reject): not in
+                               * accepted, closed or failed */
 } isd_server_stats;
 
 /* Counters of one connection. */
@@ -474,6 +495,55 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
  * a server has any number of listeners, TCP (IPv4, IPv6) or UNIX.  0, or
  * -1 with errno (the fd is then still the caller's). */
 int   isd_server_listen_fd(isd_server *s, int fd);
+
+/* A listener's connection hook: what a protocol layered under the
+ * embedder's (the PROXY protocol header, later TLS) needs of the core, and
+ * all the core knows of it.  A connection of a hooked listener is not the
+ * embedder's until the hook is done with its start:
+ *   - accepted(c, arg), right after accept, before anything is read:
+ *     0 go on, -1 refuse c (with isd_conn_reject for the reason; else
+ *     EACCES "<what>: refused").
+ *   - preamble(c, in, len, arg), if set, on each read while c's preamble
+ *     is pending, with all of c's input so far, in[0..len): > 0 the
+ *     preamble was its first that many bytes (they are consumed; then
+ *     on_accept runs and the bytes after it, come in the same read, are
+ *     framed and delivered at once, EOF too), 0 more is needed, -1 refuse
+ *     c (isd_conn_reject; else EPROTO "<what>: refused").  in stays valid
+ *     during the call even if the hook refuses c.  Without preamble,
+ *     on_accept follows accepted() at once.
+ *   - release(c, arg), if set: c is closed (at the latest when the server
+ *     is freed or abandoned): free the hook's state for c (see
+ *     isd_conn_hook_data).  Called once per connection that went through
+ *     accepted(), refused or not, after on_close / on_reject.
+ *   - timeout_ms: the preamble must be complete within it, else c is
+ *     refused (ETIMEDOUT "<what> not complete within 3 s"); 0: no limit
+ *     but the server's idle_ms.  It takes the idle timer's place till
+ *     then.
+ *   - what: names the preamble in the core's reasons ("PROXY header");
+ *     NULL: "connection preamble".
+ * Meanwhile c holds an fd and counts for cfg.max_conns, but it is not
+ * listed (isd_server_next_conn), broadcast to, counted by
+ * isd_server_nconns or in the stats' accepted (until on_accept runs), and
+ * isd_server_close_conns drops it without a callback.  A refused c goes to
+ * on_reject (isd_handlers) and is closed at once, its output dropped.
+ * The hooks may call isd_conn_set_addrs, the hook data accessors,
+ * isd_conn_reject, the address getters and isd_conn_write (a greeting),
+ * but not isd_conn_close or isd_conn_abort (c would go without a word).
+ * The read path of a listener without a hook costs one flag test. */
+typedef struct isd_conn_hook {
+    int     (*accepted)(isd_conn *c, void *arg);
+    ssize_t (*preamble)(isd_conn *c, const char *in, size_t len, void *arg);
+    void    (*release)(isd_conn *c, void *arg);
+    unsigned    timeout_ms;
+    const char *what;
+} isd_conn_hook;
+
+/* isd_server_listen_fd, with h (copied) for its connections, each call
+ * given arg (which must stay valid until every connection of this
+ * listener is closed: isd_server_free closes them all).  h NULL or all
+ * its functions NULL: isd_server_listen_fd.  0 or -1/errno. */
+int   isd_server_listen_fd_hook(isd_server *s, int fd, const isd_conn_hook *h,
+                                void *arg);
 /* Stop accepting and close every listening socket. */
 void  isd_server_unlisten(isd_server *s);
 /* Stop accepting and hand the listening fds to the caller (not closed), in
@@ -514,6 +584,9 @@ void  isd_server_free(isd_server *s);
 void  isd_server_abandon(isd_server *s);
 void *isd_server_data(const isd_server *s);
 isd_loop *isd_server_loop(const isd_server *s);
+/* Open connections of the embedder's (on_accept ran): those whose
+ * listener's hook has not let them through yet are not counted (they
+ * count for cfg.max_conns). */
 size_t isd_server_nconns(const isd_server *s);
 /* Iterate the open connections: first with c = NULL. */
 isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c);
@@ -540,6 +613,24 @@ void        *isd_conn_data(const isd_conn *c);
 void         isd_conn_set_data(isd_conn *c, void *data);
 /* A word of flags that belongs to the embedder. */
 unsigned    *isd_conn_uflags(isd_conn *c);
+/* For connection hooks (isd_conn_hook).  The hook's own pointer for c
+ * (NULL until it sets one; it frees it in release).  The hook c came
+ * through (the listener's copy), or NULL: none, or c was released. */
+void        *isd_conn_hook_data(const isd_conn *c);
+void         isd_conn_set_hook_data(isd_conn *c, void *data);
+const isd_conn_hook *isd_conn_hook_of(const isd_conn *c);
+/* Replace c's peer and local addresses, as isd_conn_peer / isd_conn_local
+ * give them from now on (a PROXY header's: the client's and the address
+ * it connected to); NULL keeps one.  0, or -1/EAFNOSUPPORT (not IPv4,
+ * IPv6 or UNIX). */
+int isd_conn_set_addrs(isd_conn *c, const isd_addr *peer,
+                       const isd_addr *local);
+/* Refuse c, whose hook's preamble is pending (from the hook's accepted()
+ * or preamble(), or a timer of its own): on_reject(err, reason) now (the
+ * reason need only be valid during the call), then c is closed at once.
+ * 0, or -1/EINVAL: c is not pending (already refused, or the
+ * embedder's). */
+int isd_conn_reject(isd_conn *c, int err, const char *reason);
 static inline int isd_conn_is_open(const isd_conn *c)
 { return (isd_conn_flags(c) & ISD_C_OPEN) != 0; }
 
@@ -642,6 +733,68 @@ void isd_conn_abort(isd_conn *c);
 /* Half-close: how = SHUT_RD stops reading; SHUT_WR sends EOF once the
  * queued output is written; SHUT_RDWR is isd_conn_close.  0 or -1/errno. */
 int  isd_conn_shutdown(isd_conn *c, int how);
+
+/* --------------------------------------------- PROXY protocol on a listener */
+
+/* proxyconn.c: a connection hook (isd_conn_hook) that takes the PROXY
+ * header (v1 or v2, proxy.c) in front of each connection of a listener. */
+
+/* A block of addresses: the first `bits` bits of addr (network byte
+ * order; IPv4 in addr[0..4)). */
+typedef struct isd_cidr {
+    int           family;     /* AF_INET or AF_INET6 */
+    unsigned      bits;
+    unsigned char addr[16];
+} isd_cidr;
+
+/* Parse "10.0.0.0/8", "127.0.0.1" (a /32), "::1" (a /128), "fd00::/8".
+ * Bits past the prefix are cleared ("10.1.2.3/8" is 10.0.0.0/8); an
+ * IPv4-mapped block ("::ffff:10.0.0.0/104") is made the IPv4 one.  0 or
+ * -1/EINVAL. */
+int isd_cidr_parse(const char *s, isd_cidr *out);
+/* Whether a is in c; an IPv4-mapped IPv6 address (an IPv4 peer of a
+ * dual-stack socket) is taken as the IPv4 one (so "::/0" matches IPv6
+ * peers only). */
+int isd_cidr_match(const isd_cidr *c, const isd_addr *a);
+
+typedef struct isd_proxy_opts {
+    unsigned        timeout_ms;   /* the header must be complete within
+                                   * this; 0: no limit (but idle_ms) */
+    const isd_cidr *trusted;      /* the peers that may send a header;  */
+    size_t          ntrusted;     /* 0: every peer.  A UNIX one always */
+} isd_proxy_opts;
+
+/* A connection's header, kept once it is complete.  hdr is the parse (its
+ * pointers point into a copy of the header's bytes, freed with the info:
+ * the TLV iterators work on &info->hdr); len the header's length;
+ * via_peer and via_local the socket's own addresses (the proxy's). */
+typedef struct isd_proxy_info {
+    isd_proxy hdr;
+    size_t    len;
+    isd_addr  via_peer, via_local;
+} isd_proxy_info;
+
+/* Fill h for a listener whose connections start with a PROXY header:
+ * then isd_server_listen_fd_hook(s, fd, h, (void *)o), where o (and its
+ * trusted blocks) stay valid as the hook's arg.  The hook:
+ *   - refuses a peer outside o->trusted at accept, before reading:
+ *     EACCES "PROXY: source 192.0.2.1 is not a trusted proxy";
+ *   - refuses a header the parser refuses, at the first byte that cannot
+ *     be one (so plain text or TLS fails at once): EPROTO with the
+ *     parser's reason ("PROXY v1: bad source port");
+ *   - a header not complete within o->timeout_ms: ETIMEDOUT "PROXY
+ *     header not complete within 3 s" (the core's);
+ *   - on a complete header with ISD_PROXY_F_ADDRS and an IPv4 or IPv6
+ *     family, makes its source and destination c's peer and local
+ *     addresses (IPv4-mapped ones as IPv4); LOCAL, UNKNOWN and UNIX
+ *     headers leave the socket's.  The stream after the header is c's.
+ * isd_server_listen_fd_proxy does both (h is copied). */
+void isd_proxy_hook_init(isd_conn_hook *h, const isd_proxy_opts *o);
+int  isd_server_listen_fd_proxy(isd_server *s, int fd,
+                                const isd_proxy_opts *o);
+/* c's header, from on_accept until c is closed (on_close included), or
+ * NULL: c's listener has no PROXY hook, or c is closed. */
+const isd_proxy_info *isd_conn_proxy(const isd_conn *c);
 
 #ifdef __cplusplus
 }

@@ -292,7 +292,7 @@ static void h_drain(isd_conn *c)
 }
 
 static const isd_handlers H = { h_accept, h_message, h_close, h_error, NULL,
-                                h_drain };
+                                h_drain, NULL };
 
 /* PULL: the same handler, called from on_ready for each message taken. */
 static void h_ready(isd_server *s)
@@ -325,7 +325,7 @@ static void h_ready(isd_server *s)
 }
 
 static const isd_handlers H_PULL = { h_accept, NULL, h_close, h_error, h_ready,
-                                     h_drain };
+                                     h_drain, NULL };
 
 static isd_server_cfg cfg_line(size_t max)
 {
