@@ -1030,8 +1030,10 @@ static void on_error(isd_server *s, int err, const char *what)
     LEAVE;
 }
 
+/* (on_reject: no listener has a connection hook yet; a refusal would go
+ * to on_error) */
 static const isd_handlers handlers = { on_accept, NULL, on_close, on_error,
-                                       on_ready, on_drain };
+                                       on_ready, on_drain, NULL };
 
 /* ---------------------------------------------------------- daemon state */
 
