@@ -9,6 +9,7 @@
 #endif
 #include "isd.h"
 #include "tap.h"
+#include "net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -237,38 +238,7 @@ static void teardown(ctx *x)
     x->l = NULL;
 }
 
-static void pump(ctx *x, int ms)
-{
-    uint64_t end = isd_now_ms() + (uint64_t)ms;
-    do isd_loop_run_once(x->l, 5, NULL); while (isd_now_ms() < end);
-}
-
-static int pump_until(ctx *x, const int *what, int n, int ms)
-{
-    uint64_t end = isd_now_ms() + (uint64_t)ms;
-    while (*what < n && isd_now_ms() < end)
-        isd_loop_run_once(x->l, 5, NULL);
-    return *what >= n;
-}
-
 /* ---------------------------------------------------------- the client */
-
-static int cli_connect(unsigned port)
-{
-    struct sockaddr_in sin;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((unsigned short)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sin, sizeof sin) < 0) {
-        close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    return fd;
-}
 
 static int cli_send(int fd, const void *p, size_t n)
 {

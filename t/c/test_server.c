@@ -11,6 +11,7 @@
 #endif
 #include "isd.h"
 #include "tap.h"
+#include "net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -372,47 +373,7 @@ static void teardown(srvctx *x)
     x->l = NULL;
 }
 
-static void pump(srvctx *x, int ms)
-{
-    uint64_t end = isd_now_ms() + (uint64_t)ms;
-    do isd_loop_run_once(x->l, 5, NULL); while (isd_now_ms() < end);
-}
-
-/* run the loop until *what >= n, at most ms */
-static int pump_until(srvctx *x, const int *what, int n, int ms)
-{
-    uint64_t end = isd_now_ms() + (uint64_t)ms;
-    while (*what < n && isd_now_ms() < end)
-        isd_loop_run_once(x->l, 5, NULL);
-    return *what >= n;
-}
-
 /* ---------------------------------------------------------- the client */
-
-static int cli_connect_to(const struct sockaddr *sa, socklen_t len)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM, 0);
-    if (fd < 0) return -1;
-#ifdef SO_NOSIGPIPE
-    {
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
-    }
-#endif
-    if (connect(fd, sa, len) < 0) { close(fd); return -1; }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    return fd;
-}
-
-static int cli_connect(unsigned port)
-{
-    struct sockaddr_in sin;
-    memset(&sin, 0, sizeof sin);
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((unsigned short)port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return cli_connect_to((struct sockaddr *)&sin, sizeof sin);
-}
 
 /* a client with a small receive buffer (set before connect, so the window
  * the server sees is small too): a peer that does not read fills up fast */

@@ -9,6 +9,7 @@
 #endif
 #include "isd.h"
 #include "tap.h"
+#include "net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,12 +59,6 @@ static void h_err(isd_udp *u, int err, const isd_addr *from)
 }
 
 static const isd_udp_handlers H = { h_dgram, h_err };
-
-static void pump(ctx *x, int ms)
-{
-    uint64_t end = isd_now_ms() + (uint64_t)ms;
-    do isd_loop_run_once(x->l, 5, NULL); while (isd_now_ms() < end);
-}
 
 /* A client socket of family fam, connected to port on addr. */
 static int client(int fam, const char *addr, unsigned port)
