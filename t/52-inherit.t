@@ -25,6 +25,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use TestISD;
+use TestProc;
 use Test::More;
 use Cwd ();
 use Errno ();
@@ -36,7 +37,6 @@ use POSIX ();
 use Socket ();
 use IO::Socket::INET::Daemon;
 
-my $MAIN = $$;
 my $BLIB = Cwd::abs_path("$FindBin::Bin/../blib");
 my @PERL = ($^X, "-I$BLIB/lib", "-I$BLIB/arch");
 my $SD_ACTIVATE = '/usr/bin/systemd-socket-activate';
@@ -51,102 +51,6 @@ delete @ENV{qw(LISTEN_PID LISTEN_FDS LISTEN_FDNAMES SERVER_STARTER_PORT
                NOTIFY_SOCKET WATCHDOG_USEC WATCHDOG_PID)};
 
 # ------------------------------------------------------------- processes
-
-my %KIDS;    # pid => 1: processes started here, each the leader of its group
-
-END {
-    if ($$ == $MAIN) {
-        local ($?, $!);
-        for my $pid (keys %KIDS) {
-            kill 'TERM', -$pid;
-            kill 'TERM', $pid;
-        }
-        my $until = now() + 2;
-        while (%KIDS && now() < $until) {
-            for my $pid (keys %KIDS) {
-                delete $KIDS{$pid} if waitpid($pid, POSIX::WNOHANG()) != 0;
-            }
-            Time::HiRes::sleep(0.02) if %KIDS;
-        }
-        for my $pid (keys %KIDS) {
-            kill 'KILL', -$pid;
-            kill 'KILL', $pid;
-            waitpid $pid, 0;
-        }
-    }
-}
-
-# spawn(\@cmd, $out, %env): run @cmd in a process group of its own, stdout
-# and stderr to the file $out, with %env added (undef: removed)
-sub spawn {
-    my ($cmd, $out, %env) = @_;
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        POSIX::setpgid(0, 0);
-        $SIG{$_} = 'DEFAULT' for qw(ALRM TERM HUP INT PIPE);
-        alarm 0;
-        open STDOUT, '>>', $out or POSIX::_exit(126);
-        open STDERR, '>>', $out or POSIX::_exit(126);
-        for my $k (keys %env) {
-            if (defined $env{$k}) { $ENV{$k} = $env{$k} } else { delete $ENV{$k} }
-        }
-        exec @$cmd or POSIX::_exit(127);
-    }
-    $KIDS{$pid} = 1;
-    return $pid;
-}
-
-# reap($pid, $timeout): its wait status, or undef if it is still running
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $st;
-    wait_until(sub {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        $st = $r == $pid ? $? : -1 if $r != 0;
-        return defined $st;
-    }, defined $timeout ? $timeout : 5);
-    delete $KIDS{$pid} if defined $st;
-    return $st;
-}
-
-# end_kid($pid): TERM (to its group), then KILL; the wait status
-sub end_kid {
-    my ($pid) = @_;
-    return undef unless $KIDS{$pid};
-    kill 'TERM', -$pid;
-    my $st = reap($pid, 3);
-    return $st if defined $st;
-    kill 'KILL', -$pid;
-    return reap($pid, 3);
-}
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    my $s = <$fh>;
-    return defined $s ? $s : '';
-}
-
-sub spit {
-    my ($f, $s) = @_;
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh $s;
-    close $fh or die "$f: $!";
-}
-
-sub free_port {
-    my ($proto) = @_;
-    my $s = ($proto // '') eq 'udp'
-        ? IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0, Proto => 'udp')
-        : IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
-                                Proto => 'tcp', ReuseAddr => 1);
-    $s or die "free port: $@";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
-}
 
 sub unix_client {
     my ($path) = @_;
@@ -222,7 +126,7 @@ sub activate {
     my @keep = map { ('-E', $_) } grep { defined $ENV{$_} }
                qw(LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS PERL_DESTRUCT_LEVEL);
     my $pid = spawn([$SD_ACTIVATE, '-l', "127.0.0.1:$port", '-l', $path, '--fdname=web:admin', @keep,
-                     @PERL, $SA_SCRIPT, $mode, $port, $path, $be], $out);
+                     @PERL, $SA_SCRIPT, $mode, $port, $path, $be], out => $out);
     wait_until(sub { (() = slurp($out) =~ /^Listening on /mg) >= 2 }, 5)
         or die "systemd-socket-activate is not listening:\n" . slurp($out);
     ok(-S $path, "$mode: systemd-socket-activate made the socket file");
@@ -366,7 +270,7 @@ SKIP: {
             my @keep = map { ('-E', $_) } grep { defined $ENV{$_} }
                        qw(LD_PRELOAD ASAN_OPTIONS UBSAN_OPTIONS PERL_DESTRUCT_LEVEL);
             my $pid = spawn([$SD_ACTIVATE, '--datagram', '-l', "127.0.0.1:$port", @keep,
-                             @PERL, $SA_UDP, $mode, $port, $be], $out);
+                             @PERL, $SA_UDP, $mode, $port, $be], out => $out);
             wait_until(sub { slurp($out) =~ /^Listening on /m }, 5)
                 or die "systemd-socket-activate is not listening:\n" . slurp($out);
             my $u = IO::Socket::INET->new(Proto => 'udp', PeerAddr => '127.0.0.1', PeerPort => $port)
@@ -563,7 +467,7 @@ sub bogus_env_server {
         print STDERR "bogus env child: $@" unless $ok;
         POSIX::_exit($ok ? 0 : 2);
     }
-    $KIDS{$pid} = 1;
+    track($pid);
     my $line;
     wait_until(sub { ($line) = slurp($res) =~ /\A(.*)\n/; defined $line }, 5);
     return ($pid, $line, $out);
@@ -668,7 +572,7 @@ sub adopted_once {
         close $r;
         POSIX::_exit(0);
     }
-    $KIDS{$pid} = 1;
+    track($pid);
     reap($pid, 5);
     close $l;
     return slurp($res);
@@ -724,7 +628,7 @@ SKIP: {
         my $pidfile = "$TMP/ss.pid";
         my $out = "$TMP/ss.out";
         my $ss = spawn([$START_SERVER, '--port', "127.0.0.1:$port", '--pid-file', $pidfile, '--',
-                        @PERL, $SS_SCRIPT, $port], $out);
+                        @PERL, $SS_SCRIPT, $port], out => $out);
         # the first worker answers
         my $first;
         wait_until(sub {
@@ -761,7 +665,7 @@ SKIP: {
                            . join(',', map { "$_:$pids{$_}" } sort keys %pids) . "\n");
                 POSIX::_exit(0);
             }
-            $KIDS{$pid} = 1;
+            track($pid);
             push @loops, [$pid, $res];
         }
         Time::HiRes::sleep(1);

@@ -29,6 +29,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use TestISD;
+use TestProc;
 use Test::More;
 use Cwd ();
 use Fcntl ();
@@ -40,7 +41,6 @@ use IO::Socket::INET::Daemon;
 
 plan skip_all => 'needs Linux /proc' unless -r '/proc/self/stat' and -e '/proc/self/cwd';
 
-my $MAIN = $$;
 my $BLIB = Cwd::abs_path("$FindBin::Bin/../blib");
 my @PERL = ($^X, "-I$BLIB/lib", "-I$BLIB/arch");
 my $TMP = File::Temp->newdir('isd-daemon-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -52,48 +52,14 @@ delete @ENV{qw(LISTEN_PID LISTEN_FDS LISTEN_FDNAMES SERVER_STARTER_PORT
 
 # ------------------------------------------------------------- processes
 
-my %KIDS;    # pid => 1: processes started here, each the leader of its group
-
-# the processes whose command line names $TMP (the daemons: not our children)
-sub ours {
-    my @p;
-    for my $d (glob '/proc/[0-9]*') {
-        my ($pid) = $d =~ /(\d+)\z/;
-        next if $pid == $$;
-        open my $fh, '<', "$d/cmdline" or next;
-        local $/;
-        my $c = <$fh>;
-        push @p, $pid if defined $c and index($c, "$TMP") >= 0 and alive($pid);
-    }
-    return @p;
+# spawn_named(\@cmd, $name, %o): spawn with stdout to $TMP/$name.out and
+# stderr to $TMP/$name.err (TestProc's spawn options in %o)
+sub spawn_named {
+    my ($cmd, $name, %o) = @_;
+    unlink "$TMP/$name.out", "$TMP/$name.err";
+    return spawn($cmd, stdout => "$TMP/$name.out", stderr => "$TMP/$name.err", %o);
 }
-
-END {
-    if ($$ == $MAIN) {
-        local ($?, $!);
-        my @p = (keys %KIDS, ours());
-        kill 'TERM', $_ for @p;
-        wait_until(sub { !grep { alive($_) } @p }, 2);
-        kill 'KILL', $_ for @p;
-        waitpid $_, 0 for keys %KIDS;
-    }
-}
-
-# alive($pid): running (a zombie is not)
-sub alive {
-    my ($pid) = @_;
-    return 0 unless kill 0, $pid;
-    my $st = proc_stat($pid) or return 0;
-    return $st->{state} !~ /\A[ZX]\z/;
-}
-
-# /proc/PID/stat: state, ppid, pgrp, session
-sub proc_stat {
-    my ($pid) = @_;
-    my $s = slurp("/proc/$pid/stat");
-    return undef unless $s =~ /\)\s+(\S)\s+(\d+)\s+(\d+)\s+(\d+)/;
-    return { state => $1, ppid => $2, pgrp => $3, session => $4 };
-}
+TestProc::also(sub { ours($TMP) });    # (daemons and workers: not our children)
 
 # /proc/PID/status: { Uid => '0 0 0 0', ... }
 sub proc_status {
@@ -103,68 +69,6 @@ sub proc_status {
         $s{$1} = join ' ', split ' ', $2 if /\A(\w+):\s*(.*)\z/;
     }
     return \%s;
-}
-
-# spawn(\@cmd, $name, %o): run @cmd in a process group of its own, stdout to
-# $TMP/$name.out, stderr to $TMP/$name.err; as => [uid, gid]: as that user
-sub spawn {
-    my ($cmd, $name, %o) = @_;
-    unlink "$TMP/$name.out", "$TMP/$name.err";
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        POSIX::setpgid(0, 0);
-        $SIG{$_} = 'DEFAULT' for qw(ALRM TERM HUP INT PIPE);
-        alarm 0;
-        open STDIN, '<', '/dev/null' or POSIX::_exit(126);
-        open STDOUT, '>', "$TMP/$name.out" or POSIX::_exit(126);
-        open STDERR, '>', "$TMP/$name.err" or POSIX::_exit(126);
-        if ($o{as}) {
-            my ($uid, $gid) = @{ $o{as} };
-            POSIX::setgid($gid);
-            $) = "$gid $gid";
-            POSIX::setuid($uid) or POSIX::_exit(125);
-        }
-        exec @$cmd or POSIX::_exit(127);
-    }
-    $KIDS{$pid} = 1;
-    return $pid;
-}
-
-# reap($pid, $timeout): its wait status, or undef if it is still running
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $st;
-    wait_until(sub {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        $st = $r == $pid ? $? : -1 if $r != 0;
-        return defined $st;
-    }, defined $timeout ? $timeout : 5);
-    delete $KIDS{$pid} if defined $st;
-    return $st;
-}
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    my $s = <$fh>;
-    return defined $s ? $s : '';
-}
-
-sub spit {
-    my ($f, $s) = @_;
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh $s;
-    close $fh or die "$f: $!";
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', ReuseAddr => 1) or die "free port: $@";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
 }
 
 sub ask {
@@ -233,7 +137,7 @@ sub start {
     my ($name, $port, @o) = @_;
     my %o = @o;
     my $as = delete $o{as};
-    return spawn([@PERL, $SCRIPT, $port, %o], $name, ($as ? (as => $as) : ()));
+    return spawn_named([@PERL, $SCRIPT, $port, %o], $name, ($as ? (as => $as) : ()));
 }
 
 sub describe {
@@ -323,7 +227,7 @@ isd_subtest('daemonize with the port taken: no daemon, non-zero, the reason' => 
     like(slurp("$TMP/b.err"), qr/IO::Socket::INET::Daemon: listen: bind 127\.0\.0\.1:$port: Address already in use/,
          'stderr says why');
     ok(!-e $pf, 'no pid file is left behind');
-    is_deeply([ours()], [], 'no daemon is left running');
+    is_deeply([ours($TMP)], [], 'no daemon is left running');
     is(slurp($lf), '', 'nothing was logged');
 });
 
@@ -345,7 +249,7 @@ isd_subtest('privileges that cannot be dropped: reported by the daemon, no daemo
          'stderr says why') or diag(slurp("$TMP/c.err"));
     like(slurp($lf), qr/cannot switch to user 'root'/, 'so does the log file');
     ok(!-e $pf, 'no pid file is left behind');
-    is_deeply([ours()], [], 'no daemon is left running');
+    is_deeply([ours($TMP)], [], 'no daemon is left running');
     ok(!try_client($port, timeout => 1), 'nothing listens');
 });
 
@@ -485,7 +389,7 @@ isd_subtest('eg/daemon.pl' => sub {
     plan skip_all => 'no eg/daemon.pl' unless -e $eg;
     my $port = free_port();
     my ($pf, $lf) = ("$TMP/g.pid", "$TMP/g.log");
-    my $st = reap(spawn([@PERL, Cwd::abs_path($eg), '--port', $port, '--pid-file', $pf,
+    my $st = reap(spawn_named([@PERL, Cwd::abs_path($eg), '--port', $port, '--pid-file', $pf,
                          '--log-file', $lf, '--host', '127.0.0.1'], 'g'), 10);
     is(describe($st), 'exit 0, signal 0', 'it exits 0') or diag(slurp("$TMP/g.err"));
     my $c = try_client($port, timeout => 2);

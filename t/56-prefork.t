@@ -42,6 +42,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use TestISD;
+use TestProc;
 use Test::More;
 use Cwd ();
 use Errno ();
@@ -55,7 +56,6 @@ BEGIN { $TestISD::DEADLINE = 150; alarm 150 }
 
 plan skip_all => 'needs Linux /proc' unless -r '/proc/self/stat';
 
-my $MAIN = $$;
 my $BLIB = Cwd::abs_path("$FindBin::Bin/../blib");
 my @PERL = ($^X, "-I$BLIB/lib", "-I$BLIB/arch");
 my $TMP = File::Temp->newdir('isd-prefork-XXXXXX', TMPDIR => 1, CLEANUP => 1);
@@ -66,117 +66,18 @@ delete @ENV{qw(LISTEN_PID LISTEN_FDS LISTEN_FDNAMES SERVER_STARTER_PORT
 
 # ------------------------------------------------------------- processes
 
-my %KIDS;    # pid => 1: processes started here (servers, client loops)
-
-# the processes whose command line names $TMP (masters and their workers)
-sub ours {
-    my @p;
-    for my $d (glob '/proc/[0-9]*') {
-        my ($pid) = $d =~ /(\d+)\z/;
-        next if $pid == $$;
-        open my $fh, '<', "$d/cmdline" or next;
-        local $/;
-        my $c = <$fh>;
-        push @p, $pid if defined $c and index($c, "$TMP") >= 0 and alive($pid);
-    }
-    return @p;
+# spawn_named(\@cmd, $name, %o): spawn with stdout to $TMP/$name.out and
+# stderr to $TMP/$name.err (TestProc's spawn options in %o)
+sub spawn_named {
+    my ($cmd, $name, %o) = @_;
+    unlink "$TMP/$name.out", "$TMP/$name.err";
+    return spawn($cmd, stdout => "$TMP/$name.out", stderr => "$TMP/$name.err", %o);
 }
+TestProc::also(sub { ours($TMP) });    # (daemons and workers: not our children)
 
 sub kill_all {
-    my @p = (keys %KIDS, ours());
-    kill 'KILL', $_ for @p;
-    for my $pid (keys %KIDS) {
-        waitpid $pid, 0;
-        delete $KIDS{$pid};
-    }
-    wait_until(sub { !ours() }, 3);
-}
-
-END {
-    if ($$ == $MAIN) {
-        local ($?, $!);
-        kill_all();
-    }
-}
-
-# alive($pid): running (a zombie is not)
-sub alive {
-    my ($pid) = @_;
-    return 0 unless kill 0, $pid;
-    my $st = proc_stat($pid) or return 0;
-    return $st->{state} !~ /\A[ZX]\z/;
-}
-
-# /proc/PID/stat: state, ppid, utime + stime (seconds)
-sub proc_stat {
-    my ($pid) = @_;
-    my $s = slurp("/proc/$pid/stat");
-    return undef unless $s =~ /\)\s+(.*)\z/s;
-    my @f = split ' ', $1;
-    my $tck = POSIX::sysconf(POSIX::_SC_CLK_TCK()) || 100;
-    return { state => $f[0], ppid => $f[1], cpu => ($f[11] + $f[12]) / $tck };
-}
-
-sub slurp {
-    my ($f) = @_;
-    open my $fh, '<', $f or return '';
-    local $/;
-    my $s = <$fh>;
-    return defined $s ? $s : '';
-}
-
-sub spit {
-    my ($f, $s) = @_;
-    open my $fh, '>', $f or die "$f: $!";
-    print $fh $s;
-    close $fh or die "$f: $!";
-}
-
-# spawn(\@cmd, $name): run @cmd in a process group of its own, stdout to
-# $TMP/$name.out, stderr to $TMP/$name.err
-sub spawn {
-    my ($cmd, $name) = @_;
-    unlink "$TMP/$name.out", "$TMP/$name.err";
-    my $pid = fork;
-    die "fork: $!" unless defined $pid;
-    if (!$pid) {
-        POSIX::setpgid(0, 0);
-        $SIG{$_} = 'DEFAULT' for qw(ALRM TERM HUP INT PIPE QUIT);
-        alarm 0;
-        open STDIN, '<', '/dev/null' or POSIX::_exit(126);
-        open STDOUT, '>', "$TMP/$name.out" or POSIX::_exit(126);
-        open STDERR, '>', "$TMP/$name.err" or POSIX::_exit(126);
-        exec @$cmd or POSIX::_exit(127);
-    }
-    $KIDS{$pid} = 1;
-    return $pid;
-}
-
-# reap($pid, $timeout): its wait status, or undef if it is still running
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $st;
-    wait_until(sub {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        $st = $r == $pid ? $? : -1 if $r != 0;
-        return defined $st;
-    }, defined $timeout ? $timeout : 5);
-    delete $KIDS{$pid} if defined $st;
-    return $st;
-}
-
-sub describe {
-    my ($st) = @_;
-    return 'still running' unless defined $st;
-    return sprintf 'exit %d, signal %d', $st >> 8, $st & 127;
-}
-
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Proto => 'tcp', ReuseAddr => 1) or die "free port: $@";
-    my $p = $s->sockport;
-    close $s;
-    return $p;
+    TestProc::kill_kids('KILL');
+    wait_until(sub { !ours($TMP) }, 3);
 }
 
 # ------------------------------------------------------------ the server
@@ -249,7 +150,7 @@ EOS
 sub start {
     my ($name, $port, @o) = @_;
     unlink "$TMP/$name.log";
-    return spawn([@PERL, $SCRIPT, $port, "$TMP/$name.log", @o], $name);
+    return spawn_named([@PERL, $SCRIPT, $port, "$TMP/$name.log", @o], $name);
 }
 
 sub log_lines { split /\n/, slurp("$TMP/$_[0].log") }
@@ -364,7 +265,7 @@ for my $be (@BACKENDS) {
         is_deeply([ sort { $a <=> $b } map { $_->[0] } stops($name) ], \@pids, 'worker_stop ran in each');
         is_deeply([ sort map { $_->[1] } stops($name) ], [0, 1], 'with its slot');
         ok(!grep({ alive($_) } @pids), 'no worker is left');
-        is_deeply([ ours() ], [], 'no process is left');
+        is_deeply([ ours($TMP) ], [], 'no process is left');
         is(slurp("$TMP/$name.err"), '', 'no warning');
     });
 }
@@ -422,7 +323,7 @@ pf_subtest("$BE: a worker killed is replaced; the other one serves on" => sub {
 
     close $_ for values %conn;
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(scalar(warnings_in($name)), 1, 'no other warning');
 });
 
@@ -435,7 +336,7 @@ sub client_loop {
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if ($pid) {
-        $KIDS{$pid} = 1;
+        track($pid);
         return $pid;
     }
     alarm 20;
@@ -468,7 +369,7 @@ sub long_loop {
     my $pid = fork;
     die "fork: $!" unless defined $pid;
     if ($pid) {
-        $KIDS{$pid} = 1;
+        track($pid);
         close $c;
         return ($pid, $first);
     }
@@ -556,7 +457,7 @@ pf_subtest("$BE2: HUP under traffic: a rolling restart, nothing lost" => sub {
               'worker_stop ran in the old ones');
     is(scalar(starts($name)), 4, 'worker_start ran four times');
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
 });
 
@@ -591,7 +492,7 @@ pf_subtest("$BE: two HUPs in a row: one generation of workers at the end" => sub
     is_deeply([ served($seen) ], [ sort { $a <=> $b } @new ], 'the last ones serve');
     is(scalar(stops($name)), scalar(starts($name)) - 2, 'every other worker ran worker_stop');
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
 });
 
@@ -621,7 +522,7 @@ pf_subtest("$BE2: HUP while new workers cannot start: the old ones serve on" => 
     $seen = serve_pids($port, 2, 8);
     is_deeply([ served($seen) ], [ sort { $a <=> $b } @new ], 'the new ones serve');
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
 });
 
 # -------------------------------------------------------------- TERM
@@ -662,7 +563,7 @@ pf_subtest("$BE: TERM with requests in flight: answered first" => sub {
     is(describe(reap($m, 8)), 'exit 0, signal 0', 'the master exits 0');
     like(slurp("$TMP/$name.out"), qr/\Arun returned 1\n\z/, 'run returned true');
     is(scalar(stops($name)), 2, 'worker_stop ran in both');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
 });
 
@@ -678,7 +579,7 @@ pf_subtest("$BE2: TERM while the workers are in worker_start: they stop" => sub 
     is(describe(reap($m, 8)), 'exit 0, signal 0', 'the master exits 0 once worker_start is over');
     is_deeply([ sort { $a <=> $b } map { $_->[0] } stops($name) ], [ sort { $a <=> $b } @pids ],
               'worker_stop ran in both (a graceful stop, not a kill)');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning (none had to be killed)');
 });
 
@@ -694,7 +595,7 @@ pf_subtest("$BE: the master killed: the workers stop by themselves" => sub {
     ok(wait_until(sub { !grep { alive($_) } @w }, 5), 'the workers exit (they check every second)');
     is_deeply([ sort { $a <=> $b } map { $_->[0] } stops($name) ], [ sort { $a <=> $b } @w ],
               'gracefully (worker_stop ran)');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
 });
 
 # --------------------------------------------------------- TTIN, TTOU
@@ -728,7 +629,7 @@ pf_subtest("$BE2: TTIN: one more worker; TTOU: one less, stopped gracefully" => 
     Time::HiRes::sleep(0.3);
     is_deeply([ workers($name, $m) ], [ $w[0] ], 'and stays (never fewer than one)');
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
 });
 
@@ -753,7 +654,7 @@ pf_subtest("$BE: max_requests => 5: workers are recycled, every client served" =
     my @w = wait_workers($name, $m, sub { @_ == 1 });
     is(scalar @w, 1, 'one worker at a time');
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
 });
 
@@ -782,7 +683,7 @@ pf_subtest("$BE2: worker_start dies in every worker: restarts rate-limited" => s
     like($warn[0] // '', qr/\AIO::Socket::INET::Daemon: worker [01] \(pid (\d+)\) exited with status \d+: worker_start died: no start in \1 second line: a new one is started\z/,
          'saying why, on one line');
     is(describe(term($m)), 'exit 0, signal 0', 'TERM still ends it, exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
 });
 
 # -------------------------------------------------------------- QUIT
@@ -801,7 +702,7 @@ pf_subtest("$BE: QUIT: the master exits at once" => sub {
     is(describe($st), 'exit 0, signal 0', 'the master exits 0 within 2 s');
     ok(wait_until(sub { !grep { alive($_) } @w }, 2), 'the workers are gone');
     ok(!defined read_line($c, 2) && got_eof($c), "the client's connection is closed");
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
 });
 
@@ -817,7 +718,7 @@ pf_subtest("$BE2: reuseport => 1: a socket per worker" => sub {
     is_deeply([ served($seen) ], [ sort { $a <=> $b } @w ], 'both workers serve');
     is($seen->{''}, 0, 'every connection was served');
     is(describe(term($m)), 'exit 0, signal 0', 'TERM: exit 0');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     is(slurp("$TMP/$name.err"), '', 'no warning');
 
     my $hold = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0,
@@ -830,7 +731,7 @@ pf_subtest("$BE2: reuseport => 1: a socket per worker" => sub {
          '$@ names the address and says it is in use') or diag(slurp("$TMP/reuse2.out"));
     my $eaddrinuse = Errno::EADDRINUSE();
     like(slurp("$TMP/reuse2.out"), qr/ errno $eaddrinuse\n\z/, '$! is EADDRINUSE');
-    is_deeply([ ours() ], [], 'no worker is left');
+    is_deeply([ ours($TMP) ], [], 'no worker is left');
     is(scalar(stops('reuse2')), 0, 'no worker_stop (none ran)');
 
     # without reuseport the master binds: run fails before any worker starts
@@ -839,7 +740,7 @@ pf_subtest("$BE2: reuseport => 1: a socket per worker" => sub {
     like(slurp("$TMP/reuse3.out"), qr/\Arun returned 0 \(.*127\.0\.0\.1:$taken.*in use.* errno $eaddrinuse\n\z/i,
          'saying why') or diag(slurp("$TMP/reuse3.out"));
     is(scalar(starts('reuse3')), 0, 'no worker was started');
-    is_deeply([ ours() ], [], 'nothing is left');
+    is_deeply([ ours($TMP) ], [], 'nothing is left');
 });
 
 # ---------------------------------------------------------- daemonize
@@ -864,7 +765,7 @@ pf_subtest("$BE: daemonize + pid_file + workers" => sub {
     kill 'TERM', $m;
     ok(wait_until(sub { !grep { alive($_) } $m, @w }, 8), 'TERM: the master and workers are gone');
     ok(!-e $pf, 'the pid file is removed');
-    is_deeply([ ours() ], [], 'no process is left');
+    is_deeply([ ours($TMP) ], [], 'no process is left');
     like(join("\n", log_lines($name)), qr/^run returned 1$/m, 'run returned true');
     is(scalar(stops($name)), 2, 'worker_stop ran in both');
 });
@@ -898,5 +799,5 @@ isd_subtest('bad values croak in new, naming the option' => sub {
        'reuseport with a port does not') or diag($@);
 });
 
-is_deeply([ ours() ], [], 'no process is left at the end');
+is_deeply([ ours($TMP) ], [], 'no process is left at the end');
 done_testing;
