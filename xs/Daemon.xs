@@ -572,12 +572,21 @@ static SV *quoted(pTHX_ SV *v)
 /* Who c is, for messages: "127.0.0.1:40000", "[::1]:40000", or
  * "unix:/path" (a UNIX connection's peer has no address: its listener's
  * path says where it came). */
+/* The listener's path of a UNIX connection, or NULL: an IP one, or a UNIX
+ * one whose PROXY header gave it the client's IP addresses. */
+static const char *conn_unix_path(const isd_conn *c)
+{
+    int f = isd_conn_peer(c)->sa.sa_family;
+
+    return f == AF_INET || f == AF_INET6 ? NULL : isd_conn_path(c);
+}
+
 static SV *conn_desc(pTHX_ isd_conn *c)
 {
     const isd_addr *a = isd_conn_peer(c);
     char host[INET6_ADDRSTRLEN];
 
-    if (isd_conn_path(c))
+    if (conn_unix_path(c))
         return sv_2mortal(newSVpvf("unix:%s", isd_conn_path(c)));
     isd_addr_host(a, host, sizeof host);
     return sv_2mortal(newSVpvf(a->sa.sa_family == AF_INET6 ? "[%s]:%u"
