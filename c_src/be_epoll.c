@@ -101,8 +101,13 @@ static int ep_wait(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
     return n;
 }
 
+static int ep_fd(const isd_loop *l)
+{
+    return ((const ep_data *)l->bedata)->epfd;
+}
+
 const isd_backend isd_backend_epoll = {
-    "epoll", ep_init, ep_destroy, ep_change, ep_wait
+    "epoll", ep_init, ep_destroy, ep_change, ep_wait, ep_fd
 };
 
 #else

@@ -117,8 +117,13 @@ static int kq_wait(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
     return n;
 }
 
+static int kq_fd(const isd_loop *l)
+{
+    return ((const kq_data *)l->bedata)->kq;
+}
+
 const isd_backend isd_backend_kqueue = {
-    "kqueue", kq_init, kq_destroy, kq_change, kq_wait
+    "kqueue", kq_init, kq_destroy, kq_change, kq_wait, kq_fd
 };
 
 #else

@@ -132,5 +132,5 @@ static int pl_wait(isd_loop *l, int timeout_ms, const sigset_t *waitmask)
 }
 
 const isd_backend isd_backend_poll = {
-    "poll", pl_init, pl_destroy, pl_change, pl_wait
+    "poll", pl_init, pl_destroy, pl_change, pl_wait, NULL
 };

@@ -219,6 +219,13 @@ int  isd_loop_prepare(isd_loop *l);
 #define isd_loop_abandon isd_loop_free
 /* Non-zero while isd_loop_run_once is on the stack. */
 int  isd_loop_running(const isd_loop *l);
+/* For a loop run by another (embedding): the backend's descriptor (epoll,
+ * kqueue), readable while an event is pending, to watch for reading; -1
+ * for a backend without one (poll: the host calls run_once(0) on a
+ * timer).  And the milliseconds until the earliest timer is due (0: it
+ * is), or -1 when none is active. */
+int  isd_loop_fd(const isd_loop *l);
+int  isd_loop_next_timer(const isd_loop *l);
 
 /* ------------------------------------------------------------------ sockets */
 

@@ -53,6 +53,9 @@ typedef struct isd_backend {
     int  (*change)(isd_loop *l, isd_io *w, unsigned old, unsigned new_);
     /* Wait; fill l->fired/l->nfired.  -1/errno (EINTR included). */
     int  (*wait)(isd_loop *l, int timeout_ms, const sigset_t *waitmask);
+    /* The descriptor another loop can watch (readable when an event is
+     * pending), or NULL: none (poll). */
+    int  (*fd)(const isd_loop *l);
 } isd_backend;
 
 struct isd_loop {

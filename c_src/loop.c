@@ -103,6 +103,22 @@ const char *isd_loop_backend(const isd_loop *l) { return l->be->name; }
 uint64_t isd_loop_now(const isd_loop *l) { return l->now; }
 int isd_loop_running(const isd_loop *l) { return l->running; }
 
+int isd_loop_fd(const isd_loop *l)
+{
+    return l->be->fd ? l->be->fd(l) : -1;
+}
+
+int isd_loop_next_timer(const isd_loop *l)
+{
+    uint64_t now, wait;
+
+    if (!l->nheap)
+        return -1;
+    now = isd_now_ms();
+    wait = l->heap[1]->at > now ? l->heap[1]->at - now : 0;
+    return wait > INT_MAX ? INT_MAX : (int)wait;
+}
+
 int isd_loop_fired_reserve(isd_loop *l, int n)
 {
     isd_fired *f;

@@ -87,6 +87,7 @@ typedef struct xd {
     SV         *cur_dgram;     /* the Datagram data() is running for */
     SV         *cur_dgram_msg; /* ... and its datagram (getline) */
     int         running, stop;
+    int         embedded;      /* driven by run_once (another loop's) */
     uint64_t    grace_at;      /* stop(grace): when it is over (0: none) */
     int         draining;      /* destroy is waiting for output to drain */
     int         drain_abort;   /* ... and was told to give up */
@@ -1921,6 +1922,8 @@ static SV *pack_addr(pTHX_ const isd_addr *a, int which)
 }
 
 /* =================================================================== XS */
+
+#include "embed.c"
 
 MODULE = IO::Socket::INET::Daemon  PACKAGE = IO::Socket::INET::Daemon
 

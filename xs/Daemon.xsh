@@ -204,6 +204,60 @@ _run(SV *self)
     XSRETURN_YES;
 
 void
+run_once(SV *self, SV *timeout = NULL)
+  PREINIT:
+    xd *d;
+    int r, ms = 0;
+  PPCODE:
+    d = xd_from(aTHX_ self, "run_once");
+    if (d->running)
+        croak("%s::run_once: already running (called from a callback, or "
+              "inside run)", PKG);
+    if (timeout && SvOK(timeout)) {
+        if (!looks_like_number(timeout) || !(SvNV(timeout) >= 0))
+            croak("%s::run_once: timeout: %" SVf " is not a number of "
+                  "seconds", PKG, SVfARG(quoted(aTHX_ timeout)));
+        ms = ms_of(aTHX_ timeout, 0);
+    } else if (timeout) {
+        ms = -1;                        /* undef: until something happens */
+    }
+    d->err[0] = '\0';
+    r = xd_step(aTHX_ d, self, ms);
+    if (r < 0) {
+        int e = errno ? errno : EINVAL;
+        sv_setpv(ERRSV, d->err);
+        SETERRNO(e, 0);
+        XSRETURN_EMPTY;
+    }
+    XSRETURN_IV(r);
+
+void
+fd(SV *self)
+  PREINIT:
+    xd *d;
+    int fd;
+  PPCODE:
+    d = xd_from(aTHX_ self, "fd");
+    d->err[0] = '\0';
+    if (xd_listen(aTHX_ d) < 0 || xd_start(aTHX_ d) < 0)
+        croak("%s::fd: %s", PKG, d->err[0] ? d->err : strerror(errno));
+    d->embedded = 1;
+    fd = isd_loop_fd(d->loop);
+    if (fd < 0)
+        XSRETURN_UNDEF;                 /* (poll: step on a timer) */
+    XSRETURN_IV(fd);
+
+void
+next_timeout(SV *self)
+  PREINIT:
+    NV t;
+  PPCODE:
+    t = xd_next_timeout(aTHX_ xd_from(aTHX_ self, "next_timeout"));
+    if (t < 0)
+        XSRETURN_UNDEF;
+    XSRETURN_NV(t);
+
+void
 stop(SV *self, ...)
   PREINIT:
     xd *d;
@@ -224,18 +278,20 @@ stop(SV *self, ...)
             croak("%s::stop: grace: %" SVf " is not a number of seconds", PKG,
                   SVfARG(quoted(aTHX_ grace)));
     }
-    if (grace && d->running && !d->stop && d->srv) {
+    if (grace && (d->running || d->embedded) && !d->stop && d->srv) {
         /* graceful: no new clients, the open connections served on until
          * they end or the grace is over (run checks, each cycle) */
         uint64_t at = isd_now_ms() + (uint64_t)ms_of(aTHX_ grace, 0);
         if (!d->grace_at || at < d->grace_at)
             d->grace_at = at ? at : 1;
         xd_unlisten(aTHX_ d);
+        xd_wake(aTHX_ d);
         XSRETURN_YES;
     }
     d->stop = 1;
     if (d->draining)            /* from a handler while destroy waits */
         d->drain_abort = 1;
+    xd_wake(aTHX_ d);
     XSRETURN_YES;
 
 void
@@ -263,6 +319,8 @@ destroy(SV *self)
     ENTER;
     SAVEFREESV(SvREFCNT_inc_simple_NN(SvRV(self)));
     xd_close_all(aTHX_ d, !PL_dirty);   /* no handlers in global destruction */
+    if (!PL_dirty)
+        xd_wake(aTHX_ d);
     LEAVE;
     XSRETURN_YES;
 
@@ -427,6 +485,7 @@ _timer(SV *self, NV after, NV every, SV *cb)
     if (d->timers)
         d->timers->prev = xt;
     d->timers = xt;
+    xd_wake(aTHX_ d);               /* (a host loop's timer: re-armed) */
   OUTPUT:
     RETVAL
 

@@ -451,8 +451,23 @@ sub timer {
     return $self->_timer($after, $every, $a{cb});
 }
 
+# Inside another event loop (EMBEDDING): its watchers for this server.
+sub attach {
+    my $self = shift;
+    require IO::Socket::INET::Daemon::Embed;
+    return IO::Socket::INET::Daemon::Embed::attach($self, @_);
+}
+
+sub detach {
+    my ($self) = @_;
+    my $e = delete $self->{_embed} or return 0;
+    $e->_stop;
+    return 1;
+}
+
 sub DESTROY {
     local ($!, $@);
+    $_[0]->detach if $_[0]{_embed};     # (before the descriptor goes)
     $_[0]->destroy;
 }
 

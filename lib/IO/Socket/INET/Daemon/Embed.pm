@@ -1,0 +1,118 @@
+package IO::Socket::INET::Daemon::Embed;
+
+# The server inside another event loop: what attach and detach do, the same
+# for every loop.  A subclass per loop (Embed/EV.pm, AnyEvent.pm,
+# IOAsync.pm, Mojo.pm, POE.pm) gives its three watchers: the server's
+# descriptor (readable when it has work), a one-shot timer, and their
+# removal.  Loaded only by attach.  The POD is in IO::Socket::INET::Daemon
+# (EMBEDDING).
+
+use strict;
+use warnings;
+
+our $VERSION = '1.04';
+
+use Carp ();
+use Scalar::Util ();
+
+# With the poll backend there is no descriptor to watch: a step every this
+# many seconds.
+our $POLL_INTERVAL = 0.01;
+
+my %LOOP = (
+    EV             => 'EV',
+    AnyEvent       => 'AnyEvent',
+    'IO::Async'    => 'IOAsync',
+    IOAsync        => 'IOAsync',
+    Mojo           => 'Mojo',
+    'Mojo::IOLoop' => 'Mojo',
+    POE            => 'POE',
+);
+
+sub loops { sort keys %LOOP }
+
+# attach($server, NAME, OPTIONS): the glue object, kept in $server->{_embed}.
+sub attach {
+    my ($server, $name, %o) = @_;
+    my $m = 'IO::Socket::INET::Daemon::attach';
+    Carp::croak("$m: loop: " . (defined $name ? "'$name'" : 'undef')
+                . ' is not one of ' . join(', ', map { "'$_'" } grep { !/\AIOAsync\z/ } loops()))
+        unless defined $name and $LOOP{$name};
+    my $class = __PACKAGE__ . '::' . $LOOP{$name};
+    (my $file = "$class.pm") =~ s{::}{/}g;
+    require $file;
+    $server->detach;
+    return $class->_new($server, %o);
+}
+
+sub _new {
+    my ($class, $server, %o) = @_;
+    my $self = bless { server => $server }, $class;
+    Scalar::Util::weaken($self->{server});
+    $self->_init(\%o);
+    Carp::croak('IO::Socket::INET::Daemon::attach: unknown option'
+                . (keys %o > 1 ? 's ' : ' ') . join(', ', map { "'$_'" } sort keys %o))
+        if %o;
+    my $fd = $server->fd;               # listens now (croaks if it cannot)
+    my $weak = $self;
+    Scalar::Util::weaken($weak);
+    $self->{step} = sub { $weak->_step if $weak };
+    if (defined $fd) {
+        $self->_watch_io($fd, $self->{step});
+    } else {
+        $self->{poll} = 1;
+    }
+    $server->{_embed} = $self;
+    $self->_arm;
+    return $self;
+}
+
+# One step of the server; then the timer for its next deadline.  Once it
+# was stopped (stop, destroy, the end of a graceful stop), the glue goes.
+sub _step {
+    my ($self) = @_;
+    my $s = $self->{server};
+    return $self->_stop unless $s and $s->{_embed} and $s->{_embed} == $self;
+    my $alive = $s->run_once(0);
+    if (!$alive) {
+        warn "IO::Socket::INET::Daemon: $@\n" if !defined $alive and length $@;
+        return $s->detach;
+    }
+    $self->_arm;
+}
+
+# The timer, for the server's next deadline (kept if that did not move).
+sub _arm {
+    my ($self) = @_;
+    my $s = $self->{server} or return;
+    my $t = $s->next_timeout;
+    $t = $POLL_INTERVAL if $self->{poll} and (!defined $t or $t > $POLL_INTERVAL);
+    if (!defined $t) {
+        $self->_unwatch_timer if $self->{timer_on};
+        $self->{timer_on} = $self->{due} = undef;
+        return;
+    }
+    my $due = Time::HiRes::time() + $t;
+    return if $self->{timer_on} and $t > 0 and abs($due - $self->{due}) < 0.001;
+    $self->_unwatch_timer if $self->{timer_on};
+    $self->{due} = $due;
+    $self->{timer_on} = 1;
+    $self->_watch_timer($t, $self->{step});
+}
+
+# A call from outside a step changed a deadline (stop, destroy, a timer).
+sub wake { $_[0]->_arm }
+
+sub _stop {
+    my ($self) = @_;
+    return if $self->{stopped}++;
+    $self->_unwatch_timer if $self->{timer_on};
+    $self->{timer_on} = undef;
+    $self->_unwatch_io unless $self->{poll};
+}
+
+sub DESTROY { $_[0]->_stop }
+
+require Time::HiRes;
+
+1;

@@ -1,0 +1,39 @@
+package IO::Socket::INET::Daemon::Embed::Mojo;
+
+# attach('Mojo', loop => $loop): the server's descriptor and deadlines
+# watched by a Mojo::IOLoop's reactor (default: Mojo::IOLoop->singleton).
+
+use strict;
+use warnings;
+
+our $VERSION = '1.04';
+
+use Mojo::IOLoop ();
+use parent -norequire, 'IO::Socket::INET::Daemon::Embed';
+
+sub _init {
+    my ($self, $o) = @_;
+    my $loop = delete $o->{loop};
+    Carp::croak("IO::Socket::INET::Daemon::attach: loop: '$loop' is not a Mojo::IOLoop")
+        if defined $loop and !(Scalar::Util::blessed($loop) and $loop->isa('Mojo::IOLoop'));
+    $self->{reactor} = ($loop || Mojo::IOLoop->singleton)->reactor;
+}
+
+sub _watch_io {
+    my ($self, $fd, $cb) = @_;
+    open my $fh, '<&', $fd or Carp::croak("IO::Socket::INET::Daemon::attach: dup $fd: $!");
+    $self->{fh} = $fh;
+    $self->{reactor}->io($fh => sub { $cb->() })->watch($fh, 1, 0);
+}
+
+sub _unwatch_io {
+    my ($self) = @_;
+    my $fh = delete $self->{fh} or return;
+    $self->{reactor}->remove($fh);
+    close $fh;
+}
+
+sub _watch_timer   { $_[0]{tid} = $_[0]{reactor}->timer($_[1] => $_[2]) }
+sub _unwatch_timer { my $id = delete $_[0]{tid}; $_[0]{reactor}->remove($id) if defined $id }
+
+1;

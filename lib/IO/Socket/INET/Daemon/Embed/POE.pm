@@ -1,0 +1,58 @@
+package IO::Socket::INET::Daemon::Embed::POE;
+
+# attach('POE'): a POE session of its own watches the server's descriptor
+# (select_read) and deadlines (delay); detach ends it.
+
+use strict;
+use warnings;
+
+our $VERSION = '1.04';
+
+use POE ();
+use parent -norequire, 'IO::Socket::INET::Daemon::Embed';
+
+sub _init {
+    my ($self) = @_;
+    my $weak = $self;
+    Scalar::Util::weaken($weak);
+    $self->{sid} = POE::Session->create(inline_states => {
+        _start  => sub { },
+        io_on   => sub { $_[POE::Session::KERNEL()]->select_read($_[POE::Session::ARG0()], 'ready') },
+        io_off  => sub { $_[POE::Session::KERNEL()]->select_read($_[POE::Session::ARG0()]) },
+        ready   => sub { $weak->{io_cb}->() if $weak and $weak->{io_cb} },
+        arm     => sub { $_[POE::Session::KERNEL()]->delay(due => $_[POE::Session::ARG0()]) },
+        disarm  => sub { $_[POE::Session::KERNEL()]->delay('due') },
+        due     => sub { $weak->{timer_cb}->() if $weak and $weak->{timer_cb} },
+        _stop   => sub { },
+    })->ID;
+}
+
+sub _watch_io {
+    my ($self, $fd, $cb) = @_;
+    open my $fh, '<&', $fd or Carp::croak("IO::Socket::INET::Daemon::attach: dup $fd: $!");
+    $self->{fh} = $fh;
+    $self->{io_cb} = $cb;
+    $POE::Kernel::poe_kernel->call($self->{sid}, io_on => $fh);
+}
+
+sub _unwatch_io {
+    my ($self) = @_;
+    my $fh = delete $self->{fh} or return;
+    delete $self->{io_cb};
+    $POE::Kernel::poe_kernel->call($self->{sid}, io_off => $fh);
+    close $fh;
+}
+
+sub _watch_timer {
+    my ($self, $after, $cb) = @_;
+    $self->{timer_cb} = $cb;
+    $POE::Kernel::poe_kernel->call($self->{sid}, arm => $after);
+}
+
+sub _unwatch_timer {
+    my ($self) = @_;
+    delete $self->{timer_cb};
+    $POE::Kernel::poe_kernel->call($self->{sid}, disarm => ());
+}
+
+1;
