@@ -16,13 +16,14 @@ use strict;
 use warnings;
 
 use Exporter ();
+use IO::Socket::INET ();
 use IO::Socket::UNIX ();
 use Socket ();
 use TestISD ();         # (not imported: no second alarm)
 use TestProc qw(spawn reap end_kid slurp spit);
 
 our @ISA    = ('Exporter');
-our @EXPORT = qw(haproxy_bin haproxy_version have_ipv6 haproxy_start);
+our @EXPORT = qw(haproxy_bin haproxy_version have_ipv6 haproxy_start listening);
 
 # haproxy_bin: the haproxy binary ($ENV{HAPROXY}, else PATH, else the
 # sbin directories PATH often lacks), or undef
@@ -49,6 +50,27 @@ sub have_ipv6 {
     my $ok = bind($fd, Socket::pack_sockaddr_in6(0, Socket::inet_pton(Socket::AF_INET6(), '::1')));
     close $fd;
     return $ok ? 1 : 0;
+}
+
+# listening($port): true when some socket listens on TCP port $port (read
+# from /proc/net/tcp and tcp6: no connection is made, so a PROXY server
+# sees no header-less probe); without /proc, a connect
+sub listening {
+    my ($port) = @_;
+    my $seen = 0;
+    for my $f ('/proc/net/tcp', '/proc/net/tcp6') {
+        open my $fh, '<', $f or next;
+        $seen = 1;
+        while (my $l = <$fh>) {
+            # sl local_address rem_address st ...; st 0A is LISTEN
+            my @f = split ' ', $l;
+            next unless @f > 3 && $f[3] eq '0A' && $f[1] =~ /:([0-9A-F]{4})\z/;
+            return 1 if hex($1) == $port;
+        }
+    }
+    return 0 if $seen;
+    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port, Timeout => 1);
+    return $c ? 1 : 0;
 }
 
 # The head of every config.  One thread (the tests run on one core too),
@@ -79,7 +101,8 @@ EOC
 # haproxy_start(dir => DIR, name => NAME, config => TEXT): TEXT (frontends,
 # backends) after the head, written to DIR/NAME.cfg; haproxy started on it;
 # returns a TestHAProxy object once its stats socket answers, or dies with
-# haproxy's output.
+# haproxy's output.  With raw => 1 TEXT is the whole config (it must have a
+# "stats socket PATH" line of its own).
 sub haproxy_start {
     my (%o) = @_;
     my $bin = haproxy_bin() or die "haproxy_start: no haproxy\n";
@@ -89,8 +112,13 @@ sub haproxy_start {
         log  => "$dir/$name.log",
         sock => "$dir/$name.sock",
     }, __PACKAGE__;
+    if ($o{raw}) {
+        $o{config} =~ /^\s*stats\s+socket\s+(\S+)/m
+            or die "haproxy_start: a raw config needs a stats socket\n";
+        $self->{sock} = $1;
+    }
     unlink $self->{sock}, $self->{log};
-    spit($self->{cfg}, _head($self->{sock}) . $o{config});
+    spit($self->{cfg}, $o{raw} ? $o{config} : _head($self->{sock}) . $o{config});
     $self->{pid} = spawn([$bin, '-db', '-f', $self->{cfg}], out => $self->{log});
     my $up = TestISD::wait_until(sub {
         return 1 if ($self->cmd('show info', 1) // '') =~ /^Pid:/m;
