@@ -49,6 +49,10 @@
 #     stop(grace => 5)) and one killed (KILL): every later request is served
 #     by the other, none is lost; haproxy marks the stopped one DOWN; the
 #     gracefully stopped one serves its open connection on;
+#   - a deploy as eg/haproxy.cfg describes it: "set server be/a state
+#     drain" on the stats socket (new connections all go to B, A serves its
+#     open one), TERM (graceful stop), a new A on the same port, "state
+#     ready": both serve again, no request lost;
 #   - trusted_proxies => ['10.0.0.0/8']: haproxy's connections are refused
 #     ("not a trusted proxy"), no add;
 #   - eg/haproxy.cfg is valid (haproxy -c) and, with its ports moved, works
@@ -679,8 +683,10 @@ for my $be (@BACKENDS) {
         like($hello // '', qr/\b198\.51\.100\.7:5555\b/, 'eg/proxied.pl greets the client with the header\'s source')
             or diag(TestProc::slurp("$TMP/proxied.out"));
         is(read_line($c, 3), "hi\n", 'and echoes its lines');
+        close $c;
     }
-    TestProc::end_kid($pid);
+    is(TestProc::end_kid($pid), 0, 'TERM: eg/proxied.pl stops gracefully and exits 0')
+        or diag(TestProc::slurp("$TMP/proxied.out"));
 }
 
 # ================================================== B. behind a real haproxy
@@ -862,6 +868,44 @@ EOC
             unlike($h->log_text, qr/\[ALERT\]/, 'haproxy: no alert') or diag($h->log_text);
         };
 
+        isd_subtest "a deploy as eg/haproxy.cfg says: drain, graceful stop, restart, ready, backend $be" => sub {
+            my $A = pserver($be, 'A', grace => 5);
+            my $B = pserver($be, 'B', grace => 5);
+            my $pa = $A->port;
+            my $f = free_port();
+            my $h = haproxy_start(dir => "$TMP", name => "deploy-$be", config => rr_config($f, $A, $B));
+            ok($h->wait_state(3, 'be/a' => qr/^UP L[4-7]OK/, 'be/b' => qr/^UP L[4-7]OK/),
+               'haproxy: both instances UP');
+            my ($la, $n) = (undef, 0);
+            while (!$la && $n++ < 4) {
+                my $c = client($f);
+                $la = $c if (who($c)->{name} // '') eq 'A';
+            }
+            ok($la, 'a long-lived connection to A') or return;
+            is($h->cmd('set server be/a state drain') // 'no answer', "\n", 'set server be/a state drain');
+            ok($h->wait_state(2, 'be/a' => qr/^DRAIN/), 'haproxy: A is DRAIN');
+            my @drain = map { serve($f) } 1 .. 6;
+            is("@drain", join(' ', ('B') x 6), 'new connections go to B only');
+            is(who($la)->{name}, 'A', 'A serves its open connection on');
+            kill 'TERM', $A->pid;
+            ok($A->wait_event(qr/^term$/, 2), 'A: TERM, stop(grace => 5)');
+            is(who($la)->{name}, 'A', 'and during its grace');
+            close $la;
+            ok($A->wait_event(qr/^run_returned 1$/, 3), 'its last connection closed: A\'s run returns');
+            is($A->wait_exit(3), 0, 'A exits 0');
+            quiet($A, 'old A');
+            my $A2 = pserver($be, 'A', grace => 5, port => $pa);
+            is($A2->port, $pa, 'the new A listens on the same port');
+            is($h->cmd('set server be/a state ready') // 'no answer', "\n", 'set server be/a state ready');
+            ok($h->wait_state(3, 'be/a' => qr/^UP L[4-7]OK/), 'haproxy: A is UP again');
+            my @after = map { serve($f) } 1 .. 6;
+            is(scalar(grep { $_ eq 'LOST' } @after), 0, 'no request lost');
+            ok((grep { $_ eq 'A' } @after) && (grep { $_ eq 'B' } @after), "both serve again (@after)");
+            quiet($A2, 'new A');
+            quiet($B, 'B');
+            $h->stop;
+        };
+
         isd_subtest "round robin; one instance killed: no lost reply, backend $be" => sub {
             my $A = pserver($be, 'A');
             my $B = pserver($be, 'B');
@@ -947,7 +991,7 @@ EOC
         }
         is(scalar keys %port, 2, 'both instances greeted someone') or diag(join ' ', %port);
         $h->stop;
-        TestProc::end_kid($_) for @pid;
+        is(TestProc::end_kid($_), 0, 'TERM: eg/proxied.pl exits 0') for @pid;
         for my $p ($p1, $p2) {
             unlike(TestProc::slurp("$TMP/proxied-$p.out"), qr/refused|warn|error/i, "eg/proxied.pl $p: no refusal or warning")
                 or diag(TestProc::slurp("$TMP/proxied-$p.out"));

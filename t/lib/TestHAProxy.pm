@@ -26,9 +26,10 @@ our @ISA    = ('Exporter');
 our @EXPORT = qw(haproxy_bin haproxy_version have_ipv6 haproxy_start listening);
 
 # haproxy_bin: the haproxy binary ($ENV{HAPROXY}, else PATH, else the
-# sbin directories PATH often lacks), or undef
+# sbin directories PATH often lacks), or undef (HAPROXY=none: as if there
+# were none)
 sub haproxy_bin {
-    return $ENV{HAPROXY} if defined $ENV{HAPROXY} && -x $ENV{HAPROXY};
+    return -x $ENV{HAPROXY} ? $ENV{HAPROXY} : undef if defined $ENV{HAPROXY} && length $ENV{HAPROXY};
     for my $d (split(/:/, $ENV{PATH} || ''), qw(/usr/sbin /usr/local/sbin /sbin)) {
         next unless length $d;
         return "$d/haproxy" if -f "$d/haproxy" && -x _;
