@@ -298,7 +298,7 @@ connected(SV *self)
     c = conn_from(aTHX_ self, "connected");
     if (!isd_conn_is_open(c))
         XSRETURN_UNDEF;
-    if (isd_conn_path(c)) {             /* UNIX: the unnamed peer */
+    if (conn_unix_path(c)) {             /* UNIX: the unnamed peer */
         struct sockaddr_un un;
         memset(&un, 0, sizeof un);
         un.sun_family = AF_UNIX;
@@ -319,16 +319,16 @@ peername(SV *self)
     isd_conn *c;
   PPCODE:
     c = conn_from(aTHX_ self, "peername");
-    if (isd_conn_path(c) && ix < 2) {
+    if (conn_unix_path(c) && ix < 2) {
         /* a UNIX connection: its peer is unnamed (connected is true), its
          * own name the listener's path; no address (peeraddr/sockaddr) */
         struct sockaddr_un un;
-        STRLEN pl = ix ? strlen(isd_conn_path(c)) : 0;
+        STRLEN pl = ix ? strlen(conn_unix_path(c)) : 0;
         memset(&un, 0, sizeof un);
         un.sun_family = AF_UNIX;
         if (pl >= sizeof un.sun_path)
             pl = sizeof un.sun_path - 1;
-        memcpy(un.sun_path, isd_conn_path(c), pl);
+        memcpy(un.sun_path, conn_unix_path(c), pl);
         ST(0) = sv_2mortal(newSVpvn((const char *)&un,
                                     offsetof(struct sockaddr_un, sun_path) + pl));
         XSRETURN(1);
@@ -348,9 +348,9 @@ peerhost(SV *self)
   PPCODE:
     c = conn_from(aTHX_ self, ix ? "sockhost" : "peerhost");
     a = ix ? isd_conn_local(c) : isd_conn_peer(c);
-    if (isd_conn_path(c)) {
+    if (conn_unix_path(c)) {
         /* a UNIX connection: the peer is this host, the socket the path */
-        ST(0) = sv_2mortal(newSVpv(ix ? isd_conn_path(c) : "localhost", 0));
+        ST(0) = sv_2mortal(newSVpv(ix ? conn_unix_path(c) : "localhost", 0));
         XSRETURN(1);
     }
     if (!isd_addr_len(a))
@@ -368,7 +368,7 @@ peerport(SV *self)
   PPCODE:
     c = conn_from(aTHX_ self, ix ? "sockport" : "peerport");
     a = ix ? isd_conn_local(c) : isd_conn_peer(c);
-    if (isd_conn_path(c))
+    if (conn_unix_path(c))
         XSRETURN_UV(0);                 /* a UNIX connection: no port */
     if (!isd_addr_len(a))
         XSRETURN_UNDEF;

@@ -190,6 +190,7 @@ sub _proxy_opts {
             push @blocks, $c;
         }
         $to->{trusted_proxies} = \@blocks;
+        $to->{_trusted_given} = join ' ', @$t;
     }
     return $to;
 }
@@ -206,7 +207,7 @@ sub _proxy_listeners {
             next unless exists $s->{$k};
             my $on = exists $s->{proxy_protocol} ? $s->{proxy_protocol} : $top->{proxy_protocol};
             $on ||= grep { $_->{proxy_protocol} } @$specs if $s == $top;
-            _bad($k => ($k eq 'proxy_timeout' ? $s->{$k} / 1000 : join(' ', @{ $s->{$k} })),
+            _bad($k => ($k eq 'proxy_timeout' ? $s->{$k} / 1000 : $s->{_trusted_given}),
                  'is for a listener with proxy_protocol => 1, and there is none'
                  . ($s == $top ? '' : ' of that address')) unless $on;
         }
@@ -899,7 +900,8 @@ address while open), C<opened>, C<fileno>, C<close> (as
 L</remove>), C<shutdown(HOW)> (0: stop reading; 1: send end-of-file once
 the queued output is out, keep reading; 2: as L</remove>),
 C<setsockopt>, C<getsockopt>, C<sockopt>, C<binmode(LAYER)> (C<:raw> or
-C<:utf8>; see below), C<sockdomain>, C<socktype>, C<protocol>.
+C<:utf8>; see below), C<sockdomain>, C<socktype>, C<protocol>, and
+C<proxy> (the PROXY protocol header, see L</proxy>).
 
 =head2 Connection control
 
@@ -1150,6 +1152,11 @@ The event backend; default: the best one built in.  The environment
 variable C<IO_SOCKET_INET_DAEMON_BACKEND> sets it too (the test suite uses
 it to run everything on C<poll>).
 
+=item proxy_protocol => 1, trusted_proxies => [...], proxy_timeout => SECONDS
+
+New in 1.04: connections come through a load balancer that speaks the
+PROXY protocol; see L</"BEHIND A LOAD BALANCER (PROXY PROTOCOL)">.
+
 =back
 
 =head2 listen
@@ -1363,7 +1370,10 @@ first, as systemd does).  A UDP server that must take bursts wants a
 bigger C<rcvbuf>: with the usual default of 208 KiB, about 270 small
 datagrams that arrive at once fill it, and the kernel drops the rest
 (L</UDP>).  Inherited sockets (C<fd:N>, C<systemd>) keep their own
-options: giving them one croaks.
+options: giving them one croaks.  C<proxy_protocol>, C<trusted_proxies>
+and C<proxy_timeout> (new in 1.04; TCP and UNIX listeners, inherited
+ones too) make that listener take a PROXY protocol header: see
+L</"BEHIND A LOAD BALANCER (PROXY PROTOCOL)">.
 
 =back
 
@@ -1749,6 +1759,161 @@ for new code, restart the master (under systemd) or use Server::Starter
 In the master, while L</run> supervises (from a C<%SIG> handler, say):
 the PIDs of the live workers, by slot.  Elsewhere: an empty list.
 
+=head1 BEHIND A LOAD BALANCER (PROXY PROTOCOL)
+
+New in 1.04.  Behind HAProxy (or another TCP load balancer: nginx's
+stream module, Envoy, AWS NLB, Traefik) every client looks like the
+balancer, unless the balancer says whom it relays for.  The PROXY
+protocol (HAProxy's F<doc/proxy-protocol.txt>) does: the balancer puts
+one header in front of each connection's bytes, a text line (version 1,
+C<send-proxy> in HAProxy) or a binary block (version 2,
+C<send-proxy-v2>).  With C<proxy_protocol> the server takes it:
+
+    my $server = IO::Socket::INET::Daemon->new(
+        listen          => [ '10.0.0.5:7001' ],
+        proxy_protocol  => 1,
+        trusted_proxies => [ '10.0.0.2', '10.0.0.3' ],   # the balancers
+        callback => {
+            add  => sub {
+                my ($io) = @_;
+                # the client's address, not the balancer's
+                print $io "hello ", $io->peerhost, ":", $io->peerport, "\n";
+                1;
+            },
+            data => sub { $_[0]->print($_[2]); 1 },
+        },
+    );
+
+=over 4
+
+=item proxy_protocol => 1
+
+Every connection of the listeners it applies to must start with a
+version 1 or version 2 header; both are taken, and nothing else is (the
+specification forbids guessing whether a header is there: a listener
+either always takes one or never).  In L</new> it applies to every TCP
+and UNIX listener; in a C<listen> entry (C<< { address => SPEC,
+proxy_protocol => 1 } >>) to that listener alone, and C<0> there turns
+it off for one listener when C<new> has it on.  A server can so take
+the balancer's connections on one port and direct ones on another.  UDP
+listeners take no header.
+
+The header is parsed in C as it arrives, before any Perl code runs.
+After a valid one, C<add> runs and the connection reports the original
+client everywhere: C<peerhost>, C<peerport>, C<peeraddr>, C<peername>,
+and the address the client connected to in C<sockhost>, C<sockport>,
+C<sockaddr>, C<sockname> (an IPv4 client behind an IPv6 balancer is
+IPv4).  The bytes after the header are the stream, also when they came
+in the same packet.  The balancer's own address is in
+C<< $io->proxy->{via} >>.
+
+=item trusted_proxies => [ADDRESS or CIDR, ...]
+
+The balancers' addresses and blocks: C<'127.0.0.1'>, C<'10.0.0.0/8'>,
+C<'::1'>, C<'fd00::/8'>.  A connection from any other source is dropped
+as soon as it is accepted, before a byte of it is read.  Without this
+option every source may send a header, and so claim to be anybody: use
+that on private networks only, where nothing but the balancer can reach
+the port.  A UNIX socket's peer is always trusted (its file mode says
+who may connect).  In a C<listen> entry it replaces the one of C<new>
+for that listener.
+
+=item proxy_timeout => SECONDS
+
+The header must be complete this long after the connection was
+accepted (default 3; 0: no limit but C<idle_timeout>).  A client that
+sends a header byte by byte, slowly, is dropped then.
+
+=back
+
+B<Dropped connections.>  A connection from an untrusted source, or
+whose first bytes cannot be a header (plain text, TLS, a wrong
+signature, a version 1 line over 107 bytes or with a lone CR or LF,
+addresses or ports that do not parse, a version 2 header with a bad
+version, command, family or length, a TLV that overruns), or whose
+header is not complete in C<proxy_timeout> or before the client closes,
+is dropped: the C<error> callback runs once, with no C<$io> (C<add>
+never ran) and a message such as
+
+    connection from 10.0.0.9:51234 refused: PROXY: source 10.0.0.9 is not a trusted proxy
+    connection from 10.0.0.2:40000 refused: PROXY v1: bad source port
+    connection from 10.0.0.2:40002 refused: PROXY header not complete within 3 s
+
+and C<< $server->stats->{rejected} >> counts it.  Other connections are
+served on meanwhile.
+
+B<Health checks.>  A balancer checks a server by connecting: HAProxy's
+C<check> on a C<send-proxy-v2> server sends a header with the LOCAL
+command (the balancer speaking for itself) and closes; on a
+C<send-proxy> (version 1) server, a header of the check connection's own
+addresses; with a C<port> of its own, nothing at all.  None of these
+produce C<add>, C<error> or a warning: a connection that closes having
+sent nothing, or a header of the balancer's own (LOCAL, or addresses
+that are the connection's own) followed by nothing, goes without a word.
+A LOCAL connection that stays is served, with its real socket
+addresses, from its first byte, or after C<proxy_timeout> (a server that
+speaks first greets it then; a check that waits for a greeting needs an
+C<inter>/C<timeout check> longer than C<proxy_timeout>, or C<tcp-check
+send> first).  A version 1 C<UNKNOWN> header is taken as LOCAL.
+
+=head2 proxy
+
+    my $h = $io->proxy;     # undef unless the connection came with a header
+    printf "%s:%d via %s\n", $h->{source}{host}, $h->{source}{port}, $h->{via}{host}
+        if $h && $h->{command} eq 'PROXY';
+
+The connection's header, as a new hash reference, from C<add> to
+C<remove> (undef once the connection is closed, or for a connection of a
+listener without C<proxy_protocol>):
+
+    version     1 or 2
+    command     'PROXY' (relayed for a client), 'LOCAL' (the balancer's own:
+                health checks), 'UNKNOWN' (version 1 "PROXY UNKNOWN")
+    family      'INET', 'INET6', 'UNIX' or 'UNSPEC'
+    transport   'STREAM', 'DGRAM' or 'UNSPEC'
+    source      { host => '192.0.2.1', port => 56324 }: the client
+                ({ path => ... } for UNIX; absent but for command PROXY)
+    dest        { host => ..., port => ... }: where the client connected
+    via         { host => ..., port => ... }: the balancer (the socket's peer)
+    length      the header's length in bytes
+    crc32c      1: a CRC32C TLV was there (and matched: else it is dropped)
+    alpn        TLV values, as bytes: the ALPN protocol ("h2"),
+    authority   the TLS SNI host name,
+    unique_id   the balancer's unique ID of the connection (up to 128 bytes),
+    netns       the network namespace
+    ssl         { client => BITS, verify => N, version => 'TLSv1.3',
+                  cn => ..., cipher => ..., sig_alg => ..., key_alg => ... }:
+                when the balancer terminated TLS (send-proxy-v2-ssl-cn);
+                verify 0 means a client certificate was verified
+    tlv         { 224 => BYTES, ... }: every other TLV, by type number
+
+Version 1 headers have no TLVs.
+
+=head2 Scaling out: several instances behind HAProxy
+
+F<eg/haproxy.cfg> is a complete configuration: a TCP frontend, two
+instances of a server behind it with C<send-proxy-v2> and C<check>, and
+F<eg/proxied.pl> as the server.  Run N instances (one per core, or use
+L</workers> in each) on N ports or N hosts, each with
+C<< proxy_protocol => 1, trusted_proxies => [ BALANCER ] >>, and list
+them as C<server> lines; HAProxy spreads new connections
+(C<balance roundrobin>, or C<leastconn> for long-lived ones) and stops
+sending to an instance whose checks fail (C<fall> failures in a row,
+C<inter> apart).
+
+To deploy without losing a connection, drain one instance at a time:
+
+    echo "set server app/s1 state drain" | socat stdio /run/haproxy.sock
+    kill -TERM $PID_OF_S1       # the script: $SIG{TERM} = sub { $server->stop(grace => 30) }
+    # start the new version of s1, then:
+    echo "set server app/s1 state ready" | socat stdio /run/haproxy.sock
+
+C<drain> sends it no new connection; C<< stop(grace => ...) >> lets the
+open ones finish (see L</stop>).  Without the stats socket, a stop alone
+is enough when HAProxy has C<option redispatch> and C<retries>: the
+instance stops listening at once, and a connection HAProxy sends it
+meanwhile is retried on another.
+
 =head1 DEPLOYMENT
 
 How the same script runs in each setting; nothing in it changes but the
@@ -1794,6 +1959,15 @@ C<start_server> starts a new generation of the script (new code) and
 TERMs the old one, which finishes what it has with
 C<< $SIG{TERM} = sub { $server->stop(grace => 10) } >>: nothing refused,
 nothing lost.  Works with C<workers> too (the master adopts the port).
+
+=item Behind HAProxy, on several hosts
+
+    my $server = IO::Socket::INET::Daemon->new(%options,
+        proxy_protocol => 1, trusted_proxies => [ '10.0.0.2' ]);
+
+See L</"BEHIND A LOAD BALANCER (PROXY PROTOCOL)"> and
+F<eg/haproxy.cfg>: the client's address reaches C<peerhost>, health
+checks stay silent, and one instance at a time drains for a deploy.
 
 =item Prefork, on every core
 
