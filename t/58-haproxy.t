@@ -88,8 +88,16 @@ my $SIG2 = "\r\n\r\n\0\r\nQUIT\n";
 
 # What the server sees of a connection, one word each ('-' for nothing):
 # name peerhost peerport sockhost sockport peeraddr peername version
-# command via  (peername and via as HOST/PORT)
-my @VIEW = qw(name ph pp sh sp pa pn ver cmd via);
+# command via sockaddr sockname  (peername, via and sockname as HOST/PORT)
+my @VIEW = qw(name ph pp sh sp pa pn ver cmd via sa sn);
+
+sub host_port {
+    my ($n) = @_;
+    my $f = Socket::sockaddr_family($n);
+    my ($port, $addr) = $f == AF_INET ? Socket::unpack_sockaddr_in($n)
+                                      : Socket::unpack_sockaddr_in6($n);
+    return Socket::inet_ntop($f, $addr) . "/$port";
+}
 
 sub view {
     my ($io) = @_;
@@ -98,17 +106,17 @@ sub view {
         my $a = $io->peeraddr;
         Socket::inet_ntop(length $a == 4 ? AF_INET : AF_INET6, $a);
     };
-    my $pn = eval {
-        my $n = $io->peername;
-        my $f = Socket::sockaddr_family($n);
-        my ($port, $addr) = $f == AF_INET ? Socket::unpack_sockaddr_in($n)
-                                          : Socket::unpack_sockaddr_in6($n);
-        Socket::inet_ntop($f, $addr) . "/$port";
+    my $pn = eval { host_port($io->peername) };
+    my $sa = eval {
+        my $a = $io->sockaddr;
+        Socket::inet_ntop(length $a == 4 ? AF_INET : AF_INET6, $a);
     };
+    my $sn = eval { host_port($io->sockname) };
     my @v = ($io->peerhost, $io->peerport, $io->sockhost, $io->sockport, $pa, $pn);
     push @v, $p ? ($p->{version}, $p->{command},
                    ref $p->{via} eq 'HASH' ? "$p->{via}{host}/$p->{via}{port}" : undef)
                 : (undef, undef, undef);
+    push @v, $sa, $sn;
     return join ' ', map { defined $_ && length $_ ? $_ : '-' } @v;
 }
 
@@ -531,6 +539,7 @@ for my $be (@BACKENDS) {
         is("$a{ph} $a{pp} $a{sh} $a{sp}", '1.2.3.4 1111 5.6.7.8 2222',
            'add saw peerhost 1.2.3.4, peerport 1111, sockhost 5.6.7.8, sockport 2222');
         is("$a{pa} $a{pn}", '1.2.3.4 1.2.3.4/1111', 'peeraddr and peername: the header\'s source');
+        is("$a{sa} $a{sn}", '5.6.7.8 5.6.7.8/2222', 'sockaddr and sockname: its destination');
         ok($srv->wait_event(qr/^data \d+ hello\n\z/, 2), 'data got exactly "hello\n"');
         my $p = unflat(ask($c, 'proxy'));
         is_deeply($p, {
@@ -611,6 +620,7 @@ for my $be (@BACKENDS) {
         is("$w->{ph} $w->{pp}", '198.51.100.1 7', 'and the header\'s source is the peer');
         $p = unflat(ask($c, 'proxy'));
         is($p->{alpn}, 'http/1.1', 'its alpn');
+        is($p->{crc32c}, 1, 'crc32c => 1');
         ok(!grep(/^tlv\.3$/, keys %$p), 'the CRC32C TLV is not listed under tlv') or diag(explain($p));
 
         # v2 IPv6
@@ -628,7 +638,10 @@ for my $be (@BACKENDS) {
         $c = pclient($port, v2(fam => 3, path_src => '/run/a.sock', path_dst => '/run/b.sock'));
         $w = who($c);
         is("$w->{ph} $w->{ver} $w->{cmd}", '127.0.0.1 2 PROXY', 'v2 UNIX: served, the real peer');
-        is(unflat(ask($c, 'proxy'))->{family}, 'UNIX', 'family UNIX');
+        $p = unflat(ask($c, 'proxy'));
+        is("$p->{family} $p->{command}", 'UNIX PROXY', 'family UNIX, command PROXY');
+        is(join(' ', map { $_ // '-' } @$p{qw(source.path dest.path)}), '/run/a.sock /run/b.sock',
+           'source and dest: { path => ... }') or diag(explain($p));
 
         quiet($srv, 'good headers');
     };
@@ -744,6 +757,8 @@ EOC
                            "$what: sockhost/sockport are haproxy's frontend");
                         is($w->{pa}, $c->sockhost, "$what: peeraddr too");
                         is($w->{pn}, $c->sockhost . '/' . $c->sockport, "$what: peername too");
+                        is("$w->{sa} $w->{sn}", ($fam == 4 ? '127.0.0.1' : '::1') . ' ' . ($fam == 4 ? '127.0.0.1' : '::1') . "/$front",
+                           "$what: sockaddr and sockname too");
                         is("$w->{ver} $w->{cmd}", "$ver PROXY", "$what: \$io->proxy: version $ver, command PROXY");
                         like($w->{via}, qr{\A127\.0\.0\.1/\d+\z}, "$what: via is haproxy's side ($w->{via})");
                         push @open, $c;
