@@ -116,3 +116,38 @@ sub DESTROY { $_[0]->_stop }
 require Time::HiRes;
 
 1;
+
+__END__
+
+=head1 NAME
+
+IO::Socket::INET::Daemon::Embed - the server inside another event loop (what attach does)
+
+=head1 SYNOPSIS
+
+    \$server->attach('AnyEvent');     # or 'EV', 'IO::Async', 'Mojo', 'POE'
+    ...                               # the host loop runs
+    \$server->detach;
+
+=head1 DESCRIPTION
+
+The common part of L<IO::Socket::INET::Daemon/attach>: it watches the
+server's descriptor (L<IO::Socket::INET::Daemon/fd>) for reading and arms
+one timer for the server's next deadline
+(L<IO::Socket::INET::Daemon/next_timeout>); either runs one step
+(L<IO::Socket::INET::Daemon/run_once>) and re-arms the timer.  Once the
+server was stopped (C<stop>, C<destroy>, the end of a graceful stop) it
+detaches itself.  With the poll backend, which has no descriptor, it
+runs a step every C<$IO::Socket::INET::Daemon::Embed::POLL_INTERVAL>
+seconds (0.01).  It is loaded by C<attach> only; the subclasses load
+their loop.  See L<IO::Socket::INET::Daemon/EMBEDDING>.
+
+=head1 AUTHORS
+
+The IO-Socket-INET-Daemon 1.x authors; see L<IO::Socket::INET::Daemon>.
+
+=head1 COPYRIGHT AND LICENSE
+
+Artistic License 2.0, as IO::Socket::INET::Daemon.
+
+=cut

@@ -39,3 +39,32 @@ sub _watch_timer   { $_[0]{tid} = $_[0]{loop}->watch_time(after => $_[1], code =
 sub _unwatch_timer { my $id = delete $_[0]{tid}; $_[0]{loop}->unwatch_time($id) if defined $id }
 
 1;
+
+__END__
+
+=head1 NAME
+
+IO::Socket::INET::Daemon::Embed::IOAsync - attach('IO::Async'): the server inside an IO::Async::Loop
+
+=head1 SYNOPSIS
+
+    my \$loop = IO::Async::Loop->new;
+    \$server->attach('IO::Async', loop => \$loop);   # loop: default IO::Async::Loop->new
+    \$loop->run;
+
+=head1 DESCRIPTION
+
+C<watch_io> on a duplicate of the server's descriptor, and C<watch_time>,
+on the given C<loop> (default: C<< IO::Async::Loop->new >>, the
+process's loop).  Loads IO::Async::Loop when attached.  See
+L<IO::Socket::INET::Daemon/EMBEDDING>.
+
+=head1 AUTHORS
+
+The IO-Socket-INET-Daemon 1.x authors; see L<IO::Socket::INET::Daemon>.
+
+=head1 COPYRIGHT AND LICENSE
+
+Artistic License 2.0, as IO::Socket::INET::Daemon.
+
+=cut

@@ -37,3 +37,31 @@ sub _watch_timer   { $_[0]{tid} = $_[0]{reactor}->timer($_[1] => $_[2]) }
 sub _unwatch_timer { my $id = delete $_[0]{tid}; $_[0]{reactor}->remove($id) if defined $id }
 
 1;
+
+__END__
+
+=head1 NAME
+
+IO::Socket::INET::Daemon::Embed::Mojo - attach('Mojo'): the server inside a Mojo::IOLoop
+
+=head1 SYNOPSIS
+
+    \$server->attach('Mojo');         # loop => \$loop: default Mojo::IOLoop->singleton
+    Mojo::IOLoop->start;
+
+=head1 DESCRIPTION
+
+The reactor's C<io> (on a duplicate of the server's descriptor) and
+C<timer>, of the given C<loop> (default: C<< Mojo::IOLoop->singleton >>).
+Loads Mojo::IOLoop when attached.  See
+L<IO::Socket::INET::Daemon/EMBEDDING>.
+
+=head1 AUTHORS
+
+The IO-Socket-INET-Daemon 1.x authors; see L<IO::Socket::INET::Daemon>.
+
+=head1 COPYRIGHT AND LICENSE
+
+Artistic License 2.0, as IO::Socket::INET::Daemon.
+
+=cut

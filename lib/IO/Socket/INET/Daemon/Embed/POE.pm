@@ -56,3 +56,30 @@ sub _unwatch_timer {
 }
 
 1;
+
+__END__
+
+=head1 NAME
+
+IO::Socket::INET::Daemon::Embed::POE - attach('POE'): the server inside POE
+
+=head1 SYNOPSIS
+
+    \$server->attach('POE');
+    POE::Kernel->run;
+
+=head1 DESCRIPTION
+
+A POE session of its own: C<select_read> on a duplicate of the server's
+descriptor, C<delay> for its deadlines; C<detach> ends it.  Loads POE
+when attached.  See L<IO::Socket::INET::Daemon/EMBEDDING>.
+
+=head1 AUTHORS
+
+The IO-Socket-INET-Daemon 1.x authors; see L<IO::Socket::INET::Daemon>.
+
+=head1 COPYRIGHT AND LICENSE
+
+Artistic License 2.0, as IO::Socket::INET::Daemon.
+
+=cut
