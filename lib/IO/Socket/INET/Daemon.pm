@@ -1929,6 +1929,110 @@ is enough when HAProxy has C<option redispatch> and C<retries>: the
 instance stops listening at once, and a connection HAProxy sends it
 meanwhile is retried on another.
 
+=head1 EMBEDDING
+
+New in 1.04.  A program that already runs an event loop (a Mojolicious
+app, an AnyEvent client, an IO::Async service, a POE system, an EV
+program) keeps it, and the server lives inside it: C<attach> instead of
+C<run>.  The server keeps its C hot path: the host loop only learns
+that it has work, and each step does all that is ready in C, entering
+Perl once per message as under C<run>.
+
+    use AnyEvent;
+    use IO::Socket::INET::Daemon;
+
+    my $server = IO::Socket::INET::Daemon->new(port => 5000,
+        callback => { data => sub { $_[0]->print("echo: $_[2]"); 1 } });
+    $server->attach('AnyEvent') or die "cannot listen: $@\n";
+
+    my $t = AnyEvent->timer(after => 1, interval => 1, cb => sub { print "still here\n" });
+    AnyEvent->condvar->recv;        # the host loop runs; so does the server
+
+Everything behaves as under C<run>: every callback (C<tick> once per
+step), C<stop> (also C<< stop(grace => S) >>), C<remove>, C<destroy>,
+timers, timeouts and limits.  A C<die> in a callback stays in the
+server (C<error>, the connection dropped): it never reaches the host
+loop.  Output is flushed at the end of each step.  A stopped server
+(C<stop>, C<destroy>, the end of a graceful stop) detaches itself from
+the host loop, its listening sockets still open: C<attach> again (or
+C<run>) serves them on.  After a C<fork>, attach anew in the child.
+
+=head2 attach
+
+    $server->attach('EV');                              # EV's default loop
+    $server->attach('AnyEvent');                        # whatever AnyEvent runs on
+    $server->attach('IO::Async', loop => $loop);        # default IO::Async::Loop->new
+    $server->attach('Mojo', loop => Mojo::IOLoop->singleton);   # or 'Mojo::IOLoop'
+    $server->attach('POE');                             # a session of its own
+
+Listens (if it does not yet), then watches the server's descriptor
+(L</fd>) and arms a timer for its next deadline (L</next_timeout>) in
+that loop, loading the glue module
+(F<IO::Socket::INET::Daemon::Embed::*>) and the loop only then.  Returns
+the glue object (true).  A server that cannot listen croaks with the
+reason; an unknown loop or option croaks naming it.  Attaching again
+detaches first.  With the C<poll> backend (which has no descriptor to
+watch) the glue runs a step every 10 ms
+(C<$IO::Socket::INET::Daemon::Embed::POLL_INTERVAL>); use epoll or
+kqueue, the default where they exist, when latency matters.
+
+=head2 detach
+
+    $server->detach;
+
+Removes the server's watchers from the host loop; 1 if it was attached,
+else 0.  Nothing is closed: clients wait (the kernel queues what they
+send) until C<attach>, C<run> or C<run_once>.  Dropping the last
+reference to the server detaches it too.
+
+=head2 run_once
+
+    $server->run_once;          # what is ready now; returns at once
+    $server->run_once(0.5);     # waits up to 0.5 s for something to do
+    $server->run_once(undef);   # waits until something happens
+
+One cycle of L</run>, for a loop of your own: C<tick>, then what is ready
+(accepts, reads, callbacks, writes), the timers that are due, and all
+output flushed.  Listens first if need be.  Returns 1 while the server
+serves on, 0 once it was stopped during the step or since the last one
+(C<stop>, C<destroy>, the end of a graceful stop: the next call serves
+again), and false with C<$@> set if it cannot listen.  Croaks if called
+from a callback or inside C<run>.  C<attach> is this, driven by the
+host loop:
+
+    my $fd = $server->fd;
+    open my $fh, '<&', $fd or die "dup: $!";
+    while (1) {
+        my $t = $server->next_timeout;          # undef: no deadline
+        my $rin = '';
+        vec($rin, fileno $fh, 1) = 1;
+        select(my $rout = $rin, undef, undef, $t);
+        $server->run_once(0) or last;           # stopped
+    }
+
+=head2 fd
+
+    my $fd = $server->fd;
+
+The descriptor another loop watches for reading: it is readable whenever
+the server has work (it is the epoll or kqueue descriptor itself).
+Listens first if need be (croaks, with the reason, if it cannot).
+C<undef> with the C<poll> backend: call C<run_once(0)> on a short
+timer then.  Watch a duplicate (C<< open my $fh, '<&', $fd >>) if the
+host loop wants a handle it may close.  A forked child gets a new one.
+
+=head2 next_timeout
+
+    my $secs = $server->next_timeout;      # undef: nothing to wait for
+
+Seconds until the server must run a step for a deadline of its own,
+however quiet the descriptor is: its timers (L</timer>), idle timeouts,
+PROXY header deadlines, lingering closes, the end of a graceful stop,
+and C<timeout> (the pace of C<tick>).  0: now (a C<stop> is pending).
+Ask again after each step: the deadlines move.  (C<attach> also re-arms
+its timer when a C<stop>, C<destroy> or a new timer comes from the host
+loop's own code, between steps.)
+
 =head1 DEPLOYMENT
 
 How the same script runs in each setting; nothing in it changes but the
