@@ -47,7 +47,7 @@ sub attach {
 
 sub _new {
     my ($class, $server, %o) = @_;
-    my $self = bless { server => $server }, $class;
+    my $self = bless { server => $server, pid => $$ }, $class;
     Scalar::Util::weaken($self->{server});
     $self->_init(\%o);
     Carp::croak('IO::Socket::INET::Daemon::attach: unknown option'
@@ -73,6 +73,8 @@ sub _step {
     my ($self) = @_;
     my $s = $self->{server};
     return $self->_stop unless $s and $s->{_embed} and $s->{_embed} == $self;
+    # a forked child's copy: the descriptor is its parent's (attach anew)
+    return $s->detach if $$ != $self->{pid};
     my $alive = $s->run_once(0);
     if (!$alive) {
         warn "IO::Socket::INET::Daemon: $@\n" if !defined $alive and length $@;
