@@ -105,9 +105,8 @@ static NV xd_next_timeout(pTHX_ xd *d)
 
     if (d->stop)
         return 0;
-    if (!d->loop || !d->srv)
-        return -1;
-    ms = isd_loop_next_timer(d->loop);
+    /* (timers exist once the loop does, listening or not) */
+    ms = d->loop ? isd_loop_next_timer(d->loop) : -1;
     if ((t = timeout_sv(aTHX_ d))) {
         int tm = ms_of(aTHX_ t, -1);
         if (tm >= 0 && (ms < 0 || tm < ms))

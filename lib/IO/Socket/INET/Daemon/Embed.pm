@@ -15,6 +15,9 @@ our $VERSION = '1.04';
 use Carp ();
 use Scalar::Util ();
 
+# croaks name the caller of attach (the subclasses trust this package)
+our @CARP_NOT = ('IO::Socket::INET::Daemon');
+
 # With the poll backend there is no descriptor to watch: a step every this
 # many seconds.
 our $POLL_INTERVAL = 0.01;
@@ -41,7 +44,6 @@ sub attach {
     my $class = __PACKAGE__ . '::' . $LOOP{$name};
     (my $file = "$class.pm") =~ s{::}{/}g;
     require $file;
-    $server->detach;
     return $class->_new($server, %o);
 }
 
@@ -53,6 +55,7 @@ sub _new {
     Carp::croak('IO::Socket::INET::Daemon::attach: unknown option'
                 . (keys %o > 1 ? 's ' : ' ') . join(', ', map { "'$_'" } sort keys %o))
         if %o;
+    $server->detach;                    # (only once the options are good)
     my $fd = $server->fd;               # listens now (croaks if it cannot)
     my $weak = $self;
     Scalar::Util::weaken($weak);
@@ -99,7 +102,12 @@ sub _arm {
     $self->_unwatch_timer if $self->{timer_on};
     $self->{due} = $due;
     $self->{timer_on} = 1;
-    $self->_watch_timer($t, $self->{step});
+    # (a one-shot: once it fired it is no timer to keep, even if the host
+    # loop fired it early, by its cached clock, and the deadline is the same)
+    my $weak = $self;
+    Scalar::Util::weaken($weak);
+    my $step = $self->{step};
+    $self->_watch_timer($t, sub { $weak->{timer_on} = undef if $weak; $step->() });
 }
 
 # A call from outside a step changed a deadline (stop, destroy, a timer).

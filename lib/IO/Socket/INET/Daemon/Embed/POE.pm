@@ -8,7 +8,7 @@ use warnings;
 
 our $VERSION = '1.04';
 
-use POE ();
+use POE;                # (POE::Kernel and POE::Session)
 use parent -norequire, 'IO::Socket::INET::Daemon::Embed';
 
 sub _init {
