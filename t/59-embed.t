@@ -28,6 +28,8 @@
 # - timer:    a server timer (after => 0.3) made in a host callback fires on
 #             time with no traffic; also when that callback worked 50 ms
 #             before making it
+# - slow:     a data callback that works 25 ms: the lines after it are
+#             answered too
 # - idle:     idle_timeout => 0.5 drops an idle client on time, not a busy one
 # Plus, without a host loop: run_once, fd, next_timeout, the croaks.
 use strict;
@@ -294,6 +296,26 @@ $CASE{idle} = sub {
     $c->finish;
 };
 
+$CASE{slow} = sub {
+    my ($v, $be) = @_;
+    my $c = start_case($v, $be);
+    my $a = client($c->port);
+    # (once one is not answered, the rest would only wait: the case ends)
+    my $b;
+    {
+        chk_ok(echo($a, 'one'), 'a client answered') or last;
+        chk_ok(echo($a, 'slow 25'), 'a line whose callback works 25 ms answered') or last;
+        chk_ok(echo($a, 'two'), 'the next line answered too') or last;
+        chk_ok(echo($a, 'three'), 'and the next') or last;
+        $b = client($c->port);
+        chk_ok(echo($b, 'b'), 'a new client answered') or last;
+    }
+    chk_is($c->cmd('embedded'), 1, 'still attached');
+    chk_is($c->cmd('ping'), 'pong', 'the host loop runs on');
+    close $_ for grep defined, $a, $b;
+    $c->finish;
+};
+
 # ------------------------------------------------------- without a loop
 
 sub plain_daemon {
@@ -411,7 +433,7 @@ my @cases;
 for my $be (@BACKENDS) {
     push @cases, ["plain ($be): run_once, fd, next_timeout, croaks", sub { plain($be) }];
 }
-for my $name (qw(serve stop grace grace-end destroy die detach timer idle)) {
+for my $name (qw(serve slow stop grace grace-end destroy die detach timer idle)) {
     for my $v (@LOOPS) {
         for my $be (@BACKENDS) {
             push @cases, ["$name: $v->{name} ($be)", sub { $CASE{$name}->($v, $be) }];

@@ -49,7 +49,7 @@ sub loop_variants {
           env => { PERL_ANYEVENT_MODEL => 'Perl' }, impl => qr/^AnyEvent::Impl::Perl$/ },
         { name => 'IO::Async',     attach => 'IO::Async',    module => 'IO::Async::Loop' },
         { name => 'Mojo::IOLoop',  attach => 'Mojo::IOLoop', module => 'Mojo::IOLoop' },
-        { name => 'POE',           attach => 'POE',          module => 'POE' },
+        { name => 'POE',           attach => 'POE',          module => 'POE', import => 1 },
     );
 }
 
@@ -207,6 +207,10 @@ sub _callbacks {
             my ($io, $s, $line) = @_;
             $CB++;
             die "boom in data\n" if $line =~ /^die/;
+            if ($line =~ /^slow (\d+)/) {      # a callback that works a while
+                my $end = now() + $1 / 1000;
+                1 while now() < $end;
+            }
             $io->print("echo $line");
             1;
         },
@@ -366,6 +370,7 @@ sub new {
     }->{ $v->{attach} } or die "no host for $v->{attach}";
     (my $file = "$v->{module}.pm") =~ s{::}{/}g;
     require $file;
+    $v->{module}->import if $v->{import};      # (use POE: POE::Kernel, POE::Session)
     my $self = bless { v => $v, w => [] }, "TestEmbed::Host::$sub";
     $self->init;
     return $self;
