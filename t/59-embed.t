@@ -64,6 +64,13 @@ sub echo {
     return defined $r && $r eq "echo $msg\n";
 }
 
+# croaks(sub { ... }, qr/.../): it dies, with $@ matching (a plain boolean).
+sub croaks {
+    my ($code, $re) = @_;
+    return 0 if eval { $code->(); 1 };
+    return $@ =~ $re ? 1 : 0;
+}
+
 # Lines that must not come back (the server detached or stopped).
 sub no_reply {
     my ($sock, $secs) = @_;
@@ -408,16 +415,27 @@ sub plain {
     $err = undef;
     $d3->run;
     chk_like($err, qr/run_once: already running/, 'and from inside run');
-    chk_ok(!eval { $d->run_once(-1); 1 } && $@ =~ /run_once: timeout: '?-1'? is not a number/,
+    chk_ok(croaks(sub { $d->run_once(-1) }, qr/run_once: timeout: '?-1'? is not a number/),
            'a negative timeout croaks naming it') or chk_diag($@);
-    chk_ok(!eval { $d->run_once('soon'); 1 } && $@ =~ /run_once: timeout: '?soon'? is not/,
+    chk_ok(croaks(sub { $d->run_once('soon') }, qr/run_once: timeout: '?soon'? is not/),
            'a word too') or chk_diag($@);
-    chk_ok(!eval { $d->attach('Nope'); 1 } && $@ =~ /attach: loop: 'Nope' is not one of/,
+    chk_ok(croaks(sub { $d->attach('Nope') }, qr/attach: loop: 'Nope' is not one of/),
            "attach('Nope') croaks naming it") or chk_diag($@);
-    chk_ok(!eval { $d->attach('EV', bogus => 1); 1 } && $@ =~ /unknown option 'bogus'/,
+    chk_ok(croaks(sub { $d->attach('EV', bogus => 1) }, qr/unknown option 'bogus'/),
            'attach with an unknown option croaks naming it') or chk_diag($@);
     chk_ok(!$d->{_embed}, 'and leaves nothing attached');
     chk_is($d->detach, 0, 'detach when not attached: 0');
+    my $here = __FILE__;
+    chk_ok(croaks(sub { $d->attach('Nope') }, qr/at \Q$here\E line \d+/),
+           'the croak names the line of the call') or chk_diag($@);
+    chk_ok(croaks(sub { $d->attach('EV', bogus => 1) }, qr/at \Q$here\E line \d+/),
+           'that one too') or chk_diag($@);
+    # a failed attach leaves an attachment in place as it was
+    chk_ok(eval { $d->attach('EV'); 1 }, "attach('EV')") or chk_diag($@);
+    my $glue = $d->{_embed};
+    chk_ok(!eval { $d->attach('EV', bogus => 1); 1 }, 'then attach with an unknown option croaks');
+    chk_ok($d->{_embed} && $glue && $d->{_embed} == $glue, 'and the attachment is still there');
+    chk_is($d->detach, $glue ? 1 : 0, 'detach: 1 when attached');
 
     # run_once when it cannot listen
     my $busy = plain_daemon(backend => $be);
@@ -429,11 +447,28 @@ sub plain {
     chk_like($@, qr/\S/, '$@ says why') ;
 }
 
+# attach(NAME) in a program that has loaded nothing of that loop: the glue
+# loads what it needs ("Loads POE when attached", ...).
+sub load_case {
+    my ($v) = @_;
+    $ENV{$_} = $v->{env}{$_} for keys %{ $v->{env} || {} };
+    my $d = plain_daemon();
+    (my $f = "$v->{module}.pm") =~ s{::}{/}g;
+    chk_ok(!$INC{$f}, "$v->{module} is not loaded yet");
+    my $ok = eval { $d->attach($v->{attach}); 1 };
+    chk_ok($ok, "attach('$v->{attach}') loads what it needs") or chk_diag($@);
+    chk_is($d->detach, $ok ? 1 : 0, 'detach');
+    POE::Kernel->run if $INC{'POE/Kernel.pm'} && defined &POE::Kernel::run;   # (its END warning)
+}
+
 # ---------------------------------------------------------------- order
 
 my @cases;
 for my $be (@BACKENDS) {
     push @cases, ["plain ($be): run_once, fd, next_timeout, croaks", sub { plain($be) }];
+}
+for my $v (@LOOPS) {
+    push @cases, ["load: attach('$v->{attach}') with nothing of $v->{name} loaded", sub { load_case($v) }];
 }
 for my $name (qw(serve slow stop grace grace-end destroy die detach timer idle)) {
     for my $v (@LOOPS) {
