@@ -461,12 +461,25 @@ sub load_case {
     POE::Kernel->run if $INC{'POE/Kernel.pm'} && defined &POE::Kernel::run;   # (its END warning)
 }
 
+# The glue's POD sends readers to IO::Socket::INET::Daemon/EMBEDDING (and
+# its run_once, fd, next_timeout, attach): that section must exist.
+sub doc_case {
+    my $pm = $INC{'IO/Socket/INET/Daemon.pm'} || 'blib/lib/IO/Socket/INET/Daemon.pm';
+    open my $fh, '<', $pm or return chk_ok(0, "read $pm: $!");
+    my $pod = do { local $/; <$fh> };
+    chk_like($pod, qr/^=head\d EMBEDDING\b/m, 'IO::Socket::INET::Daemon has an EMBEDDING section (linked from Embed*.pm)');
+    for my $m (qw(run_once fd next_timeout attach detach)) {
+        chk_like($pod, qr/^=(?:head\d|item) +(?:\$\w+->)?$m\b/m, "$m is documented there");
+    }
+}
+
 # ---------------------------------------------------------------- order
 
 my @cases;
 for my $be (@BACKENDS) {
     push @cases, ["plain ($be): run_once, fd, next_timeout, croaks", sub { plain($be) }];
 }
+push @cases, ['doc: the EMBEDDING section and its methods', \&doc_case];
 for my $v (@LOOPS) {
     push @cases, ["load: attach('$v->{attach}') with nothing of $v->{name} loaded", sub { load_case($v) }];
 }

@@ -72,7 +72,11 @@ sub _res {
 
 sub _show { defined $_[0] ? "'$_[0]'" : 'undef' }
 
-sub chk_ok { my ($ok, $name, $diag) = @_; _res($ok, $name, $diag) }
+sub chk_ok {
+    @_ >= 2 or die "chk_ok: no name (a list-context expression as the condition?)\n";
+    my ($ok, $name, $diag) = @_;
+    _res($ok, $name, $diag);
+}
 
 sub chk_is {
     my ($got, $exp, $name) = @_;
@@ -83,7 +87,9 @@ sub chk_is {
 
 sub chk_like {
     my ($got, $re, $name) = @_;
-    _res(defined $got && $got =~ $re, $name, "     got: " . _show($got) . "\nexpected: $re");
+    my $ok = defined $got && $got =~ $re ? 1 : 0;       # (a list-context match: ())
+    my $show = defined $got && length $got > 200 ? substr($got, 0, 200) . '...' : $got;
+    _res($ok, $name, "     got: " . _show($show) . "\nexpected: $re");
 }
 
 sub chk_between {
