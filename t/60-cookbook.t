@@ -70,6 +70,26 @@ subtest 'Cookbook.pod' => sub {
         ok(index($pod, $block) >= 0, "$script is in the POD, as it is")
             or diag "its code (from the second line) is not a verbatim block of $POD";
     }
+
+    # The other whole programs of the POD (KEEPING YOUR LOOP): they compile.
+    my %eg = map { my $c = slurp_file($_); $c =~ s/\A#!.*\n//; ($c => 1) } @all;
+    my $n = 0;
+    while ($pod =~ /^(    use strict;\n(?:    .*\n|\n)*)/mg) {
+        (my $code = $1) =~ s/^    //mg;
+        $code =~ s/\n+\z/\n/;
+        next if grep { index($_, $code) >= 0 } keys %eg;   # an eg script
+        my ($loop) = $code =~ /^use (AnyEvent|Mojo::IOLoop|IO::Async::Loop|POE|EV);/m;
+        $n++;
+        if (!$loop or !installed($loop)) {
+            pass("example $n: " . ($loop // '?') . ' not installed');
+            next;
+        }
+        my $file = "$TMP/example$n.pl";
+        TestProc::spit($file, $code);
+        my $out = `$^X -Mblib -c $file 2>&1`;
+        is($?, 0, "example $n ($loop) compiles") or diag $out;
+    }
+    is($n, 5, 'five loop examples');
 };
 
 # ------------------------------------------------------------------ the chat
