@@ -2243,11 +2243,18 @@ Keep a count of the live children and refuse work past a limit:
 
 =head1 SEE ALSO
 
+L<IO::Socket::INET::Daemon::Cookbook>: one chat server written for
+POE::Component::Server::TCP, AnyEvent::Handle, IO::Async, Mojo::IOLoop and
+Net::Server beside ours, the names of theirs mapped to ours, and how to
+keep your loop (L</EMBEDDING>).
+
 The F<eg/> directory of the distribution: F<echo.pl>, F<reverse.pl> (a 0.04
-style script) and F<chat.pl>.
+style script), F<chat.pl>, F<blobstore.pl>, F<daemon.pl>, F<prefork.pl>,
+F<proxied.pl> with F<haproxy.cfg>, and F<eg/cookbook/>.
 
 L<IO::Socket::INET>, L<AnyEvent::Handle>, L<POE::Component::Server::TCP>,
-L<Mojo::IOLoop>.
+L<Mojo::IOLoop>, L<IO::Async>, L<Net::Server>; HAProxy's
+F<doc/proxy-protocol.txt> (L<https://www.haproxy.org/download/2.6/doc/proxy-protocol.txt>).
 
 =head1 AUTHORS
 
