@@ -1888,6 +1888,8 @@ int isd_server_sockaddr(const isd_server *s, isd_addr *a)
 void *isd_server_data(const isd_server *s) { return s->data; }
 isd_loop *isd_server_loop(const isd_server *s) { return s->loop; }
 size_t isd_server_nconns(const isd_server *s) { return s->nopen - s->npre; }
+size_t isd_server_nopen(const isd_server *s) { return s->nopen; }
+int isd_server_busy(const isd_server *s) { return s->pending || s->ready; }
 isd_server_cfg *isd_server_config(isd_server *s) { return &s->cfg; }
 
 void isd_server_stats_get(const isd_server *s, isd_server_stats *st)

@@ -600,6 +600,11 @@ isd_loop *isd_server_loop(const isd_server *s);
  * listener's hook has not let them through yet are not counted (they
  * count for cfg.max_conns). */
 size_t isd_server_nconns(const isd_server *s);
+/* ... and those with their preamble pending too (a graceful stop waits for
+ * them); and whether s has work queued for the end of a batch (output to
+ * flush, input to deliver: the next step should not wait). */
+size_t isd_server_nopen(const isd_server *s);
+int    isd_server_busy(const isd_server *s);
 /* Iterate the open connections: first with c = NULL. */
 isd_conn *isd_server_next_conn(const isd_server *s, const isd_conn *c);
 isd_server_cfg *isd_server_config(isd_server *s);

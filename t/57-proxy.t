@@ -372,23 +372,32 @@ for my $be (backends()) {
     });
 
     isd_subtest("backend $be: stop(grace) with headers pending", sub {
-        my $srv = server($be, proxy_protocol => 1, child_init => sub {
+        my $srv = server($be, proxy_protocol => 1, proxy_timeout => 0, child_init => sub {
             my ($d) = @_;
             $d->{callback}{data} = sub {
                 my ($io, $dd, $l) = @_;
-                $dd->stop(grace => 5) if $l =~ /stop/;
+                $dd->stop(grace => 1.5) if $l =~ /stop/;
                 $io->print("echo $l");
                 1;
             };
         });
         my $pending = client($srv);
         send_all($pending, "PROXY TCP4 1.2.3.4 ");
+        my $never = client($srv);
+        send_all($never, "PROXY TCP4 9.9.9.9 ");
         my $c = client($srv);
         send_all($c, "PROXY TCP4 5.6.7.8 1.2.3.4 1 2\r\nstop\n");
         got_line($c, 'hello 5.6.7.8 1', 'accepted');
         got_line($c, 'echo stop', 'stop(grace) asked');
         close $c;
-        ok(read_until_eof($pending, 5) eq '' && got_eof($pending), 'the pending one is closed (not waited for)');
+        ok(!try_client($srv->port, timeout => 1), 'no new connection after the stop');
+        send_all($pending, "5.6.7.8 1 2\r\nlate\n");
+        got_line($pending, 'hello 1.2.3.4 1', 'a header sent before the stop and completed during the grace: served');
+        got_line($pending, 'echo late', '... its request too');
+        close $pending;
+        my $t0 = now();
+        ok(read_until_eof($never, 5) eq '' && got_eof($never), 'one never completed: closed at the grace\'s end');
+        ok(now() - $t0 < 3, sprintf('... (%.2f s)', now() - $t0));
         ok($srv->wait_event(qr/^run_returned/, 5), 'run returns');
         is($srv->count(qr/^error /), 0, 'without an error for it');
     });

@@ -1307,7 +1307,9 @@ static int xd_grace_over(pTHX_ xd *d)
     size_t n = 0, i;
     SV *cb;
 
-    if (d->srv && isd_server_nconns(d->srv) && isd_now_ms() < d->grace_at)
+    /* (a connection still sending its PROXY header is waited for too: what
+     * it sent before the stop is served) */
+    if (d->srv && isd_server_nopen(d->srv) && isd_now_ms() < d->grace_at)
         return 0;
     if (d->srv && isd_server_nconns(d->srv)) {
         /* (held: a remove callback may close others, or destroy d) */
@@ -1335,6 +1337,8 @@ static int xd_grace_over(pTHX_ xd *d)
         for (i = 0; i < n; i++)
             isd_conn_unref(open_c[i]);
     }
+    if (d->srv && isd_server_nopen(d->srv))
+        isd_server_close_conns(d->srv);  /* (headers still pending: dropped) */
     d->stop = 1;
     d->grace_at = 0;
     return 1;

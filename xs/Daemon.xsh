@@ -303,6 +303,7 @@ remove(SV *self, SV *peer = NULL)
     if (!peer || !SvOK(peer))
         XSRETURN_EMPTY;
     c = conn_from(aTHX_ peer, "remove");
+    conn_wake(aTHX_ c);
     if (isd_conn_is_open(c) && peer_rv(c))
         drop_conn(aTHX_ c, 0);
     XSRETURN_YES;
@@ -517,6 +518,7 @@ broadcast(SV *self, SV *bytes, ...)
     }
     if (!d->srv || !n)
         XSRETURN_UV(0);
+    xd_wake(aTHX_ d);           /* (from the host loop: flushed soon) */
     for (i = 0; i < n && !(p[i] & 0x80); i++)
         ;
     if (i == n) {               /* ASCII: the same bytes for every peer */
@@ -603,6 +605,7 @@ max_connections(SV *self, SV *n = NULL)
         d->cfg.max_conns = (size_t)SvUV(n);
         if (d->srv)
             isd_server_set_max_conns(d->srv, d->cfg.max_conns);
+        xd_wake(aTHX_ d);
     }
     XSRETURN_UV((UV)d->cfg.max_conns);
 

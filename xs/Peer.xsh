@@ -242,6 +242,7 @@ close(SV *self)
   PPCODE:
     PERL_UNUSED_VAR(ix);     /* (the aliases are the same method) */
     c = conn_from(aTHX_ self, "close");
+    conn_wake(aTHX_ c);
     if (!isd_conn_is_open(c)) {
         SETERRNO(EBADF, 0);
         XSRETURN_NO;
@@ -258,6 +259,7 @@ shutdown(SV *self, int how)
     isd_conn *c;
   PPCODE:
     c = conn_from(aTHX_ self, "shutdown");
+    conn_wake(aTHX_ c);
     if (how < 0 || how > 2)
         croak("%s::shutdown: how: %d is not 0, 1 or 2", PEER_PKG, how);
     if (how == 2 && isd_conn_is_open(c) && peer_rv(c)) {
@@ -552,7 +554,12 @@ pause(SV *self)
   ALIAS:
     resume = 1
   PPCODE:
-    isd_conn_pause(conn_from(aTHX_ self, ix ? "resume" : "pause"), !ix);
+    {
+        isd_conn *c = conn_from(aTHX_ self, ix ? "resume" : "pause");
+        if (ix)
+            conn_wake(aTHX_ c);
+        isd_conn_pause(c, !ix);
+    }
     XSRETURN_YES;
 
 void
@@ -576,6 +583,7 @@ idle_timeout(SV *self, SV *secs = NULL)
         if (!SvOK(secs) || !looks_like_number(secs) || SvNV(secs) < 0)
             croak("%s::idle_timeout: %" SVf " is not a number of seconds "
                   "(0: none)", PEER_PKG, SVfARG(quoted(aTHX_ secs)));
+        conn_wake(aTHX_ c);
         isd_conn_set_idle(c, (unsigned)ms_of(aTHX_ secs, 0));
     }
     XSRETURN_NV(was / 1000.0);
@@ -649,6 +657,7 @@ framing(SV *self, ...)
             SETERRNO(ENOTCONN, 0);
             XSRETURN_UNDEF;
         }
+        conn_wake(aTHX_ c);
         p = SvOK(ST(1)) ? SvPV_nolen(ST(1)) : "";
         nf = d->cfg.framing;                /* what is not given: new's */
         if ((nf.kind = framing_of(p)) < 0)

@@ -14,7 +14,7 @@ static void xd_wake(pTHX_ xd *d)
 {
     SV **ep;
 
-    if (d->running || !d->self
+    if (d->running || !d->embedded || !d->self
         || !(ep = hv_fetchs(d->self, "_embed", 0)) || !SvROK(*ep))
         return;
     {
@@ -29,6 +29,17 @@ static void xd_wake(pTHX_ xd *d)
         FREETMPS;
         LEAVE;
     }
+}
+
+/* The same for a change to c made from the host loop's code (resume,
+ * idle_timeout, close, a framing that may find buffered messages): the
+ * server's next step must come soon, whatever the descriptor says. */
+static void conn_wake(pTHX_ isd_conn *c)
+{
+    xd *d = conn_xd(c);
+
+    if (d && d->embedded && !d->running)
+        xd_wake(aTHX_ d);
 }
 
 /* One cycle of run: tick, then what is ready (waiting up to timeout ms:
@@ -103,7 +114,7 @@ static NV xd_next_timeout(pTHX_ xd *d)
     int ms;
     SV *t;
 
-    if (d->stop)
+    if (d->stop || (d->srv && isd_server_busy(d->srv)))
         return 0;
     /* (timers exist once the loop does, listening or not) */
     ms = d->loop ? isd_loop_next_timer(d->loop) : -1;

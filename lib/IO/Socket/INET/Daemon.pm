@@ -1855,7 +1855,9 @@ never ran) and a message such as
     connection from 10.0.0.2:40002 refused: PROXY header not complete within 3 s
 
 and C<< $server->stats->{rejected} >> counts it.  Other connections are
-served on meanwhile.
+served on meanwhile.  A graceful C<stop> waits for a connection still
+sending its header, as for any other: once complete, it is served until
+the grace is over; one never completed is closed then, without a word.
 
 B<Health checks.>  A balancer checks a server by connecting: HAProxy's
 C<check> on a C<send-proxy-v2> server sends a header with the LOCAL
@@ -2029,9 +2031,12 @@ Seconds until the server must run a step for a deadline of its own,
 however quiet the descriptor is: its timers (L</timer>), idle timeouts,
 PROXY header deadlines, lingering closes, the end of a graceful stop,
 and C<timeout> (the pace of C<tick>).  0: now (a C<stop> is pending).
-Ask again after each step: the deadlines move.  (C<attach> also re-arms
-its timer when a C<stop>, C<destroy> or a new timer comes from the host
-loop's own code, between steps.)
+0 also when output or input is queued for the next step.  Ask again
+after each step: the deadlines move.  (With C<attach>, what the host
+loop's own code does between steps - C<stop>, C<destroy>, a new
+C<timer>, C<remove>, C<broadcast>, C<max_connections>, and on a
+connection C<resume>, C<idle_timeout>, C<close>, C<shutdown>,
+C<framing> - brings the next step at once.)
 
 =head1 DEPLOYMENT
 

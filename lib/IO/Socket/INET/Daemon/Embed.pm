@@ -91,6 +91,7 @@ sub _arm {
     my ($self) = @_;
     my $s = $self->{server} or return;
     my $t = $s->next_timeout;
+    $t = 0 if delete $self->{soon};
     $t = $POLL_INTERVAL if $self->{poll} and (!defined $t or $t > $POLL_INTERVAL);
     if (!defined $t) {
         $self->_unwatch_timer if $self->{timer_on};
@@ -110,12 +111,16 @@ sub _arm {
     $self->_watch_timer($t, sub { $weak->{timer_on} = undef if $weak; $step->() });
 }
 
-# A call from outside a step changed a deadline (stop, destroy, a timer).
-sub wake { $_[0]->_arm }
+# A call from the host loop's code, between steps, changed what the server
+# has to do (stop, destroy, a timer, resume, idle_timeout, close, ...): a
+# step soon.
+sub wake { $_[0]{soon} = 1; $_[0]->_arm }
 
 sub _stop {
     my ($self) = @_;
     return if $self->{stopped}++;
+    # (at exit the host loop may be gone already, and does not run again)
+    return if ${^GLOBAL_PHASE} eq 'DESTRUCT';
     $self->_unwatch_timer if $self->{timer_on};
     $self->{timer_on} = undef;
     $self->_unwatch_io unless $self->{poll};
