@@ -49,6 +49,9 @@
 #define ISD_C_PRE    (1u << 25)  /* its listener's hook: the preamble is
                                   * pending (no on_accept yet: its input
                                   * goes to the hook, not to framing) */
+#define ISD_C_DEFER  (1u << 26)  /* ... complete, but deferred by the hook
+                                  * (isd_conn_pre_defer): its length in
+                                  * c->scan till the stream's first byte */
 #if defined(__GNUC__) || defined(__clang__)
 #  define ISD_COLD __attribute__((noinline, cold))
 #else
@@ -1172,7 +1175,8 @@ static const char *fmt_ms(char *buf, size_t len, unsigned ms)
 }
 
 /* Refuse c, whose preamble is pending: on_reject (else on_error) once,
- * then c is closed at once; no on_accept, no on_close. */
+ * then c is closed at once; no on_accept, no on_close.  reason NULL: c is
+ * a probe that ended (see pre_quiet), closed without a word. */
 static void pre_reject(isd_conn *c, int err, const char *reason)
 {
     isd_server *s = c->srv;
@@ -1185,13 +1189,30 @@ static void pre_reject(isd_conn *c, int err, const char *reason)
     if (c->io.events)
         isd_io_set(s->loop, &c->io, 0);
     isd_timer_stop(s->loop, &c->timer);
-    s->st.rejected++;
-    if (s->h->on_reject)
-        s->h->on_reject(s, c, err, reason);
-    else if (s->h->on_error)
-        s->h->on_error(s, err, reason);
+    if (reason) {
+        s->st.rejected++;
+        if (s->h->on_reject)
+            s->h->on_reject(s, c, err, reason);
+        else if (s->h->on_error)
+            s->h->on_error(s, err, reason);
+    }
     isd_conn_abort(c);
     isd_conn_unref(c);
+}
+
+/* Whether c, ended (EOF, a reset, the idle timeout) with its preamble
+ * pending, was a probe that goes without a word: it sent nothing at all
+ * (a TCP port check), or a preamble its hook deferred and nothing after
+ * it (a PROXY health check's LOCAL header). */
+static int pre_quiet(const isd_conn *c)
+{
+    return (c->flags & ISD_C_DEFER) || !isd_buf_len(&c->in);
+}
+
+void isd_conn_pre_defer(isd_conn *c)
+{
+    if ((c->flags & (ISD_C_PRE | ISD_C_INMSG)) == (ISD_C_PRE | ISD_C_INMSG))
+        c->flags |= ISD_C_DEFER;
 }
 
 int isd_conn_reject(isd_conn *c, int err, const char *reason)
@@ -1211,6 +1232,10 @@ static void pre_failed(isd_conn *c, int err)
 {
     char why[160], d[32];
 
+    if (pre_quiet(c) && (err != ETIMEDOUT || (c->flags & ISD_C_DEFER))) {
+        pre_reject(c, err, NULL);
+        return;
+    }
     if (err == ETIMEDOUT)
         snprintf(why, sizeof why, "%s not complete: no input for %s",
                  pre_what(c), fmt_ms(d, sizeof d, c->idle_ms));
@@ -1218,6 +1243,8 @@ static void pre_failed(isd_conn *c, int err)
         snprintf(why, sizeof why, "%s not complete", pre_what(c));
     pre_reject(c, err ? err : ECONNABORTED, why);
 }
+
+static void pre_done(isd_conn *c, size_t n);
 
 /* The hook's deadline for the preamble passed. */
 static void pre_timeout_cb(isd_loop *l, isd_timer *t)
@@ -1228,6 +1255,10 @@ static void pre_timeout_cb(isd_loop *l, isd_timer *t)
     ISD_UNUSED(l);
     if (!(c->flags & ISD_C_PRE) || !c->hook)
         return;
+    if (c->flags & ISD_C_DEFER) {       /* deferred long enough: c's now */
+        pre_done(c, c->scan);
+        return;
+    }
     snprintf(why, sizeof why, "%s not complete within %s", pre_what(c),
              fmt_ms(d, sizeof d, c->hook->timeout_ms));
     pre_reject(c, ETIMEDOUT, why);
@@ -1244,7 +1275,7 @@ static void pre_done(isd_conn *c, size_t n)
         isd_buf_consume(&c->in, n);
         c->scan = 0;
     }
-    c->flags &= ~ISD_C_PRE;
+    c->flags &= ~(ISD_C_PRE | ISD_C_DEFER);
     s->npre--;
     s->st.accepted++;
     c->timer.cb = idle_cb;      /* (was the preamble's deadline) */
@@ -1285,7 +1316,12 @@ static void pre_input(isd_conn *c)
 
     if (!(c->flags & ISD_C_PRE) || !conn_reads(c))
         return;             /* (a failed read: conn_end, from the pending list) */
-    if (len) {
+    if (c->flags & ISD_C_DEFER) {
+        if (len > c->scan) {            /* the stream's first byte */
+            pre_done(c, c->scan);
+            return;
+        }
+    } else if (len) {
         c->flags |= ISD_C_INMSG;        /* in stays while the hook has it */
         n = h->preamble(c, isd_buf_head(&c->in), len, c->hook_arg);
         c->flags &= ~ISD_C_INMSG;
@@ -1298,12 +1334,18 @@ static void pre_input(isd_conn *c)
             pre_reject(c, EPROTO, why);
             return;
         }
-        if (n > 0) {
-            pre_done(c, (size_t)n < len ? (size_t)n : len);
+        if (n > 0 && (size_t)n > len)
+            n = (ssize_t)len;
+        if (n > 0 && (!(c->flags & ISD_C_DEFER) || (size_t)n < len)) {
+            pre_done(c, (size_t)n);
             return;
         }
+        if (n > 0)                      /* deferred: wait for a byte more */
+            c->scan = (size_t)n;
     }
-    if (c->flags & ISD_C_EOF) {
+    if ((c->flags & ISD_C_EOF) && pre_quiet(c)) {
+        pre_reject(c, c->err, NULL);
+    } else if (c->flags & ISD_C_EOF) {
         snprintf(why, sizeof why, "%s not complete at %s", pre_what(c),
                  c->err ? "a reset" : "EOF");
         pre_reject(c, c->err ? c->err : ECONNABORTED, why);
@@ -1820,6 +1862,15 @@ int isd_server_listener_fd(const isd_server *s, size_t i)
     const isd_listener *l = listener_at(s, i);
 
     return l ? l->io.fd : -1;
+}
+
+const isd_conn_hook *isd_server_listener_hook(const isd_server *s, size_t i,
+                                              void **arg)
+{
+    const isd_listener *l = listener_at(s, i);
+
+    *arg = l && l->hooked ? l->hook_arg : NULL;
+    return l && l->hooked ? &l->hook : NULL;
 }
 
 int isd_server_sockaddr(const isd_server *s, isd_addr *a)

@@ -555,6 +555,11 @@ size_t isd_server_take_listeners(isd_server *s, int *fds, size_t max);
 int   isd_server_listening(const isd_server *s);
 size_t isd_server_nlisteners(const isd_server *s);
 int   isd_server_listener_fd(const isd_server *s, size_t i);
+/* The i-th listener's connection hook (NULL: none, or past the end), and
+ * its arg in *arg: what a forked child needs to serve the fds of
+ * isd_server_take_listeners as they were served (same order). */
+const isd_conn_hook *isd_server_listener_hook(const isd_server *s, size_t i,
+                                              void **arg);
 /* Non-zero in a child forked since s was made: its loop is the parent's
  * (the child neither sends the output queued before the fork nor changes
  * the interest it shares), and only isd_server_abandon, or writes and
@@ -631,6 +636,14 @@ int isd_conn_set_addrs(isd_conn *c, const isd_addr *peer,
  * 0, or -1/EINVAL: c is not pending (already refused, or the
  * embedder's). */
 int isd_conn_reject(isd_conn *c, int err, const char *reason);
+/* From the hook's preamble(), before it returns the preamble's length:
+ * c is the embedder's only once a byte of the stream follows it, or when
+ * the hook's timeout_ms is up; if c ends first (EOF, a reset, the idle
+ * timeout) it is closed without a word: no on_accept, no on_reject (a
+ * load balancer's health check: a PROXY LOCAL header, then close).  A
+ * connection that ends having sent no byte at all goes the same way (a
+ * TCP port check); one that ends inside its preamble is refused. */
+void isd_conn_pre_defer(isd_conn *c);
 static inline int isd_conn_is_open(const isd_conn *c)
 { return (isd_conn_flags(c) & ISD_C_OPEN) != 0; }
 
@@ -788,6 +801,10 @@ typedef struct isd_proxy_info {
  *     family, makes its source and destination c's peer and local
  *     addresses (IPv4-mapped ones as IPv4); LOCAL, UNKNOWN and UNIX
  *     headers leave the socket's.  The stream after the header is c's.
+ *   - defers (isd_conn_pre_defer) a header of the proxy's own, not a
+ *     client's: LOCAL, or addresses that are c's own (HAProxy's v1 health
+ *     checks): c is the embedder's once a byte follows or timeout_ms is
+ *     up, and goes without a word if it ends first.
  * isd_server_listen_fd_proxy does both (h is copied). */
 void isd_proxy_hook_init(isd_conn_hook *h, const isd_proxy_opts *o);
 int  isd_server_listen_fd_proxy(isd_server *s, int fd,

@@ -118,6 +118,20 @@ static int proxy_accepted(isd_conn *c, void *arg)
     return -1;
 }
 
+/* Whether a and b are the same IP address and port (a and b unmapped). */
+static int same_addr(const isd_addr *a, const isd_addr *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family)
+        return 0;
+    if (a->sa.sa_family == AF_INET)
+        return a->in4.sin_port == b->in4.sin_port
+            && a->in4.sin_addr.s_addr == b->in4.sin_addr.s_addr;
+    return a->sa.sa_family == AF_INET6
+        && a->in6.sin6_port == b->in6.sin6_port
+        && memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr,
+                  sizeof a->in6.sin6_addr) == 0;
+}
+
 /* p points into base[0..); the same place in copy. */
 static const char *rebase(const char *p, const char *base, const char *copy)
 {
@@ -129,7 +143,7 @@ static ssize_t proxy_preamble(isd_conn *c, const char *in, size_t len,
 {
     proxy_conn *pc;
     isd_proxy h;
-    int n = isd_proxy_parse(in, len, &h);
+    int n = isd_proxy_parse(in, len, &h), own;
 
     ISD_UNUSED(arg);
     if (n == 0)
@@ -153,13 +167,24 @@ static ssize_t proxy_preamble(isd_conn *c, const char *in, size_t len,
     pc->info.via_peer = *isd_conn_peer(c);
     pc->info.via_local = *isd_conn_local(c);
     isd_conn_set_hook_data(c, pc);
+    /* A proxy speaking for itself, not for a client: a LOCAL header (v2's
+     * health checks), or one whose addresses are this very connection's
+     * (v1 has no LOCAL: HAProxy's v1 checks send their own).  Most likely
+     * a health check: it is the embedder's only if a byte follows. */
+    own = h.command == ISD_PROXY_LOCAL;
     if ((h.flags & ISD_PROXY_F_ADDRS)
         && (h.family == AF_INET || h.family == AF_INET6)) {
-        isd_addr src = h.src, dst = h.dst;
+        isd_addr src = h.src, dst = h.dst, peer = pc->info.via_peer,
+                 local = pc->info.via_local;
         isd_addr_unmap(&src);
         isd_addr_unmap(&dst);
+        isd_addr_unmap(&peer);
+        isd_addr_unmap(&local);
+        own = same_addr(&src, &peer) && same_addr(&dst, &local);
         isd_conn_set_addrs(c, &src, &dst);
     }
+    if (own)
+        isd_conn_pre_defer(c);
     return n;
 }
 

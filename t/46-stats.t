@@ -15,7 +15,7 @@ use TestISD;
 use Test::More;
 use Scalar::Util qw(refaddr);
 
-my @SRV_KEYS = sort qw(connections accepted refused closed bytes_in bytes_out
+my @SRV_KEYS = sort qw(connections accepted refused rejected closed bytes_in bytes_out
                        messages_in errors started
                        datagrams_in datagrams_out datagrams_dropped);
 my @IO_KEYS  = sort qw(bytes_in bytes_out messages_in connected);

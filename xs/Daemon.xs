@@ -62,6 +62,13 @@ typedef struct xd {
      * forked child's, taken from its parent's server). */
     int        *lfds;
     int         nlfds;
+    isd_proxy_opts **lpx;      /* ... and the PROXY options of each (NULL:
+                                * none; parallel to lfds) */
+    /* The PROXY options of the listeners that take a header, one per
+     * SPEC that asks ($self->{_proxy}), made when first bound; owned, and
+     * kept till the daemon goes (its listeners' hooks point at them). */
+    isd_proxy_opts **popts;
+    int         npopts;
     /* UNIX socket files this daemon made: destroy removes them, in the
      * process that made them only. */
     char      **upaths;
@@ -1030,10 +1037,26 @@ static void on_error(isd_server *s, int err, const char *what)
     LEAVE;
 }
 
-/* (on_reject: no listener has a connection hook yet; a refusal would go
- * to on_error) */
+/* A connection of a PROXY listener refused before it was ours (untrusted
+ * source, bad or late header): one error, with no $io (add never ran). */
+static void on_reject(isd_server *s, isd_conn *c, int err, const char *reason)
+{
+    xd *d = isd_server_data(s);
+    dXD_THX(d);
+
+    PERL_UNUSED_ARG(err);
+    ENTER;
+    SAVETMPS;
+    report(aTHX_ d, NULL, sv_2mortal(newSVpvf("connection from %" SVf
+                                              " refused: %s",
+                                              SVfARG(conn_desc(aTHX_ c)),
+                                              reason)));
+    FREETMPS;
+    LEAVE;
+}
+
 static const isd_handlers handlers = { on_accept, NULL, on_close, on_error,
-                                       on_ready, on_drain, NULL };
+                                       on_ready, on_drain, on_reject };
 
 /* ---------------------------------------------------------- daemon state */
 
@@ -1057,6 +1080,13 @@ static SV *opt(pTHX_ xd *d, const char *k)
     return svp && SvOK(*svp) ? *svp : NULL;
 }
 
+/* $av->[i] as an integer, or dflt */
+static IV av_iv(pTHX_ AV *av, SSize_t i, IV dflt)
+{
+    SV **svp = av_fetch(av, i, 0);
+    return svp && SvOK(*svp) ? SvIV(*svp) : dflt;
+}
+
 /* $self->{timeout}, read every cycle as 0.04 did: with its hash precomputed. */
 static SV *timeout_sv(pTHX_ xd *d)
 {
@@ -1066,6 +1096,7 @@ static SV *timeout_sv(pTHX_ xd *d)
 }
 
 #include "udp.c"
+#include "proxy.c"
 #include "listen.c"
 
 /* The daemon lets go of every open connection's $io. */
@@ -1096,7 +1127,11 @@ static int xd_loop(pTHX_ xd *d)
         if (d->srv) {
             size_t k, nl = isd_server_nlisteners(d->srv);
             int *fds, adopt;
+            void **args;
             Newx(fds, nl ? nl : 1, int);
+            Newx(args, nl ? nl : 1, void *);
+            for (k = 0; k < nl; k++)    /* (the only hook: PROXY's) */
+                (void)isd_server_listener_hook(d->srv, k, &args[k]);
             nl = isd_server_take_listeners(d->srv, fds, nl);
             xd_drop_peers(aTHX_ d);
             isd_server_abandon(d->srv);
@@ -1105,11 +1140,12 @@ static int xd_loop(pTHX_ xd *d)
             adopt = !d->nlfds;          /* (unless it bound anew) */
             for (k = 0; k < nl; k++) {
                 if (adopt)
-                    lfd_push(d, fds[k]);
+                    lfd_push(d, fds[k], (isd_proxy_opts *)args[k]);
                 else
                     close(fds[k]);
             }
             Safefree(fds);
+            Safefree(args);
         }
         xd_udp_stop(aTHX_ d, d->nufds ? 2 : 1);     /* (the same for UDP) */
         xd_udp_reap(d);
@@ -1142,11 +1178,14 @@ static int xd_start(pTHX_ xd *d)
             d->started = (IV)time(NULL);
     }
     while (d->nlfds > 0) {
-        if (isd_server_listen_fd(d->srv, d->lfds[0]) < 0) {
+        if ((d->lpx[0]
+             ? isd_server_listen_fd_proxy(d->srv, d->lfds[0], d->lpx[0])
+             : isd_server_listen_fd(d->srv, d->lfds[0])) < 0) {
             snprintf(d->err, sizeof d->err, "listen: %s", strerror(errno));
             return -1;
         }
         Move(d->lfds + 1, d->lfds, d->nlfds - 1, int);
+        Move(d->lpx + 1, d->lpx, d->nlfds - 1, isd_proxy_opts *);
         d->nlfds--;
     }
     return xd_udp_start(aTHX_ d);
@@ -1455,6 +1494,8 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
         isd_loop_free(d->loop);
     lfds_close(d);
     Safefree(d->lfds);
+    Safefree(d->lpx);
+    xd_proxy_free(d);
     upaths_remove(d, 1);
     ufds_close(d);
     Safefree(d->ufds);

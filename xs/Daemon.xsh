@@ -365,6 +365,20 @@ backend(SV *self)
   OUTPUT:
     RETVAL
 
+SV *
+_cidr(SV *spec)
+  PREINIT:
+    isd_cidr c;
+    char host[INET6_ADDRSTRLEN];
+  CODE:
+    /* trusted_proxies: SPEC as its block ("10.0.0.0/8"), or undef */
+    if (!SvOK(spec) || SvROK(spec) || isd_cidr_parse(SvPV_nolen(spec), &c) < 0
+        || !inet_ntop(c.family, c.addr, host, sizeof host))
+        XSRETURN_UNDEF;
+    RETVAL = newSVpvf("%s/%u", host, c.bits);
+  OUTPUT:
+    RETVAL
+
 void
 backends(...)
   PREINIT:
@@ -499,6 +513,7 @@ stats(SV *self)
     (void)hv_stores(hv, "connections", newSVuv(d->srv ? (UV)isd_server_nconns(d->srv) : 0));
     (void)hv_stores(hv, "accepted", newSVuv((UV)st.accepted));
     (void)hv_stores(hv, "refused", newSVuv(d->refused));
+    (void)hv_stores(hv, "rejected", newSVuv((UV)st.rejected));
     (void)hv_stores(hv, "closed", newSVuv((UV)st.closed));
     (void)hv_stores(hv, "bytes_in", newSVuv((UV)st.bytes_in));
     (void)hv_stores(hv, "bytes_out", newSVuv((UV)st.bytes_out));

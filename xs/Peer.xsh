@@ -530,6 +530,18 @@ stats(SV *self)
   OUTPUT:
     RETVAL
 
+SV *
+proxy(SV *self)
+  PREINIT:
+    const isd_proxy_info *pi;
+  CODE:
+    pi = isd_conn_proxy(conn_from(aTHX_ self, "proxy"));
+    if (!pi)
+        XSRETURN_UNDEF;
+    RETVAL = proxy_hv(aTHX_ pi);
+  OUTPUT:
+    RETVAL
+
 void
 pending(SV *self)
   PPCODE:

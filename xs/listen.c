@@ -132,43 +132,20 @@ static int xd_listener_fds(xd *d, int *out, int max)
     return k;
 }
 
-static void lfd_push(xd *d, int fd)
+/* A listening fd, served with PROXY options px (NULL: none) once run
+ * starts. */
+static void lfd_push(xd *d, int fd, isd_proxy_opts *px)
 {
     Renew(d->lfds, d->nlfds + 1, int);
+    Renew(d->lpx, d->nlfds + 1, isd_proxy_opts *);
+    d->lpx[d->nlfds] = px;
     d->lfds[d->nlfds++] = fd;
-}
-
-static void lfds_close(xd *d)
-{
-    while (d->nlfds > 0)
-        close(d->lfds[--d->nlfds]);
-}
-
-/* The UNIX socket files this daemon made go (but a forked copy leaves
- * them to the process that made them). */
-static void upaths_remove(xd *d, int unlink_them)
-{
-    int i;
-
-    for (i = 0; i < d->nupaths; i++) {
-        if (unlink_them && d->upid == getpid())
-            unlink(d->upaths[i]);
-        Safefree(d->upaths[i]);
-    }
-    Safefree(d->upaths);
-    d->upaths = NULL;
-    d->nupaths = 0;
-}
-
-static IV av_iv(pTHX_ AV *av, SSize_t i, IV dflt)
-{
-    SV **svp = av_fetch(av, i, 0);
-    return svp && SvOK(*svp) ? SvIV(*svp) : dflt;
 }
 
 /* Bind every listener of $self->_binds (the resolved listen => [...];
  * each [kind, address, backlog, v6only, reuseport, group, unix_mode,
- * optional, rcvbuf, sndbuf]):
+ * optional, rcvbuf, sndbuf, proxy], proxy the index of its PROXY options
+ * in $self->{_proxy}, if it takes a header):
  * all of them or none.  0, or -1 with errno and d->err. */
 static int xd_bind_all(pTHX_ xd *d, AV *binds)
 {
@@ -196,6 +173,8 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
         const char *kind = kp ? SvPV_nolen(*kp) : "";
         isd_listen_opts o;
         int fd = -1, fds[2];
+        IV pidx;
+        isd_proxy_opts *px = NULL;
 
         if (!ap) {
             snprintf(d->err, sizeof d->err, "listen: bad entry %d", (int)i);
@@ -208,6 +187,9 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
         o.mode = (int)av_iv(aTHX_ b, 6, -1);
         o.rcvbuf = (int)av_iv(aTHX_ b, 8, 0);
         o.sndbuf = (int)av_iv(aTHX_ b, 9, 0);
+        pidx = av_iv(aTHX_ b, 10, -1);
+        if (pidx >= 0 && !(px = xd_proxy_opts(aTHX_ d, pidx)))
+            goto fail;
         if (strEQ(kind, "udpany")) {
             k = isd_listen_any_type((unsigned)SvUV(*ap), SOCK_DGRAM, &o, fds,
                                     d->err, sizeof d->err);
@@ -226,10 +208,10 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
                                sizeof d->err);
             if (k < 0)
                 goto fail;
-            lfd_push(d, fds[0]);
+            lfd_push(d, fds[0], px);
             lorder_add(d, 't');
             if (k > 1) {
-                lfd_push(d, fds[1]);
+                lfd_push(d, fds[1], px);
                 lorder_add(d, 't');
             }
             continue;
@@ -244,6 +226,12 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
                     snprintf(d->err, sizeof d->err, "fd %d: not a descriptor", fd);
                     errno = EBADF;
                 }
+                goto fail;
+            }
+            if (udp && px) {
+                snprintf(d->err, sizeof d->err, "fd %d: a UDP socket cannot "
+                         "take proxy_protocol", fd);
+                errno = EPROTOTYPE;
                 goto fail;
             }
             if (udp) {
@@ -263,7 +251,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             if (k < d->nlfds)
                 continue;               /* (named twice) */
             inherited[d->nlfds - first] = 1;
-            lfd_push(d, fd);
+            lfd_push(d, fd, px);
             lorder_add(d, 't');
             continue;
         }
@@ -272,7 +260,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             fd = isd_listen_unix(path, &o, d->err, sizeof d->err);
             if (fd < 0)
                 goto fail;
-            lfd_push(d, fd);
+            lfd_push(d, fd, px);
             lorder_add(d, 't');
             Renew(d->upaths, d->nupaths + 1, char *);
             if (path[0] == '/') {
@@ -329,7 +317,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             if (kind[0] == 'u')
                 ufd_push(d, fd);
             else
-                lfd_push(d, fd);
+                lfd_push(d, fd, px);
             lorder_add(d, kind[0] == 'u' ? 'u' : 't');
             if (g < ngroups) {
                 isd_addr got;
@@ -417,7 +405,7 @@ static int xd_listen(pTHX_ xd *d)
                         d->backlog, d->err, sizeof d->err);
     if (fd < 0)
         return -1;
-    lfd_push(d, fd);
+    lfd_push(d, fd, NULL);
     if (!d->loop)                   /* (a loop of the parent's: see xd_loop) */
         d->pid = getpid();
     return 0;

@@ -704,6 +704,108 @@ static void test_local(void)
     teardown(&x);
 }
 
+/* Probes go without a word: a connection that ends having sent nothing (a
+ * TCP port check), and a LOCAL header followed by nothing (a PROXY health
+ * check); a LOCAL connection is the embedder's at its first stream byte,
+ * or when timeout_ms is up. */
+static void test_probe(void)
+{
+    ctx x;
+    int fd, eof;
+    char buf[64];
+    unsigned char h[64];
+    size_t n, hl;
+    uint64_t t0;
+    isd_server_stats st;
+    struct linger lg = { 1, 0 };
+
+    if (setup(&x, NULL, 300, 0) < 0) { fail(T("setup")); teardown(&x); return; }
+    hl = v2_local(h);
+    fd = cli_connect(x.pport);          /* connect, close */
+    pump(&x, 20);
+    close(fd);
+    fd = cli_connect(x.pport);          /* connect, reset */
+    pump(&x, 20);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    fd = cli_connect(x.pport);          /* LOCAL, close */
+    cli_send(fd, h, hl);
+    pump(&x, 20);
+    close(fd);
+    fd = cli_connect(x.pport);          /* LOCAL and EOF at once */
+    cli_send(fd, h, hl);
+    shutdown(fd, SHUT_WR);
+    pump(&x, 20);
+    close(fd);
+    fd = cli_connect(x.pport);          /* LOCAL, reset */
+    cli_send(fd, h, hl);
+    pump(&x, 20);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+    fd = cli_connect(x.pport);          /* v1 UNKNOWN, close */
+    cli_sends(fd, "PROXY UNKNOWN\r\n");
+    pump(&x, 20);
+    close(fd);
+    fd = cli_connect(x.pport);          /* v1 of its own addresses, close */
+    {
+        struct sockaddr_in sin;
+        socklen_t sl = sizeof sin;
+        getsockname(fd, (struct sockaddr *)&sin, &sl);
+        snprintf(buf, sizeof buf, "PROXY TCP4 127.0.0.1 127.0.0.1 %u %u\r\n",
+                 ntohs(sin.sin_port), x.pport);
+    }
+    cli_sends(fd, buf);
+    pump(&x, 20);
+    close(fd);
+    pump(&x, 100);
+    ok(x.naccept == 0 && x.nreject == 0 && x.nclose == 0 && x.nerror == 0,
+       T("probes: no on_accept, on_reject, on_close or on_error"));
+    isd_server_stats_get(x.s, &st);
+    ok(st.rejected == 0 && st.accepted == 0 && isd_server_nconns(x.s) == 0,
+       T("probes: not counted"));
+
+    /* LOCAL, then the stream a while later: the embedder's at its byte */
+    fd = cli_connect(x.pport);
+    cli_send(fd, h, hl);
+    pump(&x, 100);
+    is_int(x.naccept, 0, T("LOCAL alone: not accepted yet"));
+    cli_sends(fd, "late\n");
+    ok(pump_until(&x, &x.naccept, 1, 3000), T("LOCAL, then a byte: on_accept"));
+    n = cli_recv(&x, fd, buf, sizeof buf, 5, 3000, &eof);
+    is_mem(buf, n, "late\n", 5, T("and the stream is delivered"));
+    ok(x.has_info && x.pcommand == ISD_PROXY_LOCAL, T("its header kept"));
+    close(fd);
+
+    /* LOCAL and silence: the embedder's when timeout_ms is up (a server
+     * that speaks first) */
+    t0 = isd_now_ms();
+    fd = cli_connect(x.pport);
+    cli_send(fd, h, hl);
+    ok(pump_until(&x, &x.naccept, 2, 3000), T("LOCAL and silence: on_accept"));
+    ok(isd_now_ms() - t0 >= 290, T("after timeout_ms (%d ms)"),
+       (int)(isd_now_ms() - t0));
+    is_int(x.nreject, 0, T("not refused"));
+    cli_sends(fd, "hi\n");
+    n = cli_recv(&x, fd, buf, sizeof buf, 3, 3000, &eof);
+    is_mem(buf, n, "hi\n", 3, T("then served"));
+    close(fd);
+
+    /* a client's v1 header and EOF: the embedder's, at once */
+    fd = cli_connect(x.pport);
+    cli_sends(fd, "PROXY TCP4 192.0.2.1 127.0.0.1 5 6\r\n");
+    ok(pump_until(&x, &x.naccept, 3, 3000), T("a client's header alone: on_accept"));
+    close(fd);
+    ok(pump_until(&x, &x.nclose, 3, 3000), T("and on_close at its EOF"));
+
+    /* half a header, then EOF: refused, as before */
+    fd = cli_connect(x.pport);
+    cli_send(fd, h, 10);
+    shutdown(fd, SHUT_WR);
+    ok(pump_until(&x, &x.nreject, 1, 3000), T("half a header, EOF: refused"));
+    close(fd);
+    teardown(&x);
+}
+
 static void test_plain(void)
 {
     ctx x;
@@ -758,13 +860,14 @@ static void test_max_conns(void)
     pump(&x, 100);
     is_int(x.naccept, 1, T("still two open: the third waits"));
     close(fd[1]);
-    ok(pump_until(&x, &x.nreject, 1, 3000), T("a pending one leaves: on_reject"));
-    ok(pump_until(&x, &x.naccept, 2, 3000), T("then the third is accepted"));
+    ok(pump_until(&x, &x.naccept, 2, 3000),
+       T("a pending one leaves: the third is accepted"));
+    is_int(x.nreject, 0, T("(it sent nothing: gone without on_reject)"));
     n = cli_recv(&x, fd[2], buf, sizeof buf, 6, 3000, &eof);
     is_mem(buf, n, "third\n", 6, T("and served"));
     isd_server_stats_get(x.s, &st);
-    ok(st.accepted == 2 && st.rejected == 1 && st.closed == 0,
-       T("stats: accepted 2, rejected 1, closed 0"));
+    ok(st.accepted == 2 && st.rejected == 0 && st.closed == 0,
+       T("stats: accepted 2, rejected 0, closed 0"));
     for (i = 0; i < 3; i++) if (i != 1) close(fd[i]);
     ok(pump_until(&x, &x.nclose, 2, 3000), T("both close"));
     isd_server_stats_get(x.s, &st);
@@ -953,6 +1056,7 @@ int main(void)
         RUN(test_eof);
         RUN(test_timeout);
         RUN(test_local);
+        RUN(test_probe);
         RUN(test_plain);
         RUN(test_max_conns);
         RUN(test_no_on_reject);

@@ -3,7 +3,7 @@ package IO::Socket::INET::Daemon;
 use strict;
 use warnings;
 
-our $VERSION = '1.03';
+our $VERSION = '1.04';
 
 use Carp ();
 use IO::Socket::INET ();
@@ -25,7 +25,7 @@ my %DEFAULT = (
 my %KNOWN = map { $_ => 1 } qw(port host listen timeout callback framing separator length_format
     max_line max_output read_timeout backlog backend linger idle_timeout
     max_connections high_water low_water daemonize pid_file log_file user group
-    workers stop_grace max_requests reuseport);
+    workers stop_grace max_requests reuseport proxy_protocol trusted_proxies proxy_timeout);
 
 sub _bad {
     my ($what, $value, $want) = @_;
@@ -128,6 +128,7 @@ sub new {
         require IO::Socket::INET::Daemon::Prefork;
         IO::Socket::INET::Daemon::Prefork::check(\%rc, \@specs);
     }
+    my @proxy = _proxy_listeners(\%rc, \@specs);
 
     my $self = bless {
         %DEFAULT,
@@ -137,6 +138,7 @@ sub new {
         callback => $rc{callback} || {},
         timeout  => $rc{timeout},
         (@specs ? (_specs => \@specs) : ()),
+        (@proxy ? (_proxy => \@proxy) : ()),
     }, ref $class || $class;
     $self->_init;
     return $self;
@@ -155,7 +157,76 @@ sub _host_spec {
 # Per-listener options of a listen => [{ address => SPEC, ... }] entry, and
 # the kind of listener each goes with.
 my %LISTEN_OPT = (address => 'any', unix_mode => 'unix', reuseport => 'tcp', v6only => 'tcp',
-                  rcvbuf => 'bound', sndbuf => 'bound');
+                  rcvbuf => 'bound', sndbuf => 'bound', proxy_protocol => 'stream',
+                  trusted_proxies => 'stream', proxy_timeout => 'stream');
+
+# The PROXY options of new or of a listen entry, checked: into $to.
+sub _proxy_opts {
+    my ($o, $to) = @_;
+    if (exists $o->{proxy_protocol}) {
+        my $v = $o->{proxy_protocol};
+        _bad(proxy_protocol => $v, 'is not 0 or 1')
+            if defined $v and (ref $v or $v !~ /\A[01]?\z/);
+        $to->{proxy_protocol} = $v ? 1 : 0;
+    }
+    if (exists $o->{proxy_timeout}) {
+        my $v = $o->{proxy_timeout};
+        _bad(proxy_timeout => $v, 'is not a number of seconds (0: no limit)')
+            unless defined $v and _seconds($v);
+        $to->{proxy_timeout} = $v > 0 ? ($v >= 2e6 ? 2e9 : int($v * 1000 + 0.999)) : 0;
+    }
+    if (exists $o->{trusted_proxies}) {
+        my $t = $o->{trusted_proxies};
+        $t = [$t] if defined $t and !ref $t;
+        _bad(trusted_proxies => $o->{trusted_proxies},
+             'is not an array reference of addresses and CIDR blocks')
+            if ref $t ne 'ARRAY';
+        _bad(trusted_proxies => '[]', 'is empty (leave it out to trust every source)') unless @$t;
+        my @blocks;
+        for my $a (@$t) {
+            my $c = defined $a && !ref $a && $a =~ m{\A[0-9A-Fa-f:.]+(?:/\d+)?\z} ? _cidr($a) : undef;
+            _bad(trusted_proxies => $a, 'is not an IPv4 or IPv6 address or CIDR block '
+                 . '(127.0.0.1, 10.0.0.0/8, ::1, fd00::/8)') unless defined $c;
+            push @blocks, $c;
+        }
+        $to->{trusted_proxies} = \@blocks;
+    }
+    return $to;
+}
+
+# Which listeners take a PROXY header (proxy_protocol in new, or in their
+# listen entry), with what timeout and trusted blocks: each gets
+# {proxy} = its index in the list returned ([timeout_ms, [blocks]], what
+# the C side makes its options of).
+sub _proxy_listeners {
+    my ($rc, $specs) = @_;
+    my $top = _proxy_opts($rc, {});
+    for my $k (qw(trusted_proxies proxy_timeout)) {
+        for my $s ($top, @$specs) {
+            next unless exists $s->{$k};
+            my $on = exists $s->{proxy_protocol} ? $s->{proxy_protocol} : $top->{proxy_protocol};
+            $on ||= grep { $_->{proxy_protocol} } @$specs if $s == $top;
+            _bad($k => ($k eq 'proxy_timeout' ? $s->{$k} / 1000 : join(' ', @{ $s->{$k} })),
+                 'is for a listener with proxy_protocol => 1, and there is none'
+                 . ($s == $top ? '' : ' of that address')) unless $on;
+        }
+    }
+    return () unless $top->{proxy_protocol} or grep { $_->{proxy_protocol} } @$specs;
+    @$specs = (_host_spec($rc)) if !@$specs and $top->{proxy_protocol};
+    my @p;
+    for my $s (@$specs) {
+        next if $s->{type} eq 'udp';
+        my $on = exists $s->{proxy_protocol} ? $s->{proxy_protocol} : $top->{proxy_protocol};
+        next unless $on;
+        my $t = exists $s->{proxy_timeout} ? $s->{proxy_timeout}
+              : exists $top->{proxy_timeout} ? $top->{proxy_timeout} : 3000;
+        my $tr = $s->{trusted_proxies} || $top->{trusted_proxies} || [];
+        push @p, [ $t, $tr ];
+        $s->{proxy} = $#p;
+    }
+    _bad(proxy_protocol => 1, 'has no TCP or UNIX listener to go with') unless @p;
+    return @p;
+}
 
 # One listen SPEC, parsed (not resolved: that is done when binding).
 sub _listen_spec {
@@ -212,11 +283,14 @@ sub _listen_spec {
     for my $k (sort keys %o) {
         next if $LISTEN_OPT{$k} eq 'tcp' and $l{type} eq 'udp';
         next if $LISTEN_OPT{$k} eq 'bound' and $l{type} =~ /\A(?:tcp|udp|unix)\z/;
+        next if $LISTEN_OPT{$k} eq 'stream' and $l{type} ne 'udp';
         _bad(listen => $whole, "cannot take $k (it is for "
-             . ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : $LISTEN_OPT{$k} eq 'bound'
-                ? 'TCP, UDP and UNIX' : 'TCP and UDP')
-             . ' listeners that it binds itself)') if $LISTEN_OPT{$k} ne $l{type};
+             . ($LISTEN_OPT{$k} eq 'stream' ? 'TCP and UNIX listeners)'
+                : ($LISTEN_OPT{$k} eq 'unix' ? 'unix:PATH' : $LISTEN_OPT{$k} eq 'bound'
+                   ? 'TCP, UDP and UNIX' : 'TCP and UDP')
+                  . ' listeners that it binds itself)')) if $LISTEN_OPT{$k} ne $l{type};
     }
+    _proxy_opts(\%o, \%l);
     for my $k (qw(rcvbuf sndbuf)) {
         next unless exists $o{$k};
         _bad($k => $o{$k}, 'is not a size in bytes (1 to 2147483647)')
@@ -238,7 +312,7 @@ sub _listen_spec {
 }
 
 # What the C side binds, resolved now: [kind, address, backlog, v6only,
-# reuseport, group, unix_mode, optional, rcvbuf, sndbuf], kind 'tcp', 'any', 'unix' or
+# reuseport, group, unix_mode, optional, rcvbuf, sndbuf, proxy], kind 'tcp', 'any', 'unix' or
 # 'fd' (inherited: systemd, Server::Starter, fd:N).  Called by listen and
 # run; on a name that does not resolve, or a systemd SPEC with no such
 # socket: undef, with $! and _bind_error.
@@ -254,8 +328,9 @@ sub _binds {
         return undef;
     };
     for my $s (@{ $self->{_specs} }) {
+        my @px = defined $s->{proxy} ? ((undef) x 8, $s->{proxy}) : ();
         if ($s->{type} eq 'fd') {
-            push @b, [ fd => $s->{fd} ];
+            push @b, [ fd => $s->{fd}, @px ];
             next;
         }
         if ($s->{type} eq 'systemd') {
@@ -263,17 +338,17 @@ sub _binds {
             return $fail->('systemd' . (defined $s->{name} ? ":$s->{name}" : '')
                            . ': no such socket was passed by systemd (LISTEN_FDS)', Errno::ENOENT())
                 unless @m;
-            $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd} ] for @m;
+            $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd}, @px ] for @m;
             next;
         }
         if ($s->{type} eq 'unix') {
             my @m = $inherit ? IO::Socket::INET::Daemon::Systemd::matching($s, [], \%used) : ();
             if (@m) {
-                $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd} ] for @m;
+                $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd}, @px ] for @m;
                 next;
             }
             push @b, [ unix => $s->{path}, undef, undef, undef, undef, $s->{unix_mode}, undef,
-                       $s->{rcvbuf}, $s->{sndbuf} ];
+                       $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy} ];
             next;
         }
         my @ai;
@@ -291,14 +366,14 @@ sub _binds {
             my @addrs = map { (Socket::getnameinfo($_->{addr}, Socket::NI_NUMERICHOST()))[1] } @ai;
             my @m = IO::Socket::INET::Daemon::Systemd::matching($s, \@addrs, \%used);
             if (@m) {
-                $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd} ] for @m;
+                $used{ $_->{fd} } = 1, push @b, [ fd => $_->{fd}, @px ] for @m;
                 next;
             }
         }
         my $udp = $s->{type} eq 'udp';
         if (!@ai) {
             push @b, [ ($udp ? 'udpany' : 'any') => $s->{port}, undef, $s->{v6only}, $s->{reuseport},
-                       undef, undef, undef, $s->{rcvbuf}, $s->{sndbuf} ];
+                       undef, undef, undef, $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy} ];
             next;
         }
         # a name: each of its addresses, on one port; one that this host
@@ -309,7 +384,7 @@ sub _binds {
         for my $ai (@ai) {
             next if $seen{ $ai->{addr} }++;
             push @b, [ ($udp ? 'udp' : 'tcp') => $ai->{addr}, undef, $s->{v6only}, $s->{reuseport},
-                       $group, undef, $literal ? 0 : 1, $s->{rcvbuf}, $s->{sndbuf} ];
+                       $group, undef, $literal ? 0 : 1, $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy} ];
         }
     }
     return \@b;
@@ -1186,7 +1261,10 @@ half-closed for writing) are left out.
 
 New in 1.01.  A new hash of the server's counters, counted in C and read
 on demand: C<connections> (open now), C<accepted>, C<refused> (C<add>
-returned false or died), C<closed> (connections that ended), C<bytes_in>,
+returned false or died), C<rejected> (connections of a
+L<PROXY protocol|/"BEHIND A LOAD BALANCER (PROXY PROTOCOL)"> listener
+dropped before C<add>: an untrusted source, a bad or late header; new in
+1.04), C<closed> (connections that ended), C<bytes_in>,
 C<bytes_out> (bytes written to the clients' sockets), C<messages_in>
 (complete lines received), C<errors> (reports: C<error> calls or
 warnings) and C<started> (epoch seconds when L</run> first started; undef

@@ -11,7 +11,7 @@ package IO::Socket::INET::Daemon::Prefork;
 use strict;
 use warnings;
 
-our $VERSION = '1.03';
+our $VERSION = '1.04';
 
 use Carp ();
 use Errno ();
