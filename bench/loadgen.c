@@ -4,9 +4,9 @@
  *
  *   loadgen echo    -p PORT [-c CONNS] [-d DEPTH] [-t SECS] [-w WARMUP]
  *                           [-s LINELEN] [-g GRACE] [-C CONNECT_TIMEOUT]
- *                           [-P SERVER_PID]
+ *                           [-P SERVER_PID] [-A PID] [-x v1|v2]
  *   loadgen connect -p PORT [-c CONNS] [-t SECS] [-w WARMUP] [-s LINELEN]
- *                           [-P SERVER_PID]
+ *                           [-P SERVER_PID] [-A PID] [-x v1|v2]
  *   loadgen idle    -p PORT -P SERVER_PID [-n CONNS] [-t SECS] [-s LINELEN]
  *   loadgen bcast   -p PORT -P SERVER_PID [-n CONNS] [-r ROUNDS] [-s SIZE]
  *                           [-t IDLE_SECS] [-g GRACE] [-C CONNECT_TIMEOUT]
@@ -93,6 +93,19 @@
  * CPU use in the window (near 1.0: it, not the server, set the pace).
  * -P PID,PID,... sums the CPU time of several processes (the workers of a
  * prefork server); the first is the one idle and bcast read memory from.
+ * -A PID,PID,... (echo, connect): the same for processes between the load
+ * generator and the server (a balancer such as HAProxy), reported apart
+ * as aux_cpu and aux_ns_per_req.
+ *
+ * -x v2 | -x v1 (echo, connect; TCP only): every connection starts with a
+ * PROXY protocol header (HAProxy's doc/proxy-protocol.txt), sent in the
+ * same write as the connection's first request(s), as HAProxy sends it:
+ * v2 is the binary form, 16 bytes (the 12-byte signature, 0x21 = version
+ * 2 + PROXY, 0x11 = TCP over IPv4, length 12) and 12 bytes of addresses;
+ * v1 the text form "PROXY TCP4 SRC DST SPORT DPORT\r\n".  The source is
+ * the connection's own address and port (getsockname once it is
+ * connected), the destination HOST:PORT.  The server must take the header
+ * off: the replies are checked against the lines alone.
  *
  * Output: one line of key=value pairs on stdout, e.g.
  *   mode=echo status=OK c=50 d=16 secs=2.000 reqs=... rps=... p50_us=...
@@ -140,6 +153,9 @@ static int opt_npids = 0;
 static int opt_verbose = 0;
 static const char *opt_unix;       /* -U PATH: a UNIX stream socket */
 static double opt_losstimeout = 0.2;
+static int opt_proxy;              /* -x v1|v2: a PROXY header, version 1 or 2 */
+static int opt_apids[64];          /* -A PID[,PID...]: a balancer's CPU time */
+static int opt_napids = 0;
 
 static struct sockaddr_in g_addr;
 static struct sockaddr_in g_src;   /* -B: source address to bind */
@@ -352,6 +368,39 @@ static int sock_error(int fd)
     return err;
 }
 
+/* -x: the PROXY header of connection fd (connected) into buf (at least
+ * 108 bytes); returns its length, or -1 when getsockname fails. */
+#define PROXY_HDR_MAX 108
+static int proxy_header(int fd, char *buf)
+{
+    struct sockaddr_in src;
+    socklen_t sl = sizeof src;
+    if (getsockname(fd, (struct sockaddr *)&src, &sl) < 0 ||
+        src.sin_family != AF_INET)
+        return -1;
+    if (opt_proxy == 1) {
+        char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &src.sin_addr, a, sizeof a);
+        inet_ntop(AF_INET, &g_addr.sin_addr, b, sizeof b);
+        return snprintf(buf, PROXY_HDR_MAX, "PROXY TCP4 %s %s %u %u\r\n", a, b,
+                        (unsigned)ntohs(src.sin_port),
+                        (unsigned)ntohs(g_addr.sin_port));
+    }
+    static const char sig[12] = { '\r', '\n', '\r', '\n', '\0', '\r',
+                                  '\n', 'Q', 'U', 'I', 'T', '\n' };
+    unsigned char *u = (unsigned char *)buf;
+    memcpy(u, sig, 12);
+    u[12] = 0x21;                    /* version 2, command PROXY */
+    u[13] = 0x11;                    /* AF_INET, STREAM */
+    u[14] = 0;
+    u[15] = 12;                      /* address block length, big-endian */
+    memcpy(u + 16, &src.sin_addr, 4);          /* network order already */
+    memcpy(u + 20, &g_addr.sin_addr, 4);
+    memcpy(u + 24, &src.sin_port, 2);
+    memcpy(u + 26, &g_addr.sin_port, 2);
+    return 28;
+}
+
 static void ep_set(int fd, int op, uint32_t ev, uint32_t id)
 {
     struct epoll_event e;
@@ -422,13 +471,31 @@ static double own_cpu_s(void)
            ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* the sum over every -A process (a balancer) */
+static double aux_cpu_ns(void)
+{
+    double sum = 0;
+    if (opt_napids <= 0)
+        return -1;
+    for (int i = 0; i < opt_napids; i++) {
+        double v = pid_cpu_ns(opt_apids[i]);
+        if (v < 0)
+            return -1;
+        sum += v;
+    }
+    return sum;
+}
+
 static double cpu_at_start = -1;
 static double cpu_used_ns = -1;
+static double aux_at_start = -1;
+static double aux_used_ns = -1;
 static double own_at_start, own_used_s = -1;
 
 static void cpu_window_start(void)
 {
     cpu_at_start = server_cpu_ns();
+    aux_at_start = aux_cpu_ns();
     own_at_start = own_cpu_s();
 }
 
@@ -436,6 +503,8 @@ static void cpu_window_end(void)
 {
     double now = server_cpu_ns();
     cpu_used_ns = cpu_at_start >= 0 && now >= 0 ? now - cpu_at_start : -1;
+    now = aux_cpu_ns();
+    aux_used_ns = aux_at_start >= 0 && now >= 0 ? now - aux_at_start : -1;
     own_used_s = own_cpu_s() - own_at_start;
 }
 
@@ -443,14 +512,24 @@ static void cpu_window_end(void)
  * the load generator's own CPU use (1.0: it was the bottleneck) */
 static const char *cpu_report(double secs, uint64_t reqs)
 {
-    static char b[128];
+    static char b[192];
     double lg = secs > 0 && own_used_s >= 0 ? own_used_s / secs : -1;
-    if (cpu_used_ns < 0 || secs <= 0) {
-        snprintf(b, sizeof b, " srv_cpu=-1 srv_ns_per_req=-1 lg_cpu=%.3f", lg);
-        return b;
+    int n;
+    if (cpu_used_ns < 0 || secs <= 0)
+        n = snprintf(b, sizeof b, " srv_cpu=-1 srv_ns_per_req=-1 lg_cpu=%.3f", lg);
+    else
+        n = snprintf(b, sizeof b, " srv_cpu=%.3f srv_ns_per_req=%.0f lg_cpu=%.3f",
+                     cpu_used_ns / 1e9 / secs, reqs ? cpu_used_ns / reqs : -1.0,
+                     lg);
+    /* -A: the balancer's share, apart */
+    if (opt_napids > 0 && n > 0 && n < (int)sizeof b) {
+        if (aux_used_ns < 0 || secs <= 0)
+            snprintf(b + n, sizeof b - n, " aux_cpu=-1 aux_ns_per_req=-1");
+        else
+            snprintf(b + n, sizeof b - n, " aux_cpu=%.3f aux_ns_per_req=%.0f",
+                     aux_used_ns / 1e9 / secs,
+                     reqs ? aux_used_ns / reqs : -1.0);
     }
-    snprintf(b, sizeof b, " srv_cpu=%.3f srv_ns_per_req=%.0f lg_cpu=%.3f",
-             cpu_used_ns / 1e9 / secs, reqs ? cpu_used_ns / reqs : -1.0, lg);
     return b;
 }
 
@@ -693,7 +772,8 @@ static void alloc_conns(int n)
         conns[i].fd = -1;
         conns[i].state = C_DEAD;
         conns[i].stime = calloc(opt_depth, sizeof(uint64_t));
-        conns[i].obuf = malloc((size_t)opt_depth * opt_linelen);
+        /* (-x: the PROXY header goes before the first wave) */
+        conns[i].obuf = malloc((size_t)opt_depth * opt_linelen + PROXY_HDR_MAX);
         conns[i].exp = malloc(opt_linelen);
         conns[i].next = malloc(opt_linelen);
         if (!conns[i].stime || !conns[i].obuf || !conns[i].exp || !conns[i].next)
@@ -788,6 +868,19 @@ static int run_echo(void)
         struct conn *c = &conns[i];
         if (c->state != C_OPEN)
             continue;
+        if (opt_proxy) {
+            /* the header, then the first DEPTH lines: one write */
+            int h = proxy_header(c->fd, c->obuf);
+            if (h < 0) {
+                note("conn_%d:getsockname:%s", c->id, strerror(errno));
+                n_connfail++;
+                conn_kill(c);
+                open--;
+                continue;
+            }
+            c->ooff = 0;
+            c->olen = h;
+        }
         for (int j = 0; j < opt_depth; j++)
             conn_queue(c, t);
         conn_flush(c);
@@ -861,8 +954,9 @@ static int run_connect(void)
     int n = opt_conns;
     raise_nofile(n + 64);
     struct slot *s = calloc(n, sizeof *s);
-    char *line = malloc(opt_linelen), *exp = malloc(opt_linelen);
-    if (!s || !line || !exp)
+    /* (-x: the PROXY header, then the line, in one write) */
+    char *out = malloc(PROXY_HDR_MAX + opt_linelen), *exp = malloc(opt_linelen);
+    if (!s || !out || !exp)
         die("calloc");
     uint64_t seq = 0, n_done = 0, n_fail = 0, n_bad = 0, n_eof = 0;
     double start = now_s(), mstart = start + opt_warm,
@@ -932,10 +1026,19 @@ static int run_connect(void)
                     x->state = 0;
                     continue;
                 }
+                int h = 0;
+                if (opt_proxy && (h = proxy_header(x->fd, out)) < 0) {
+                    n_fail++;
+                    note("getsockname:%s", strerror(errno));
+                    close(x->fd);
+                    x->state = 0;
+                    continue;
+                }
+                char *line = out + h;
                 init_line(line);
                 make_line(line, id, x->seq);
-                ssize_t w = write(x->fd, line, opt_linelen);
-                if (w != opt_linelen) {
+                ssize_t w = write(x->fd, out, h + opt_linelen);
+                if (w != h + opt_linelen) {
                     n_fail++;
                     note("write:%s", w < 0 ? strerror(errno) : "short");
                     close(x->fd);
@@ -1966,8 +2069,8 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: loadgen echo    -p PORT [-c C] [-d D] [-t S] [-w S] [-s LEN] "
-        "[-g S] [-C S]\n"
-        "       loadgen connect -p PORT [-c C] [-t S] [-w S]\n"
+        "[-g S] [-C S] [-x v1|v2] [-A PID]\n"
+        "       loadgen connect -p PORT [-c C] [-t S] [-w S] [-x v1|v2] [-A PID]\n"
         "       loadgen idle    -p PORT -P PID [-n N] [-t S]\n"
         "       loadgen bcast   -p PORT -P PID [-n N] [-r ROUNDS] [-s SIZE] "
         "[-t IDLE_S] [-g S] [-C S]\n"
@@ -1989,7 +2092,7 @@ int main(int argc, char **argv)
     int is_udp = !strcmp(mode, "udp");
     if (is_udp)
         opt_linelen = 64;
-    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:vU:L:")) != -1) {
+    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:vU:L:x:A:")) != -1) {
         switch (ch) {
         case 'H': opt_host = optarg; break;
         case 'B':
@@ -2031,10 +2134,33 @@ int main(int argc, char **argv)
         case 'v': opt_verbose = 1; break;
         case 'U': opt_unix = optarg; break;
         case 'L': opt_losstimeout = atof(optarg); break;
+        case 'x':
+            if (!strcmp(optarg, "v2") || !strcmp(optarg, "2"))
+                opt_proxy = 2;
+            else if (!strcmp(optarg, "v1") || !strcmp(optarg, "1"))
+                opt_proxy = 1;
+            else
+                usage();
+            break;
+        case 'A': {
+            char *p = optarg, *end;
+            opt_napids = 0;
+            while (*p && opt_napids < 64) {
+                long v = strtol(p, &end, 10);
+                if (end == p)
+                    break;
+                opt_apids[opt_napids++] = (int)v;
+                p = *end == ',' ? end + 1 : end;
+            }
+            break;
+        }
         default: usage();
         }
     }
     if (opt_unix && is_udp)
+        usage();
+    /* -x: TCP echo and connect only */
+    if (opt_proxy && (opt_unix || (strcmp(mode, "echo") && strcmp(mode, "connect"))))
         usage();
     if (opt_unix) {
         memset(&g_unaddr, 0, sizeof g_unaddr);
