@@ -14,6 +14,7 @@
  *   isd_server/isd_conn  accept, read, frame, write, close        (conn.c)
  *   isd_conn_hook        a listener's connection preamble hook    (conn.c)
  *   isd_proxy_opts       the PROXY header as such a hook          (proxyconn.c)
+ *   isd_tls_ctx          TLS server contexts (OpenSSL)            (tls.c)
  *
  * Conventions: functions return 0 (or a count) on success and -1 with errno
  * on failure; setup calls may also fill a caller's error buffer.  Nothing here
@@ -824,6 +825,54 @@ int  isd_server_listen_fd_proxy(isd_server *s, int fd,
 /* c's header, from on_accept until c is closed (on_close included), or
  * NULL: c's listener has no PROXY hook, or c is closed. */
 const isd_proxy_info *isd_conn_proxy(const isd_conn *c);
+
+/* -------------------------------------------------------------------- TLS */
+
+/* tls.c: a TLS server context (OpenSSL's SSL_CTX, with one more per SNI
+ * name): made once from a listener's options, counted, shared by the
+ * connections that start with it.  Reloading certificates is making a new
+ * one; connections keep theirs.  Without OpenSSL at build time
+ * isd_tls_available() is 0 and isd_tls_ctx_new fails, saying so. */
+typedef struct isd_tls_ctx isd_tls_ctx;
+
+enum { ISD_TLS_VERIFY_NONE = 0,      /* no client certificate asked */
+       ISD_TLS_VERIFY_OPTIONAL = 1,  /* asked; one sent must verify */
+       ISD_TLS_VERIFY_REQUIRE = 2 }; /* asked; none or a bad one fails */
+
+typedef struct isd_tls_sni {
+    const char *host;         /* "mail.example", or "*.example" (one label) */
+    const char *cert_file;    /* PEM: its certificate, then the chain */
+    const char *key_file;     /* PEM: its key (NULL: in cert_file) */
+} isd_tls_sni;
+
+typedef struct isd_tls_opts {
+    const char *cert_file;    /* PEM: the certificate, then its chain */
+    const char *key_file;     /* PEM: its private key (NULL: in cert_file) */
+    const char *ca_file;      /* the CAs client certificates are checked */
+    const char *ca_path;      /* against (a PEM file, a hashed directory) */
+    int         verify;       /* ISD_TLS_VERIFY_* */
+    const char *ciphers;      /* TLS 1.2 cipher list (NULL: OpenSSL's) */
+    const char *ciphersuites; /* TLS 1.3 suites (NULL: OpenSSL's) */
+    int         min_version;  /* 0x0303 TLS 1.2 (0: that), 0x0304 TLS 1.3 */
+    const char *const *alpn;  /* protocols, by preference; NULL-terminated */
+    const isd_tls_sni *sni;   /* other certificates, by the name the */
+    size_t      nsni;         /* client asks for (the default otherwise) */
+} isd_tls_opts;
+
+int          isd_tls_available(void);
+/* OpenSSL's version ("OpenSSL 3.0.19 ..."), or NULL without it. */
+const char  *isd_tls_version(void);
+/* A context, or NULL/errno with err naming the option, the file and
+ * OpenSSL's reason ("key_file k.pem does not go with cert_file c.pem:
+ * key values mismatch").  Renegotiation and compression are off, TLS 1.2
+ * is the least version unless min_version says more, buffers of idle
+ * connections are released (SSL_MODE_RELEASE_BUFFERS), the server's
+ * cipher and ALPN preferences win (no ALPN in common: none agreed). */
+isd_tls_ctx *isd_tls_ctx_new(const isd_tls_opts *o, char *err, size_t errlen);
+isd_tls_ctx *isd_tls_ctx_ref(isd_tls_ctx *t);
+void         isd_tls_ctx_unref(isd_tls_ctx *t);
+/* The default SSL_CTX (an SSL_CTX *), for tls.c's connections and tests. */
+void        *isd_tls_ctx_ssl_ctx(const isd_tls_ctx *t);
 
 #ifdef __cplusplus
 }

@@ -74,6 +74,24 @@ sub run_cmd {
     }
 }
 
+# OpenSSL, as Makefile.PL finds it (ISD_NO_OPENSSL=1: without): the core's
+# tls.c and t/c/test_tls.c are built with it when it links.
+my @ssl_libs;
+if (!$ENV{ISD_NO_OPENSSL}) {
+    my $src = File::Spec->catfile($build, 'sslprobe.c');
+    open my $fh, '>', $src or die "write $src: $!";
+    print {$fh} "#include <openssl/ssl.h>\nint main(void) { SSL_CTX_free(SSL_CTX_new(TLS_server_method())); return 0; }\n";
+    close $fh;
+    my $lf = `pkg-config --libs libssl libcrypto 2>/dev/null` || '-lssl -lcrypto';
+    my $cf = `pkg-config --cflags libssl libcrypto 2>/dev/null` || '';
+    my ($rc) = run_cmd(@cc, split(' ', $cf), $src, '-o', File::Spec->catfile($build, 'sslprobe'), split(' ', $lf));
+    if ($rc == 0) {
+        push @cflags, '-DISD_HAVE_OPENSSL', split(' ', $cf);
+        @ssl_libs = split ' ', $lf;
+    }
+}
+note(@ssl_libs ? "OpenSSL: @ssl_libs" : 'OpenSSL: not used');
+
 # The core, compiled once.
 my @objs;
 {
@@ -118,7 +136,7 @@ sub run_one {
     # Build: the plain command first; some older libcs want -lpthread/-lrt.
     my ($rc, $out);
     for my $libs ([], ['-lpthread'], ['-lpthread', '-lrt']) {
-        ($rc, $out) = run_cmd(@cc, @cflags, @extra, $src, @objs, '-o', $exe, @$libs);
+        ($rc, $out) = run_cmd(@cc, @cflags, @extra, $src, @objs, '-o', $exe, @$libs, @ssl_libs);
         last if $rc == 0;
     }
     if ($rc != 0) {

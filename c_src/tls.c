@@ -1,0 +1,359 @@
+/*
+ * tls.c - TLS server contexts (OpenSSL): what a listener's certificates,
+ * client verification, versions, ciphers, ALPN and SNI become, made once
+ * and shared (counted) by the connections that use them.  A reload makes
+ * a new context: open connections keep the one they started with.
+ *
+ * Built with OpenSSL when Makefile.PL finds it (ISD_HAVE_OPENSSL); without
+ * it every context fails to be made, saying so (isd_tls_available() 0).
+ */
+#include "isd_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#ifdef ISD_HAVE_OPENSSL
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+struct isd_tls_ctx {
+    unsigned       refs;
+    SSL_CTX       *ctx;       /* the default certificate's */
+    size_t         nsni;
+    SSL_CTX      **sni_ctx;   /* ... and one per SNI name */
+    char         **sni_host;  /* lower case; "*.example" a wildcard */
+    unsigned char *alpn;      /* the server's protocols, wire format */
+    unsigned       alpnlen;
+};
+
+int isd_tls_available(void) { return 1; }
+
+const char *isd_tls_version(void)
+{
+    return OpenSSL_version(OPENSSL_VERSION);
+}
+
+/* "what: reason" of OpenSSL's last error (the queue emptied), or of errno */
+static void tls_err(char *err, size_t errlen, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char buf[256];
+
+    if (e) {
+        ERR_error_string_n(e, buf, sizeof buf);
+        /* "error:0A00018F:SSL routines::ee key too small": the reason */
+        {
+            const char *r = strrchr(buf, ':');
+            snprintf(err, errlen, "%s: %s", what, r && r[1] ? r + 1 : buf);
+        }
+    } else {
+        snprintf(err, errlen, "%s: %s", what, strerror(errno ? errno : EINVAL));
+    }
+    ERR_clear_error();
+}
+
+static int alpn_select(SSL *ssl, const unsigned char **out,
+                       unsigned char *outlen, const unsigned char *in,
+                       unsigned inlen, void *arg)
+{
+    const isd_tls_ctx *t = arg;
+    unsigned char *o = NULL;
+
+    (void)ssl;
+    /* the server's preference first; no protocol in common: none agreed
+     * (the connection goes on without ALPN, $io->tls->{alpn} undef) */
+    if (!t->alpn || SSL_select_next_proto(&o, outlen, t->alpn, t->alpnlen,
+                                          in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = o;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* Whether host (as the client sent it) is name: equal but for case, or
+ * "*.rest" against one more label ending in ".rest". */
+static int sni_match(const char *name, const char *host)
+{
+    if (name[0] == '*' && name[1] == '.') {
+        const char *dot = strchr(host, '.');
+        return dot && dot != host && strcasecmp(dot + 1, name + 2) == 0;
+    }
+    return strcasecmp(name, host) == 0;
+}
+
+static int sni_select(SSL *ssl, int *alert, void *arg)
+{
+    const isd_tls_ctx *t = arg;
+    const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    size_t i;
+
+    (void)alert;
+    if (!host)
+        return SSL_TLSEXT_ERR_OK;       /* no SNI: the default */
+    for (i = 0; i < t->nsni; i++)       /* exact names first */
+        if (t->sni_host[i][0] != '*' && sni_match(t->sni_host[i], host))
+            break;
+    if (i == t->nsni)
+        for (i = 0; i < t->nsni; i++)
+            if (t->sni_host[i][0] == '*' && sni_match(t->sni_host[i], host))
+                break;
+    if (i < t->nsni)
+        SSL_set_SSL_CTX(ssl, t->sni_ctx[i]);
+    return SSL_TLSEXT_ERR_OK;           /* unknown names: the default */
+}
+
+static const unsigned char sid_ctx[] = "IO::Socket::INET::Daemon";
+
+/* what: file, or -1 with err when it cannot be read (OpenSSL's own word
+ * for that is "system lib") */
+static int readable(const char *what, const char *file, char *err,
+                    size_t errlen)
+{
+    FILE *f = fopen(file, "r");
+
+    if (!f) {
+        snprintf(err, errlen, "%s %s: %s", what, file, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* A context for one certificate, with o's settings. */
+static SSL_CTX *ctx_for(const isd_tls_opts *o, const char *cert,
+                        const char *key, isd_tls_ctx *t, char *err,
+                        size_t errlen)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_server_method());
+    char what[600];
+    int min = o->min_version ? o->min_version : TLS1_2_VERSION;
+
+    if (!c) {
+        tls_err(err, errlen, "SSL_CTX_new");
+        return NULL;
+    }
+    SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION
+                           | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS
+                        | SSL_MODE_ENABLE_PARTIAL_WRITE
+                        | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (!SSL_CTX_set_min_proto_version(c, min)) {
+        snprintf(err, errlen, "min_version: 0x%04x is not a TLS version "
+                 "this OpenSSL has", (unsigned)min);
+        goto fail;
+    }
+    if (!cert || !*cert) {
+        snprintf(err, errlen, "cert_file: none given");
+        goto fail;
+    }
+    snprintf(what, sizeof what, "cert_file %s", cert);
+    if (readable("cert_file", cert, err, errlen) < 0)
+        goto fail;
+    if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
+        tls_err(err, errlen, what);
+        goto fail;
+    }
+    if (!key || !*key)
+        key = cert;
+    snprintf(what, sizeof what, "key_file %s", key);
+    if (readable("key_file", key, err, errlen) < 0)
+        goto fail;
+    if (SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+            snprintf(what, sizeof what, "key_file %s does not go with "
+                     "cert_file %s", key, cert);
+        else if (ERR_GET_LIB(e) == ERR_LIB_PEM || ERR_GET_LIB(e) == ERR_LIB_SSL)
+            snprintf(what, sizeof what, "key_file %s: no private key in it "
+                     "(PEM)", key);
+        tls_err(err, errlen, what);
+        goto fail;
+    }
+    snprintf(what, sizeof what, "key_file %s does not go with cert_file %s",
+             key, cert);
+    if (SSL_CTX_check_private_key(c) != 1) {
+        tls_err(err, errlen, what);
+        goto fail;
+    }
+    if (o->ciphers && *o->ciphers && !SSL_CTX_set_cipher_list(c, o->ciphers)) {
+        snprintf(what, sizeof what, "ciphers '%s'", o->ciphers);
+        tls_err(err, errlen, what);
+        goto fail;
+    }
+    if (o->ciphersuites && *o->ciphersuites
+        && !SSL_CTX_set_ciphersuites(c, o->ciphersuites)) {
+        snprintf(what, sizeof what, "ciphersuites '%s'", o->ciphersuites);
+        tls_err(err, errlen, what);
+        goto fail;
+    }
+    if (o->ca_file || o->ca_path) {
+        snprintf(what, sizeof what, "ca_file %s / ca_path %s",
+                 o->ca_file ? o->ca_file : "-", o->ca_path ? o->ca_path : "-");
+        if (o->ca_file && readable("ca_file", o->ca_file, err, errlen) < 0)
+            goto fail;
+        if (SSL_CTX_load_verify_locations(c, o->ca_file, o->ca_path) != 1) {
+            tls_err(err, errlen, what);
+            goto fail;
+        }
+        if (o->ca_file) {
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->ca_file);
+            if (names)
+                SSL_CTX_set_client_CA_list(c, names);
+        }
+    }
+    if (o->verify != ISD_TLS_VERIFY_NONE) {
+        if (!o->ca_file && !o->ca_path) {
+            snprintf(err, errlen, "verify_client: needs ca_file or ca_path "
+                     "(the CAs client certificates are checked against)");
+            goto fail;
+        }
+        SSL_CTX_set_verify(c, SSL_VERIFY_PEER
+                              | (o->verify == ISD_TLS_VERIFY_REQUIRE
+                                 ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+    }
+    /* (sessions resumed across connections need it once peers are checked) */
+    SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1);
+    if (t->alpn)
+        SSL_CTX_set_alpn_select_cb(c, alpn_select, t);
+    return c;
+fail:
+    SSL_CTX_free(c);
+    return NULL;
+}
+
+static void ctx_free(isd_tls_ctx *t)
+{
+    size_t i;
+
+    if (t->ctx)
+        SSL_CTX_free(t->ctx);
+    for (i = 0; i < t->nsni; i++) {
+        if (t->sni_ctx && t->sni_ctx[i])
+            SSL_CTX_free(t->sni_ctx[i]);
+        if (t->sni_host)
+            free(t->sni_host[i]);
+    }
+    free(t->sni_ctx);
+    free(t->sni_host);
+    free(t->alpn);
+    free(t);
+}
+
+isd_tls_ctx *isd_tls_ctx_new(const isd_tls_opts *o, char *err, size_t errlen)
+{
+    isd_tls_ctx *t;
+    size_t i, n;
+
+    ERR_clear_error();
+    if (!(t = calloc(1, sizeof *t)))
+        goto nomem;
+    t->refs = 1;
+    /* ALPN: the names, in the server's order of preference */
+    for (n = 0; o->alpn && o->alpn[n]; n++) {
+        size_t l = strlen(o->alpn[n]);
+        unsigned char *a;
+        if (l == 0 || l > 255) {
+            snprintf(err, errlen, "alpn: '%s' is not a protocol name "
+                     "(1 to 255 bytes)", o->alpn[n]);
+            ctx_free(t);
+            errno = EINVAL;
+            return NULL;
+        }
+        if (!(a = realloc(t->alpn, t->alpnlen + 1 + l))) {
+            ctx_free(t);
+            goto nomem;
+        }
+        t->alpn = a;
+        a[t->alpnlen] = (unsigned char)l;
+        memcpy(a + t->alpnlen + 1, o->alpn[n], l);
+        t->alpnlen += 1 + (unsigned)l;
+    }
+    if (!(t->ctx = ctx_for(o, o->cert_file, o->key_file, t, err, errlen))) {
+        ctx_free(t);
+        errno = EINVAL;
+        return NULL;
+    }
+    if (o->nsni) {
+        if (!(t->sni_ctx = calloc(o->nsni, sizeof *t->sni_ctx))
+            || !(t->sni_host = calloc(o->nsni, sizeof *t->sni_host))) {
+            ctx_free(t);
+            goto nomem;
+        }
+        for (i = 0; i < o->nsni; i++) {
+            const isd_tls_sni *s = &o->sni[i];
+            char pre[300], *p;
+            if (!s->host || !*s->host) {
+                snprintf(err, errlen, "sni: an empty host name");
+                ctx_free(t);
+                errno = EINVAL;
+                return NULL;
+            }
+            t->nsni = i + 1;
+            if (!(t->sni_host[i] = strdup(s->host))) {
+                ctx_free(t);
+                goto nomem;
+            }
+            for (p = t->sni_host[i]; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    *p = (char)(*p - 'A' + 'a');
+            if (!(t->sni_ctx[i] = ctx_for(o, s->cert_file, s->key_file, t,
+                                          pre, sizeof pre))) {
+                snprintf(err, errlen, "sni %s: %s", s->host, pre);
+                ctx_free(t);
+                errno = EINVAL;
+                return NULL;
+            }
+        }
+        SSL_CTX_set_tlsext_servername_callback(t->ctx, sni_select);
+        SSL_CTX_set_tlsext_servername_arg(t->ctx, t);
+    }
+    return t;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    errno = ENOMEM;
+    return NULL;
+}
+
+isd_tls_ctx *isd_tls_ctx_ref(isd_tls_ctx *t)
+{
+    if (t)
+        t->refs++;
+    return t;
+}
+
+void isd_tls_ctx_unref(isd_tls_ctx *t)
+{
+    if (t && --t->refs == 0)
+        ctx_free(t);
+}
+
+void *isd_tls_ctx_ssl_ctx(const isd_tls_ctx *t)
+{
+    return t ? t->ctx : NULL;
+}
+
+#else /* !ISD_HAVE_OPENSSL */
+
+int isd_tls_available(void) { return 0; }
+const char *isd_tls_version(void) { return NULL; }
+
+isd_tls_ctx *isd_tls_ctx_new(const isd_tls_opts *o, char *err, size_t errlen)
+{
+    (void)o;
+    snprintf(err, errlen, "built without OpenSSL (install its headers, "
+             "e.g. apt-get install libssl-dev, and rebuild: perl Makefile.PL "
+             "&& make)");
+    errno = ENOTSUP;
+    return NULL;
+}
+
+isd_tls_ctx *isd_tls_ctx_ref(isd_tls_ctx *t) { return t; }
+void isd_tls_ctx_unref(isd_tls_ctx *t) { (void)t; }
+void *isd_tls_ctx_ssl_ctx(const isd_tls_ctx *t) { (void)t; return NULL; }
+
+#endif
