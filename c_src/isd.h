@@ -29,6 +29,7 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <sys/uio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -873,6 +874,51 @@ isd_tls_ctx *isd_tls_ctx_ref(isd_tls_ctx *t);
 void         isd_tls_ctx_unref(isd_tls_ctx *t);
 /* The default SSL_CTX (an SSL_CTX *), for tls.c's connections and tests. */
 void        *isd_tls_ctx_ssl_ctx(const isd_tls_ctx *t);
+
+/* One connection's TLS, server side, on a non-blocking socket: what the
+ * core's transport calls instead of recv, writev and shutdown.  Each call
+ * that cannot go on says in *want what the socket must become (ISD_READ,
+ * ISD_WRITE: a TLS read may have to write, and the other way round).
+ * Errors: -1 with errno EAGAIN (*want), ECONNRESET (the peer went without
+ * close_notify, or reset), EPROTO (bad records, a failed handshake or
+ * verification: isd_tls_error says why). */
+typedef struct isd_tls_conn isd_tls_conn;
+/* NULL/errno (ENOMEM).  The connection holds a reference to t. */
+isd_tls_conn *isd_tls_conn_new(isd_tls_ctx *t, int fd);
+void          isd_tls_conn_free(isd_tls_conn *tc);
+/* 1 done, 0 not yet (*want), -1 failed. */
+int           isd_tls_handshake(isd_tls_conn *tc, unsigned *want);
+/* As recv: > 0 bytes, 0 at the peer's close_notify, -1/errno. */
+ssize_t       isd_tls_read(isd_tls_conn *tc, void *buf, size_t len,
+                           unsigned *want);
+/* As writev, but what it took (> 0) is taken: after -1/EAGAIN the next
+ * call must start with the same bytes (the queue's head; OpenSSL retries
+ * its record).  Small pieces are gathered into records of up to 16 KiB. */
+ssize_t       isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov,
+                             int iovcnt, unsigned *want);
+/* Send close_notify: 1 sent (or the peer's already came), 0 not yet
+ * (*want), -1/errno. */
+int           isd_tls_shutdown(isd_tls_conn *tc, unsigned *want);
+/* Why the last call failed ("certificate verify failed", "wrong version
+ * number"), or "". */
+const char   *isd_tls_error(const isd_tls_conn *tc);
+
+/* What a handshake agreed (strings valid while tc is). */
+typedef struct isd_tls_info {
+    const char *version;      /* "TLSv1.3" */
+    const char *cipher;       /* "TLS_AES_256_GCM_SHA384" */
+    const char *sni;          /* the name the client asked for, or NULL */
+    const char *alpn;         /* the protocol agreed, or NULL */
+    size_t      alpnlen;
+    int         peer_verified;/* a client certificate was sent and verified */
+} isd_tls_info;
+int           isd_tls_info_get(const isd_tls_conn *tc, isd_tls_info *out);
+/* The verified client certificate's subject and issuer, one line each
+ * ("CN=client,O=Example"): into buf, or "" without one. */
+const char   *isd_tls_peer_subject(const isd_tls_conn *tc, char *buf,
+                                   size_t len);
+const char   *isd_tls_peer_issuer(const isd_tls_conn *tc, char *buf,
+                                  size_t len);
 
 #ifdef __cplusplus
 }

@@ -337,6 +337,237 @@ void *isd_tls_ctx_ssl_ctx(const isd_tls_ctx *t)
     return t ? t->ctx : NULL;
 }
 
+/* ------------------------------------------------------------ connections */
+
+#define TLS_RECORD 16384        /* the most a record holds */
+
+struct isd_tls_conn {
+    SSL         *ssl;
+    isd_tls_ctx *t;
+    size_t       wpending;      /* a write to repeat: its length */
+    char         err[300];
+    char         wbuf[TLS_RECORD];  /* small pieces gathered */
+};
+
+isd_tls_conn *isd_tls_conn_new(isd_tls_ctx *t, int fd)
+{
+    isd_tls_conn *tc = calloc(1, sizeof *tc);
+
+    if (!tc || !(tc->ssl = SSL_new(t->ctx))) {
+        free(tc);
+        ERR_clear_error();
+        errno = ENOMEM;
+        return NULL;
+    }
+    SSL_set_fd(tc->ssl, fd);
+    SSL_set_accept_state(tc->ssl);
+    tc->t = isd_tls_ctx_ref(t);
+    return tc;
+}
+
+void isd_tls_conn_free(isd_tls_conn *tc)
+{
+    if (!tc)
+        return;
+    SSL_free(tc->ssl);
+    isd_tls_ctx_unref(tc->t);
+    free(tc);
+}
+
+const char *isd_tls_error(const isd_tls_conn *tc) { return tc->err; }
+
+/* r, the result of an SSL call that failed: -1 with errno and *want. */
+static int tls_fail(isd_tls_conn *tc, int r, unsigned *want)
+{
+    int e = SSL_get_error(tc->ssl, r), saved = errno;
+    unsigned long q;
+
+    *want = 0;
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        *want = ISD_READ;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        *want = ISD_WRITE;
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:         /* (close_notify: reads give 0) */
+        errno = 0;
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        q = ERR_peek_last_error();
+        ERR_clear_error();
+        if (!q && (saved == EAGAIN || saved == EWOULDBLOCK || saved == EINTR)) {
+            *want = ISD_READ;           /* (not expected; be safe) */
+            errno = EAGAIN;
+            return -1;
+        }
+        snprintf(tc->err, sizeof tc->err, "%s", saved && saved != EPIPE
+                 ? strerror(saved) : "the peer went without close_notify");
+        errno = saved == EPIPE || !saved ? ECONNRESET : saved;
+        return -1;
+    default:
+        q = ERR_peek_last_error();
+        if (q) {
+            char buf[256];
+            const char *r2;
+            ERR_error_string_n(q, buf, sizeof buf);
+            r2 = strrchr(buf, ':');
+            snprintf(tc->err, sizeof tc->err, "%s", r2 && r2[1] ? r2 + 1 : buf);
+        } else {
+            snprintf(tc->err, sizeof tc->err, "TLS error %d", e);
+        }
+        {
+            long v = SSL_get_verify_result(tc->ssl);
+            if (v != X509_V_OK && strstr(tc->err, "certificate"))
+                snprintf(tc->err, sizeof tc->err, "client certificate: %s",
+                         X509_verify_cert_error_string(v));
+        }
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+int isd_tls_handshake(isd_tls_conn *tc, unsigned *want)
+{
+    int r;
+
+    ERR_clear_error();
+    *want = 0;
+    r = SSL_do_handshake(tc->ssl);
+    if (r == 1)
+        return 1;
+    if (tls_fail(tc, r, want) < 0 && errno == EAGAIN)
+        return 0;
+    if (errno == 0) {                   /* close_notify mid-handshake */
+        snprintf(tc->err, sizeof tc->err, "the peer closed in the handshake");
+        errno = ECONNRESET;
+    }
+    return -1;
+}
+
+ssize_t isd_tls_read(isd_tls_conn *tc, void *buf, size_t len, unsigned *want)
+{
+    size_t got = 0;
+    int r;
+
+    ERR_clear_error();
+    *want = 0;
+    r = SSL_read_ex(tc->ssl, buf, len, &got);
+    if (r == 1)
+        return (ssize_t)got;
+    return tls_fail(tc, r, want);
+}
+
+ssize_t isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov, int iovcnt,
+                       unsigned *want)
+{
+    size_t n = 0, done = 0, take;
+    const char *p;
+    int i, r;
+
+    ERR_clear_error();
+    *want = 0;
+    if (iovcnt <= 0)
+        return 0;
+    if (iov[0].iov_len >= TLS_RECORD || iovcnt == 1) {
+        /* a big piece (or the only one): as it is, a record at a time */
+        p = iov[0].iov_base;
+        n = tc->wpending ? tc->wpending : iov[0].iov_len;
+    } else {
+        /* small pieces: gathered into one record */
+        take = tc->wpending ? tc->wpending : TLS_RECORD;
+        for (i = 0; i < iovcnt && n < take; i++) {
+            size_t k = iov[i].iov_len < take - n ? iov[i].iov_len : take - n;
+            memcpy(tc->wbuf + n, iov[i].iov_base, k);
+            n += k;
+        }
+        p = tc->wbuf;
+    }
+    r = SSL_write_ex(tc->ssl, p, n, &done);
+    if (r == 1) {
+        tc->wpending = 0;
+        return (ssize_t)done;
+    }
+    r = tls_fail(tc, r, want);
+    if (r < 0 && errno == EAGAIN)
+        tc->wpending = n;               /* (the same bytes next time) */
+    else if (r == 0) {                  /* (a write after close_notify) */
+        errno = EPIPE;
+        r = -1;
+    }
+    return r;
+}
+
+int isd_tls_shutdown(isd_tls_conn *tc, unsigned *want)
+{
+    int r;
+
+    ERR_clear_error();
+    *want = 0;
+    r = SSL_shutdown(tc->ssl);
+    if (r >= 0)                         /* 0: ours sent, theirs not waited for */
+        return 1;
+    r = tls_fail(tc, r, want);
+    return r < 0 && errno == EAGAIN ? 0 : -1;
+}
+
+int isd_tls_info_get(const isd_tls_conn *tc, isd_tls_info *out)
+{
+    const unsigned char *a = NULL;
+    unsigned al = 0;
+
+    memset(out, 0, sizeof *out);
+    out->version = SSL_get_version(tc->ssl);
+    out->cipher = SSL_get_cipher_name(tc->ssl);
+    out->sni = SSL_get_servername(tc->ssl, TLSEXT_NAMETYPE_host_name);
+    SSL_get0_alpn_selected(tc->ssl, &a, &al);
+    out->alpn = al ? (const char *)a : NULL;
+    out->alpnlen = al;
+    {
+        X509 *x = SSL_get0_peer_certificate(tc->ssl);
+        out->peer_verified = x && SSL_get_verify_result(tc->ssl) == X509_V_OK;
+    }
+    return 0;
+}
+
+static const char *name_line(X509_NAME *n, char *buf, size_t len)
+{
+    BIO *b;
+    int k;
+
+    buf[0] = '\0';
+    if (!n || !(b = BIO_new(BIO_s_mem())))
+        return buf;
+    X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
+    k = BIO_read(b, buf, (int)len - 1);
+    buf[k > 0 ? k : 0] = '\0';
+    BIO_free(b);
+    return buf;
+}
+
+const char *isd_tls_peer_subject(const isd_tls_conn *tc, char *buf, size_t len)
+{
+    X509 *x = SSL_get0_peer_certificate(tc->ssl);
+    if (!x || SSL_get_verify_result(tc->ssl) != X509_V_OK) {
+        buf[0] = '\0';
+        return buf;
+    }
+    return name_line(X509_get_subject_name(x), buf, len);
+}
+
+const char *isd_tls_peer_issuer(const isd_tls_conn *tc, char *buf, size_t len)
+{
+    X509 *x = SSL_get0_peer_certificate(tc->ssl);
+    if (!x || SSL_get_verify_result(tc->ssl) != X509_V_OK) {
+        buf[0] = '\0';
+        return buf;
+    }
+    return name_line(X509_get_issuer_name(x), buf, len);
+}
+
 #else /* !ISD_HAVE_OPENSSL */
 
 int isd_tls_available(void) { return 0; }
@@ -355,5 +586,30 @@ isd_tls_ctx *isd_tls_ctx_new(const isd_tls_opts *o, char *err, size_t errlen)
 isd_tls_ctx *isd_tls_ctx_ref(isd_tls_ctx *t) { return t; }
 void isd_tls_ctx_unref(isd_tls_ctx *t) { (void)t; }
 void *isd_tls_ctx_ssl_ctx(const isd_tls_ctx *t) { (void)t; return NULL; }
+
+/* (no context can be made: no connection either) */
+isd_tls_conn *isd_tls_conn_new(isd_tls_ctx *t, int fd)
+{
+    (void)t; (void)fd;
+    errno = ENOTSUP;
+    return NULL;
+}
+void isd_tls_conn_free(isd_tls_conn *tc) { (void)tc; }
+int isd_tls_handshake(isd_tls_conn *tc, unsigned *want)
+{ (void)tc; *want = 0; errno = ENOTSUP; return -1; }
+ssize_t isd_tls_read(isd_tls_conn *tc, void *buf, size_t len, unsigned *want)
+{ (void)tc; (void)buf; (void)len; *want = 0; errno = ENOTSUP; return -1; }
+ssize_t isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov, int iovcnt,
+                       unsigned *want)
+{ (void)tc; (void)iov; (void)iovcnt; *want = 0; errno = ENOTSUP; return -1; }
+int isd_tls_shutdown(isd_tls_conn *tc, unsigned *want)
+{ (void)tc; *want = 0; errno = ENOTSUP; return -1; }
+const char *isd_tls_error(const isd_tls_conn *tc) { (void)tc; return ""; }
+int isd_tls_info_get(const isd_tls_conn *tc, isd_tls_info *out)
+{ (void)tc; memset(out, 0, sizeof *out); errno = ENOTSUP; return -1; }
+const char *isd_tls_peer_subject(const isd_tls_conn *tc, char *buf, size_t len)
+{ (void)tc; if (len) buf[0] = '\0'; return buf; }
+const char *isd_tls_peer_issuer(const isd_tls_conn *tc, char *buf, size_t len)
+{ (void)tc; if (len) buf[0] = '\0'; return buf; }
 
 #endif

@@ -174,6 +174,219 @@ static hs connect_one(isd_tls_ctx *t, const char *sni, const char *alpn_wire,
     return h;
 }
 
+/* ------------------------------------------- connections (isd_tls_conn) */
+
+typedef struct pair {
+    int           sv[2];
+    SSL_CTX      *cctx;
+    SSL          *c;        /* the client: OpenSSL itself */
+    isd_tls_conn *s;        /* the server: ours */
+} pair;
+
+static int pair_open(pair *p, isd_tls_ctx *t, const char *sni, int cert)
+{
+    memset(p, 0, sizeof *p);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->sv) < 0)
+        return -1;
+    p->cctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(p->cctx, SSL_VERIFY_NONE, NULL);
+    if (cert) {
+        SSL_CTX_use_certificate_file(p->cctx, path(cert == 1 ? "client.pem" : "other.pem"),
+                                     SSL_FILETYPE_PEM);
+        SSL_CTX_use_PrivateKey_file(p->cctx, path(cert == 1 ? "client.key" : "other.key"),
+                                    SSL_FILETYPE_PEM);
+    }
+    p->c = SSL_new(p->cctx);
+    SSL_set_fd(p->c, p->sv[1]);
+    SSL_set_connect_state(p->c);
+    if (sni)
+        SSL_set_tlsext_host_name(p->c, sni);
+    SSL_set_alpn_protos(p->c, (const unsigned char *)"\x02h2", 3);
+    p->s = isd_tls_conn_new(t, p->sv[0]);
+    return p->s ? 0 : -1;
+}
+
+static void pair_close(pair *p)
+{
+    isd_tls_conn_free(p->s);
+    SSL_free(p->c);
+    SSL_CTX_free(p->cctx);
+    close(p->sv[0]);
+    if (p->sv[1] >= 0)
+        close(p->sv[1]);
+    ERR_clear_error();
+}
+
+/* both handshakes: 1 done, -1 the server's failed */
+static int pair_handshake(pair *p)
+{
+    int i, sd = 0, cd = 0, r;
+    unsigned want;
+
+    for (i = 0; i < 200 && !sd; i++) {
+        if (!cd && SSL_do_handshake(p->c) == 1)
+            cd = 1;
+        r = isd_tls_handshake(p->s, &want);
+        if (r < 0)
+            return -1;
+        if (r == 1)
+            sd = 1;
+        else if (!want)
+            return -1;
+    }
+    if (!cd)
+        SSL_do_handshake(p->c);
+    return sd ? 1 : -1;
+}
+
+/* the server reads until n bytes or nothing more comes */
+static size_t srv_read_all(pair *p, char *buf, size_t n)
+{
+    size_t got = 0;
+    int i;
+    unsigned want;
+
+    for (i = 0; i < 1000 && got < n; i++) {
+        ssize_t r = isd_tls_read(p->s, buf + got, n - got, &want);
+        if (r > 0)
+            got += (size_t)r;
+        else
+            break;
+    }
+    return got;
+}
+
+static void test_conns(isd_tls_ctx *t, isd_tls_ctx *tv)
+{
+    pair p;
+    char buf[4096], big_in[4096];
+    unsigned want;
+    ssize_t r;
+    size_t w;
+    isd_tls_info in;
+
+    if (!ok(pair_open(&p, t, "mail.example", 0) == 0, "conn: made"))
+        return;
+    ok(isd_tls_handshake(p.s, &want) == 0 && want == ISD_READ,
+       "conn: handshake waits to read the ClientHello");
+    ok(pair_handshake(&p) == 1, "conn: handshake done");
+    isd_tls_info_get(p.s, &in);
+    is_str(in.version, "TLSv1.3", "conn: version");
+    ok(in.cipher && strncmp(in.cipher, "TLS_", 4) == 0, "conn: cipher %s", in.cipher ? in.cipher : "-");
+    is_str(in.sni ? in.sni : "-", "mail.example", "conn: the SNI name");
+    ok(in.alpn && in.alpnlen == 2 && memcmp(in.alpn, "h2", 2) == 0, "conn: ALPN h2");
+    ok(!in.peer_verified, "conn: no client certificate");
+    r = isd_tls_read(p.s, buf, sizeof buf, &want);
+    ok(r < 0 && errno == EAGAIN && want == ISD_READ, "conn: nothing to read: EAGAIN, want read");
+    SSL_write(p.c, "hello\n", 6);
+    w = srv_read_all(&p, buf, 6);
+    is_mem(buf, w, "hello\n", 6, "conn: read what the client wrote");
+
+    /* small pieces: gathered into a record; all of it arrives */
+    {
+        struct iovec iov[3] = { { "one ", 4 }, { "two ", 4 }, { "three\n", 6 } };
+        r = isd_tls_writev(p.s, iov, 3, &want);
+        is_int((int)r, 14, "conn: writev of three pieces takes all 14 bytes");
+        r = SSL_read(p.c, buf, sizeof buf);
+        is_mem(buf, r > 0 ? (size_t)r : 0, "one two three\n", 14, "conn: the client reads them whole");
+    }
+
+    /* a big queue against a client that does not read: EAGAIN, want
+     * write; then the same head again as the client reads: byte-exact */
+    {
+        static char big[1 << 20];
+        size_t sent = 0, rcvd = 0, i;
+        int eagain = 0, bad = 0, rounds;
+        for (i = 0; i < sizeof big; i++)
+            big[i] = (char)('a' + i % 26);
+        for (rounds = 0; rounds < 100000 && (sent < sizeof big || rcvd < sizeof big); rounds++) {
+            if (sent < sizeof big) {
+                struct iovec v = { big + sent, sizeof big - sent };
+                r = isd_tls_writev(p.s, &v, 1, &want);
+                if (r > 0)
+                    sent += (size_t)r;
+                else if (errno == EAGAIN && want == ISD_WRITE)
+                    eagain++;
+                else
+                    break;
+            }
+            if (eagain && (rounds % 4 == 0 || sent == sizeof big)) {
+                int k = SSL_read(p.c, big_in, sizeof big_in);
+                if (k > 0) {
+                    for (i = 0; i < (size_t)k; i++)
+                        if (big_in[i] != (char)('a' + (rcvd + i) % 26))
+                            bad++;
+                    rcvd += (size_t)k;
+                }
+            }
+        }
+        ok(eagain > 0, "conn: 1 MiB to a client that does not read: EAGAIN, want write (%d times)", eagain);
+        ok(sent == sizeof big && rcvd == sizeof big && !bad,
+           "conn: then all of it, byte-exact, as it reads (%zu sent, %zu read)", sent, rcvd);
+    }
+
+    /* close_notify from the client: 0 */
+    SSL_shutdown(p.c);
+    r = isd_tls_read(p.s, buf, sizeof buf, &want);
+    is_int((int)r, 0, "conn: the client's close_notify reads as EOF");
+    ok(isd_tls_shutdown(p.s, &want) == 1, "conn: ours sent back");
+    pair_close(&p);
+
+    /* the peer goes without close_notify: ECONNRESET */
+    pair_open(&p, t, NULL, 0);
+    pair_handshake(&p);
+    SSL_write(p.c, "x", 1);
+    close(p.sv[1]);
+    p.sv[1] = -1;
+    w = srv_read_all(&p, buf, 1);
+    r = isd_tls_read(p.s, buf, sizeof buf, &want);
+    ok(w == 1 && r < 0 && errno == ECONNRESET, "conn: a client that goes without close_notify: ECONNRESET (%s)",
+       isd_tls_error(p.s));
+    pair_close(&p);
+
+    /* our close_notify: the client reads 0 */
+    pair_open(&p, t, NULL, 0);
+    pair_handshake(&p);
+    ok(isd_tls_shutdown(p.s, &want) == 1, "conn: shutdown sends close_notify");
+    {
+        int k = SSL_read(p.c, buf, sizeof buf);
+        ok(k <= 0 && SSL_get_error(p.c, k) == SSL_ERROR_ZERO_RETURN, "conn: the client sees it");
+    }
+    pair_close(&p);
+
+    /* plain text on a TLS connection: EPROTO, with OpenSSL's reason */
+    pair_open(&p, t, NULL, 0);
+    if (write(p.sv[1], "GET / HTTP/1.0\r\n\r\n", 18) != 18)
+        diag("write failed");
+    ok(isd_tls_handshake(p.s, &want) < 0 && errno == EPROTO, "conn: plain HTTP: the handshake fails (%s)",
+       isd_tls_error(p.s));
+    ok(isd_tls_error(p.s)[0] != '\0', "conn: ... with a reason");
+    pair_close(&p);
+
+    /* a client certificate: verified, its subject; a bad one refused */
+    if (tv) {
+        char sub[200], iss[200];
+        pair_open(&p, tv, NULL, 1);
+        ok(pair_handshake(&p) == 1, "conn: a client certificate of the CA: handshake");
+        {
+            /* (TLS 1.3: the server checks it after the client's Finished) */
+            r = isd_tls_read(p.s, buf, sizeof buf, &want);
+        }
+        isd_tls_info_get(p.s, &in);
+        ok(in.peer_verified, "conn: verified");
+        is_str(isd_tls_peer_subject(p.s, sub, sizeof sub), "CN=client", "conn: its subject");
+        is_str(isd_tls_peer_issuer(p.s, iss, sizeof iss), "CN=isd-test-ca", "conn: its issuer");
+        pair_close(&p);
+        pair_open(&p, tv, NULL, 0);
+        r = pair_handshake(&p);
+        if (r == 1)
+            r = isd_tls_read(p.s, buf, sizeof buf, &want);
+        ok(r < 0 && errno == EPROTO, "conn: no client certificate where one is required: refused (%s)",
+           isd_tls_error(p.s));
+        pair_close(&p);
+    }
+}
+
 static isd_tls_ctx *ctx_or_diag(const isd_tls_opts *o, char *err, size_t n)
 {
     isd_tls_ctx *t = isd_tls_ctx_new(o, err, n);
@@ -327,6 +540,31 @@ int main(void)
     h = connect_one(t, NULL, NULL, 0, "client", 0);
     ok(h.ok && strcmp(h.peer_cn, "client") == 0, "verify optional: one with one too");
     isd_tls_ctx_unref(t);
+    {
+        /* connections: SNI and ALPN contexts, and a verifying one */
+        isd_tls_opts oc;
+        isd_tls_sni sni = { "mail.example", NULL, NULL };
+        const char *alpn[] = { "h2", NULL };
+        isd_tls_ctx *tc1, *tv;
+        memset(&oc, 0, sizeof oc);
+        oc.cert_file = path("localhost.pem");
+        oc.key_file = path("localhost.key");
+        sni.cert_file = path("mail.example.pem");
+        sni.key_file = path("mail.example.key");
+        oc.sni = &sni;
+        oc.nsni = 1;
+        oc.alpn = alpn;
+        tc1 = ctx_or_diag(&oc, err, sizeof err);
+        oc.sni = NULL;
+        oc.nsni = 0;
+        oc.ca_file = path("ca.pem");
+        oc.verify = ISD_TLS_VERIFY_REQUIRE;
+        tv = ctx_or_diag(&oc, err, sizeof err);
+        if (tc1)
+            test_conns(tc1, tv);
+        isd_tls_ctx_unref(tc1);
+        isd_tls_ctx_unref(tv);
+    }
     o.ca_file = path("nope-ca.pem");
     ok(!isd_tls_ctx_new(&o, err, sizeof err) && strstr(err, "ca_file"),
        "a missing ca_file: %s", err);
