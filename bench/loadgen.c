@@ -142,7 +142,9 @@
  * "phase1_live 10000"), ending with the counters every one of them
  * reports (connected, refused, connect_failed, reset, bad_reply,
  * early_eof, errors); problems are "error: ..." lines on stderr (the first
- * 20).  -D is the deadline of the whole run (default 120 s): past it they
+ * 20), and lg_cpu_ms (this tool's CPU time) and with -P srv_cpu_ms
+ * (the server's, as in the other modes), over the whole run.  -D is the
+ * deadline of the whole run (default 120 s): past it they
  * print "deadline 1" and stop.  Exit 0 when every check passed, 1 when one
  * failed, 2 past the deadline (and 2 on a usage error).  -H, -B and -U
  * work as in the other modes; -n and -c are apart (N and the
@@ -415,6 +417,28 @@ static int sock_error(int fd)
     return err;
 }
 
+/* Write buf[*off .. len) to fd, non-blocking, moving *off on: 0 when all
+ * of it went, 1 when the socket is full (the rest waits for EPOLLOUT), -1
+ * on an error (errno says which).  Every mode's TCP and UNIX output. */
+static int write_pending(int fd, const char *buf, size_t len, size_t *off)
+{
+    while (*off < len) {
+        ssize_t w = write(fd, buf + *off, len - *off);
+        if (w > 0) {
+            *off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        if (w == 0)
+            errno = EPIPE;
+        return -1;
+    }
+    return 0;
+}
+
 /* -x: the PROXY header of connection fd (connected) into buf (at least
  * 108 bytes); returns its length, or -1 when getsockname fails. */
 #define PROXY_HDR_MAX 108
@@ -656,21 +680,17 @@ static void conn_queue(struct conn *c, uint64_t t)
 
 static void conn_flush(struct conn *c)
 {
-    while (c->ooff < c->olen) {
-        ssize_t w = write(c->fd, c->obuf + c->ooff, c->olen - c->ooff);
-        if (w > 0) {
-            c->ooff += w;
-            continue;
+    size_t off = (size_t)c->ooff;
+    int r = write_pending(c->fd, c->obuf, (size_t)c->olen, &off);
+    c->ooff = (int)off;
+    if (r > 0) {
+        if (!c->want_out) {
+            ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, c->id);
+            c->want_out = 1;
         }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->want_out) {
-                ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, c->id);
-                c->want_out = 1;
-            }
-            return;
-        }
+        return;
+    }
+    if (r < 0) {
         if (measuring || sending)
             n_closed++;
         note("conn_%d:write:%s", c->id, strerror(errno));
@@ -1458,22 +1478,15 @@ static int ctl_send(const char *s)
         return 0;
     size_t len = strlen(s), off = 0;
     double dl = now_s() + 5;
-    while (off < len) {
-        ssize_t w = write(c->fd, s + off, len - off);
-        if (w > 0) {
-            off += w;
-            continue;
-        }
-        if (w < 0 && (errno == EAGAIN || errno == EINTR) && now_s() < dl) {
-            usleep(1000);
-            continue;
-        }
-        note("control:write:%s", w < 0 ? strerror(errno) : "short");
-        ctl_dead = 1;
-        conn_kill(c);
-        return 0;
-    }
-    return 1;
+    int r;
+    while ((r = write_pending(c->fd, s, len, &off)) > 0 && now_s() < dl)
+        usleep(1000);
+    if (r == 0)
+        return 1;
+    note("control:write:%s", r < 0 ? strerror(errno) : "timeout");
+    ctl_dead = 1;
+    conn_kill(c);
+    return 0;
 }
 
 /* The server's count of open connections, -1 if it did not answer by the
@@ -2253,21 +2266,12 @@ static void queue_out(xconn *c, const char *p, size_t n)
 /* Write what is queued.  0 ok, -1 the connection failed (closed). */
 static int flush_out(xconn *c)
 {
-    while (c->outoff < c->outlen) {
-        ssize_t w = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
-                         MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN)
-                break;
-            if (errno == ECONNRESET || errno == EPIPE)
-                c_reset++;
-            xerr("conn %u: send: %s", c->id, strerror(errno));
-            x_close(c);
-            return -1;
-        }
-        c->outoff += (size_t)w;
+    if (write_pending(c->fd, c->out, c->outlen, &c->outoff) < 0) {
+        if (errno == ECONNRESET || errno == EPIPE)
+            c_reset++;
+        xerr("conn %u: send: %s", c->id, strerror(errno));
+        x_close(c);
+        return -1;
     }
     return 0;
 }
@@ -2982,6 +2986,7 @@ static int run_xt(const char *mode, double deadline)
 {
     raise_nofile((long)n_opt + (strcmp(mode, "short") ? 0 : c_opt) + 64);
     deadline_at = now_s() + deadline;
+    cpu_window_start();
     if (!strcmp(mode, "hold"))
         run_hold();
     else if (!strcmp(mode, "short"))
@@ -2992,6 +2997,12 @@ static int run_xt(const char *mode, double deadline)
         run_loris();
     else
         run_flood();
+    cpu_window_end();
+    /* -P: the server's CPU time over the whole run, as echo measures it
+     * over its window; and ours */
+    if (opt_npids > 0)
+        kv("srv_cpu_ms %.1f", cpu_used_ns >= 0 ? cpu_used_ns / 1e6 : -1.0);
+    kv("lg_cpu_ms %.1f", own_used_s * 1e3);
     kv("connected %lu", c_connected);
     kv("refused %lu", c_refused);
     kv("connect_failed %lu", c_connfail + c_addrnotavail);
@@ -3057,7 +3068,7 @@ int main(int argc, char **argv)
             case 't': s_opt = atof(optarg); continue;
             case 'i': i_opt = (unsigned)strtoul(optarg, NULL, 10); continue;
             case 'D': x_deadline = atof(optarg); continue;
-            case 'd': case 'w': case 's': case 'g': case 'C': case 'P':
+            case 'd': case 'w': case 's': case 'g': case 'C':
             case 'r': case 'L': case 'x': case 'A':
                 usage();
             }
