@@ -1995,6 +1995,19 @@ static int udp_pump(int timeout_ms)
     return done;
 }
 
+/* pump until the time until, expiring what is overdue every so often */
+static void udp_run_until(double until, double *next_exp, double every)
+{
+    double tnow;
+    while ((tnow = now_s()) < until) {
+        udp_pump(1);
+        if (tnow >= *next_exp) {
+            udp_expire();
+            *next_exp = tnow + every;
+        }
+    }
+}
+
 static int run_udp(void)
 {
     int n = opt_conns, D = opt_depth, L = opt_linelen;
@@ -2026,29 +2039,17 @@ static int run_udp(void)
     for (int i = 0; i < n; i++)
         udp_flush(i);
     double start = now_s(), mstart = start + opt_warm,
-           mend = mstart + opt_secs, next_exp = start, tnow;
+           mend = mstart + opt_secs, next_exp = start;
     /* expiry is checked every 5 ms, or a tenth of the timeout if less */
     double every = opt_losstimeout / 10 < 0.005 ? opt_losstimeout / 10 : 0.005;
-    while ((tnow = now_s()) < mstart) {
-        udp_pump(1);
-        if (tnow >= next_exp) {
-            udp_expire();
-            next_exp = tnow + every;
-        }
-    }
+    udp_run_until(mstart, &next_exp, every);
     measuring = 1;
     n_ok = 0;
     memset(hist, 0, sizeof hist);
     hist_n = 0;
     double real_start = now_s();
     cpu_window_start();
-    while ((tnow = now_s()) < mend) {
-        udp_pump(1);
-        if (tnow >= next_exp) {
-            udp_expire();
-            next_exp = tnow + every;
-        }
-    }
+    udp_run_until(mend, &next_exp, every);
     measuring = 0;
     sending = 0;
     double real_secs = now_s() - real_start;
@@ -2405,6 +2406,37 @@ static xconn *new_conns(unsigned n)
     return cs;
 }
 
+/* Connect cs[0 .. n - 1] all at once and wait until each is connected
+ * (then in state, watched for input) or failed (closed, counted): the
+ * number that failed, -1 past the deadline. */
+static long x_open_all(xconn *cs, unsigned n, int state)
+{
+    struct epoll_event evs[512];
+    unsigned i, connected = 0, failed = 0;
+    int k, m;
+
+    for (i = 0; i < n; i++)
+        if (x_connect(&cs[i]) < 0)
+            failed++;
+    while (connected + failed < n) {
+        m = x_wait(evs, 512, 100);
+        if (m < 0)
+            return -1;
+        for (k = 0; k < m; k++) {
+            xconn *c = XCONN(evs[k]);
+            int r = connect_done(c);
+            if (r == 0) {
+                c->state = state;
+                set_interest(c, EPOLLIN);
+                connected++;
+            } else if (r < 0) {
+                failed++;
+            }
+        }
+    }
+    return failed;
+}
+
 /* ------------------------------------------------------------------ hold */
 
 /* Handle an event for a connection doing one request at a time.  Returns 1 when
@@ -2626,33 +2658,19 @@ static void run_short(void)
 static void run_pipe(void)
 {
     struct epoll_event evs[512];
-    unsigned N = n_opt, i, done = 0, connected = 0;
+    unsigned N = n_opt, i, done = 0;
     uint64_t L = l_opt, total_ok = 0;
     double t0, secs;
     char line[64];
     int k, n;
 
+    long failed;
+
     xconns = new_conns(N);
-    for (i = 0; i < N; i++)
-        if (x_connect(&xconns[i]) < 0)
-            done++;
     /* everyone connected first, then the clock starts */
-    while (connected + done < N) {
-        n = x_wait(evs, 512, 100);
-        if (n < 0)
-            goto end;
-        for (k = 0; k < n; k++) {
-            xconn *c = XCONN(evs[k]);
-            int r = connect_done(c);
-            if (r == 0) {
-                c->state = ST_SENDING;
-                set_interest(c, EPOLLIN);
-                connected++;
-            } else if (r < 0) {
-                done++;
-            }
-        }
-    }
+    if ((failed = x_open_all(xconns, N, ST_SENDING)) < 0)
+        goto end;
+    done = (unsigned)failed;
     t0 = now_s();
     for (i = 0; i < N; i++)
         if (xconns[i].state == ST_SENDING)
@@ -2738,7 +2756,7 @@ end:
 static void run_loris(void)
 {
     struct epoll_event evs[512];
-    unsigned N = n_opt, i, connected = 0, done = 0, live;
+    unsigned N = n_opt, i, live;
     xconn probe;
     double *lat = NULL, next_probe, next_tick, end, t0;
     size_t nlat = 0, latcap = 0;
@@ -2747,32 +2765,16 @@ static void run_loris(void)
     int k, n;
 
     /* the loris body: "l<id>" + filler, one byte a second */
-    xconns = new_conns(N + 1);
+    xconns = new_conns(N);
     memset(&probe, 0, sizeof probe);
     probe.fd = -1;
     probe.id = N;
-    for (i = 0; i < N; i++)
-        if (x_connect(&xconns[i]) < 0)
-            done++;
-    if (x_connect(&probe) < 0)
+    /* the probe first, then the lorises all at once */
+    if (x_open_all(&probe, 1, ST_IDLE) != 0)
         xdie("probe: cannot connect");
     t0 = now_s();
-    while (connected + done < N + 1) {
-        n = x_wait(evs, 512, 100);
-        if (n < 0)
-            goto end;
-        for (k = 0; k < n; k++) {
-            xconn *c = XCONN(evs[k]);
-            int r = connect_done(c);
-            if (r == 0) {
-                c->state = c == &probe ? ST_IDLE : ST_TRICKLE;
-                set_interest(c, EPOLLIN);
-                connected++;
-            } else if (r < 0) {
-                done++;
-            }
-        }
-    }
+    if (x_open_all(xconns, N, ST_TRICKLE) < 0)
+        goto end;
     kv("loris_connected %lu", c_connected - 1);
     kv("loris_connect_secs %.3f", now_s() - t0);
     end = now_s() + s_opt;
