@@ -14,6 +14,14 @@
  *                           [-s SIZE] [-L LOSS_TIMEOUT] [-g GRACE]
  *                           [-P SERVER_PID]
  *
+ * and the modes of the reliability suite (xt/, through xt/lib/ISDStress.pm):
+ *
+ *   loadgen hold    -p PORT [-n N] [-c INFLIGHT] [-h HOLD_SECS] [-D SECS]
+ *   loadgen short   -p PORT [-n TOTAL] [-c CONCURRENCY] [-D SECS]
+ *   loadgen pipe    -p PORT [-n CONNS] [-l LINES] [-D SECS]
+ *   loadgen loris   -p PORT [-n N] [-t SECS] [-i MS] [-D SECS]
+ *   loadgen flood   -p PORT [-n N] [-t SECS] [-D SECS]
+ *
  * Common: -H HOST (default 127.0.0.1, numeric IPv4 only), -B SRC (bind
  * connections to 64 source addresses from SRC on, e.g. 127.23.5.1: in
  * connect mode one address has only ~28k ports, and a closed port stays in
@@ -107,7 +115,42 @@
  * connected), the destination HOST:PORT.  The server must take the header
  * off: the replies are checked against the lines alone.
  *
- * Output: one line of key=value pairs on stdout, e.g.
+ * The reliability suite's modes: against a line echo server, every line
+ * sent must come back byte-exact; a line starting with 'q' must come back
+ * and then be followed by the server closing.  Their lines are their own
+ * (not the numbered lines above), and so are their results.
+ *
+ * hold:    open N connections (at most INFLIGHT connects at once, default
+ *          256), prove each with a request and reply, print "phase1 ...",
+ *          keep all N open for HOLD_SECS (default 1), then prove every one
+ *          again at once ("phase2 ...").
+ * short:   TOTAL short connections (default 100), CONCURRENCY at a time
+ *          (default 256): connect, one line, its reply, close (every other
+ *          one asks the server to close: "q").
+ * pipe:    CONNS connections each pipelining LINES numbered lines (default
+ *          1000); every reply is checked in order.
+ * loris:   N connections that each send one byte per second of a line for
+ *          SECS seconds (default 5), then its end; meanwhile a probe
+ *          connection sends a line every MS ms (default 50) and its reply
+ *          latency is recorded.  Every trickled line must finally come
+ *          back whole.
+ * flood:   connect N sockets as fast as possible, send nothing, hold them
+ *          SECS seconds (default 5), close them all.  Counts connects and
+ *          server-side closes.
+ *
+ * Their output is "key value" lines on stdout (flushed as they come: e.g.
+ * "phase1_live 10000"), ending with the counters every one of them
+ * reports (connected, refused, connect_failed, reset, bad_reply,
+ * early_eof, errors); problems are "error: ..." lines on stderr (the first
+ * 20), and lg_cpu_ms (this tool's CPU time) and with -P srv_cpu_ms
+ * (the server's, as in the other modes), over the whole run.  -D is the
+ * deadline of the whole run (default 120 s): past it they
+ * print "deadline 1" and stop.  Exit 0 when every check passed, 1 when one
+ * failed, 2 past the deadline (and 2 on a usage error).  -H, -B and -U
+ * work as in the other modes; -n and -c are apart (N and the
+ * concurrency), -t is the length of loris and flood.
+ *
+ * Output (the other modes): one line of key=value pairs on stdout, e.g.
  *   mode=echo status=OK c=50 d=16 secs=2.000 reqs=... rps=... p50_us=...
  * status is OK, LOST/REORDERED, CORRUPT, CLOSED, STALLED, CONNECT_FAILED or
  * ERROR (bcast: OK, CORRUPT, LOST, CLOSED, BAD_REPLY, TIMEOUT,
@@ -182,6 +225,12 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
 }
 
 /* Raise RLIMIT_NOFILE to what is needed (up to the hard limit, or above
@@ -368,6 +417,28 @@ static int sock_error(int fd)
     return err;
 }
 
+/* Write buf[*off .. len) to fd, non-blocking, moving *off on: 0 when all
+ * of it went, 1 when the socket is full (the rest waits for EPOLLOUT), -1
+ * on an error (errno says which).  Every mode's TCP and UNIX output. */
+static int write_pending(int fd, const char *buf, size_t len, size_t *off)
+{
+    while (*off < len) {
+        ssize_t w = write(fd, buf + *off, len - *off);
+        if (w > 0) {
+            *off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1;
+        if (w == 0)
+            errno = EPIPE;
+        return -1;
+    }
+    return 0;
+}
+
 /* -x: the PROXY header of connection fd (connected) into buf (at least
  * 108 bytes); returns its length, or -1 when getsockname fails. */
 #define PROXY_HDR_MAX 108
@@ -401,7 +472,9 @@ static int proxy_header(int fd, char *buf)
     return 28;
 }
 
-static void ep_set(int fd, int op, uint32_t ev, uint32_t id)
+/* every mode's epoll: id is a connection's index (echo, connect, ...) or
+ * its address (the xt modes) */
+static void ep_set(int fd, int op, uint32_t ev, uint64_t id)
 {
     struct epoll_event e;
     e.events = ev;
@@ -410,26 +483,41 @@ static void ep_set(int fd, int op, uint32_t ev, uint32_t id)
         die("epoll_ctl");
 }
 
+/* epoll_wait on g_ep: the number of events, 0 when interrupted */
+static int ep_wait(struct epoll_event *evs, int max, int timeout_ms)
+{
+    int k = epoll_wait(g_ep, evs, max, timeout_ms);
+    if (k < 0) {
+        if (errno == EINTR)
+            return 0;
+        die("epoll_wait");
+    }
+    return k;
+}
+
 /* ------------------------------------------------------------------ */
 /* server CPU time (-P PID): nanoseconds on CPU, from /proc/PID/schedstat,
  * else from the utime+stime ticks of /proc/PID/stat; -1 if unknown      */
 
 static double pid_cpu_ns(int pid);
 
-/* the sum over every -P process (a prefork server's workers) */
-static double server_cpu_ns(void)
+/* the sum over the processes pids[0 .. n - 1]; -1 if unknown */
+static double pids_cpu_ns(const int *pids, int n)
 {
     double sum = 0;
-    if (opt_npids <= 0)
+    if (n <= 0)
         return -1;
-    for (int i = 0; i < opt_npids; i++) {
-        double v = pid_cpu_ns(opt_pids[i]);
+    for (int i = 0; i < n; i++) {
+        double v = pid_cpu_ns(pids[i]);
         if (v < 0)
             return -1;
         sum += v;
     }
     return sum;
 }
+
+/* every -P process (a prefork server's workers) */
+static double server_cpu_ns(void) { return pids_cpu_ns(opt_pids, opt_npids); }
 
 static double pid_cpu_ns(int pid)
 {
@@ -471,20 +559,8 @@ static double own_cpu_s(void)
            ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
-/* the sum over every -A process (a balancer) */
-static double aux_cpu_ns(void)
-{
-    double sum = 0;
-    if (opt_napids <= 0)
-        return -1;
-    for (int i = 0; i < opt_napids; i++) {
-        double v = pid_cpu_ns(opt_apids[i]);
-        if (v < 0)
-            return -1;
-        sum += v;
-    }
-    return sum;
-}
+/* every -A process (a balancer) */
+static double aux_cpu_ns(void) { return pids_cpu_ns(opt_apids, opt_napids); }
 
 static double cpu_at_start = -1;
 static double cpu_used_ns = -1;
@@ -604,21 +680,17 @@ static void conn_queue(struct conn *c, uint64_t t)
 
 static void conn_flush(struct conn *c)
 {
-    while (c->ooff < c->olen) {
-        ssize_t w = write(c->fd, c->obuf + c->ooff, c->olen - c->ooff);
-        if (w > 0) {
-            c->ooff += w;
-            continue;
+    size_t off = (size_t)c->ooff;
+    int r = write_pending(c->fd, c->obuf, (size_t)c->olen, &off);
+    c->ooff = (int)off;
+    if (r > 0) {
+        if (!c->want_out) {
+            ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, c->id);
+            c->want_out = 1;
         }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (!c->want_out) {
-                ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT, c->id);
-                c->want_out = 1;
-            }
-            return;
-        }
+        return;
+    }
+    if (r < 0) {
         if (measuring || sending)
             n_closed++;
         note("conn_%d:write:%s", c->id, strerror(errno));
@@ -730,7 +802,7 @@ static int open_all(int first, int n, double deadline)
             inflight++;
             next++;
         }
-        int k = epoll_wait(g_ep, evs, 256, 50);
+        int k = ep_wait(evs, 256, 50);
         for (int i = 0; i < k; i++) {
             struct conn *c = &conns[evs[i].data.u64];
             if (c->state != C_CONNECTING)
@@ -790,12 +862,7 @@ static char rbuf[1 << 16];
 static int pump(int timeout_ms)
 {
     static struct epoll_event evs[1024];
-    int k = epoll_wait(g_ep, evs, 1024, timeout_ms);
-    if (k < 0) {
-        if (errno == EINTR)
-            return 0;
-        die("epoll_wait");
-    }
+    int k = ep_wait(evs, 1024, timeout_ms);
     uint64_t t = now_ns();
     int lines = 0;
     for (int i = 0; i < k; i++) {
@@ -1012,7 +1079,7 @@ static int run_connect(void)
                 }
             break;
         }
-        int k = epoll_wait(g_ep, evs, 256, 10);
+        int k = ep_wait(evs, 256, 10);
         uint64_t t = now_ns();
         for (int j = 0; j < k; j++) {
             struct slot *x = &s[evs[j].data.u64];
@@ -1340,12 +1407,7 @@ static void bc_input(struct conn *c, const char *data, long len)
 static long bc_pump(int timeout_ms)
 {
     static struct epoll_event evs[1024];
-    int k = epoll_wait(g_ep, evs, 1024, timeout_ms);
-    if (k < 0) {
-        if (errno == EINTR)
-            return 0;
-        die("epoll_wait");
-    }
+    int k = ep_wait(evs, 1024, timeout_ms);
     long bytes = 0;
     for (int i = 0; i < k; i++) {
         struct conn *c = &conns[evs[i].data.u64];
@@ -1416,22 +1478,15 @@ static int ctl_send(const char *s)
         return 0;
     size_t len = strlen(s), off = 0;
     double dl = now_s() + 5;
-    while (off < len) {
-        ssize_t w = write(c->fd, s + off, len - off);
-        if (w > 0) {
-            off += w;
-            continue;
-        }
-        if (w < 0 && (errno == EAGAIN || errno == EINTR) && now_s() < dl) {
-            usleep(1000);
-            continue;
-        }
-        note("control:write:%s", w < 0 ? strerror(errno) : "short");
-        ctl_dead = 1;
-        conn_kill(c);
-        return 0;
-    }
-    return 1;
+    int r;
+    while ((r = write_pending(c->fd, s, len, &off)) > 0 && now_s() < dl)
+        usleep(1000);
+    if (r == 0)
+        return 1;
+    note("control:write:%s", r < 0 ? strerror(errno) : "timeout");
+    ctl_dead = 1;
+    conn_kill(c);
+    return 0;
 }
 
 /* The server's count of open connections, -1 if it did not answer by the
@@ -1462,12 +1517,6 @@ static long ctl_wait_count(long want, double deadline)
         while (now_s() < until)
             bc_pump(5);
     }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double median(double *v, int n)
@@ -1913,12 +1962,7 @@ static int udp_pump(int timeout_ms)
     static char rb[U_BATCH][4096 + 64];
     static struct mmsghdr mm[U_BATCH];
     static struct iovec iov[U_BATCH];
-    int k = epoll_wait(g_ep, evs, 1024, timeout_ms);
-    if (k < 0) {
-        if (errno == EINTR)
-            return 0;
-        die("epoll_wait");
-    }
+    int k = ep_wait(evs, 1024, timeout_ms);
     uint64_t t = now_ns();
     int done = 0;
     int vlen = opt_depth + 4 < U_BATCH ? opt_depth + 4 : U_BATCH;
@@ -1949,6 +1993,19 @@ static int udp_pump(int timeout_ms)
             udp_flush(i);
     }
     return done;
+}
+
+/* pump until the time until, expiring what is overdue every so often */
+static void udp_run_until(double until, double *next_exp, double every)
+{
+    double tnow;
+    while ((tnow = now_s()) < until) {
+        udp_pump(1);
+        if (tnow >= *next_exp) {
+            udp_expire();
+            *next_exp = tnow + every;
+        }
+    }
 }
 
 static int run_udp(void)
@@ -1982,29 +2039,17 @@ static int run_udp(void)
     for (int i = 0; i < n; i++)
         udp_flush(i);
     double start = now_s(), mstart = start + opt_warm,
-           mend = mstart + opt_secs, next_exp = start, tnow;
+           mend = mstart + opt_secs, next_exp = start;
     /* expiry is checked every 5 ms, or a tenth of the timeout if less */
     double every = opt_losstimeout / 10 < 0.005 ? opt_losstimeout / 10 : 0.005;
-    while ((tnow = now_s()) < mstart) {
-        udp_pump(1);
-        if (tnow >= next_exp) {
-            udp_expire();
-            next_exp = tnow + every;
-        }
-    }
+    udp_run_until(mstart, &next_exp, every);
     measuring = 1;
     n_ok = 0;
     memset(hist, 0, sizeof hist);
     hist_n = 0;
     double real_start = now_s();
     cpu_window_start();
-    while ((tnow = now_s()) < mend) {
-        udp_pump(1);
-        if (tnow >= next_exp) {
-            udp_expire();
-            next_exp = tnow + every;
-        }
-    }
+    udp_run_until(mend, &next_exp, every);
     measuring = 0;
     sending = 0;
     double real_secs = now_s() - real_start;
@@ -2064,6 +2109,915 @@ static int run_udp(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* the reliability suite's modes (xt/): hold, short, pipe, loris, flood */
+/*                                                                    */
+/* A connection of these modes carries lines of its own (not the      */
+/* numbered LINELEN lines of echo), one request at a time or a        */
+/* pipeline, with its own buffers; what they share with the modes     */
+/* above: start_connect (-H, -B, -U), sock_error, ep_set and ep_wait, */
+/* now_s, raise_nofile, cmp_double and the options.                   */
+
+enum { ST_FREE = 0, ST_CONNECTING, ST_SENDING, ST_WAITING, ST_IDLE,
+       ST_WAITEOF, ST_TRICKLE, ST_DONE };
+
+typedef struct xconn {
+    int      fd;
+    int      state;
+    unsigned id;
+    unsigned events;          /* current epoll interest */
+    char    *out;             /* pending output */
+    size_t   outlen, outoff, outcap;
+    char    *in;              /* input not yet matched */
+    size_t   inlen, incap;
+    char     expect[64];      /* the reply expected (one line) */
+    size_t   explen;
+    /* pipe mode */
+    uint64_t sent_lines, got_lines;
+    /* loris mode */
+    size_t   trickled;
+    double   t0;
+} xconn;
+
+static double deadline_at;       /* -D: the whole run's deadline */
+static unsigned n_opt = 100, c_opt = 256, l_opt = 1000, i_opt = 50;
+static double h_opt = 1, s_opt = 5;
+static int x_failed;             /* a check failed */
+static unsigned long n_errors;
+
+/* counters */
+static unsigned long c_connected, c_refused, c_connfail, c_reset, c_badreply,
+                     c_eof_early, c_ok, c_closed_by_server, c_addrnotavail;
+
+/* a result: a "key value" line, flushed at once (xt/lib/ISDStress.pm
+ * reads them as they come) */
+static void kv(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void kv(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    fflush(stdout);
+}
+
+/* a failed check: "error: ..." on stderr (the first 20) */
+static void xerr(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void xerr(const char *fmt, ...)
+{
+    va_list ap;
+    n_errors++;
+    x_failed = 1;
+    if (n_errors > 20)
+        return;                    /* the counters say the rest */
+    fputs("error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void xdie(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void xdie(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("fatal: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (!p)
+        xdie("out of memory");
+    return p;
+}
+
+static void set_interest(xconn *c, unsigned ev)
+{
+    if (ev == c->events)
+        return;
+    ep_set(c->fd, !ev ? EPOLL_CTL_DEL : !c->events ? EPOLL_CTL_ADD : EPOLL_CTL_MOD,
+           ev, (uint64_t)(uintptr_t)c);
+    c->events = ev;
+}
+
+static void count_connect_error(int e)
+{
+    if (e == ECONNREFUSED)
+        c_refused++;
+    else if (e == EADDRNOTAVAIL)
+        c_addrnotavail++;
+    else if (e == ECONNRESET)
+        c_reset++;
+    else
+        c_connfail++;
+}
+
+/* Start a non-blocking connect (start_connect: -H, -B, -U); 0 ok (maybe
+ * in progress), -1 failed (counted). */
+static int x_connect(xconn *c)
+{
+    c->events = 0;
+    c->outlen = c->outoff = c->inlen = 0;
+    c->fd = start_connect((int)c->id);
+    if (c->fd < 0) {
+        int e = errno;
+        if (e == EMFILE || e == ENFILE) {  /* no socket: not a connect */
+            xerr("socket: %s", strerror(e));
+            return -1;
+        }
+        count_connect_error(e);
+        xerr("connect: %s", strerror(e));
+        return -1;
+    }
+    c->state = ST_CONNECTING;
+    set_interest(c, EPOLLOUT);
+    return 0;
+}
+
+static void x_close(xconn *c)
+{
+    if (c->fd >= 0) {
+        if (c->events)
+            set_interest(c, 0);
+        close(c->fd);
+    }
+    c->fd = -1;
+    c->events = 0;
+    c->state = ST_DONE;
+}
+
+static void queue_out(xconn *c, const char *p, size_t n)
+{
+    if (c->outoff && c->outoff == c->outlen)
+        c->outoff = c->outlen = 0;
+    if (c->outlen + n > c->outcap) {
+        c->outcap = (c->outlen + n) * 2 + 64;
+        c->out = xrealloc(c->out, c->outcap);
+    }
+    memcpy(c->out + c->outlen, p, n);
+    c->outlen += n;
+}
+
+/* Write what is queued.  0 ok, -1 the connection failed (closed). */
+static int flush_out(xconn *c)
+{
+    if (write_pending(c->fd, c->out, c->outlen, &c->outoff) < 0) {
+        if (errno == ECONNRESET || errno == EPIPE)
+            c_reset++;
+        xerr("conn %u: send: %s", c->id, strerror(errno));
+        x_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Read what is there.  >0 bytes, 0 EOF, -1 nothing (EAGAIN), -2 error
+ * (the connection is closed and counted). */
+static ssize_t read_in(xconn *c)
+{
+    ssize_t n, total = 0;
+
+    for (;;) {
+        if (c->incap - c->inlen < 65536) {
+            c->incap = c->inlen + 131072;
+            c->in = xrealloc(c->in, c->incap);
+        }
+        n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, 0);
+        if (n > 0) {
+            c->inlen += (size_t)n;
+            total += n;
+            if ((size_t)n < 65536)
+                return total;
+            continue;
+        }
+        if (n == 0)
+            return total ? total : 0;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN)
+            return total ? total : -1;
+        if (errno == ECONNRESET)
+            c_reset++;
+        xerr("conn %u: recv: %s", c->id, strerror(errno));
+        x_close(c);
+        return -2;
+    }
+}
+
+static void update_interest(xconn *c)
+{
+    unsigned ev = EPOLLIN;
+
+    if (c->fd < 0)
+        return;
+    if (c->outoff < c->outlen)
+        ev |= EPOLLOUT;
+    set_interest(c, ev);
+}
+
+/* Send one line and expect it back. */
+static void request(xconn *c, const char *line)
+{
+    size_t n = strlen(line);
+
+    memcpy(c->expect, line, n);
+    c->explen = n;
+    queue_out(c, line, n);
+    c->state = ST_WAITING;
+    c->t0 = now_s();
+    if (flush_out(c) == 0)
+        update_interest(c);
+}
+
+/* Finished connecting?  0 yes, -1 failed (closed), 1 not yet. */
+static int connect_done(xconn *c)
+{
+    int e = sock_error(c->fd);
+
+    if (e == EINPROGRESS || e == EALREADY)
+        return 1;
+    if (e) {
+        count_connect_error(e);
+        xerr("conn %u: connect: %s", c->id, strerror(e));
+        x_close(c);
+        return -1;
+    }
+    c_connected++;
+    return 0;
+}
+
+/* A reply arrived for a ST_WAITING connection: 1 complete and right, 0 not yet,
+ * -1 wrong (counted). */
+static int check_reply(xconn *c)
+{
+    char *nl = memchr(c->in, '\n', c->inlen);
+    size_t len;
+
+    if (!nl) {
+        if (c->inlen <= c->explen)
+            return 0;
+        c_badreply++;
+        xerr("conn %u: reply too long", c->id);
+        return -1;
+    }
+    len = (size_t)(nl - c->in) + 1;
+    if (len != c->explen || memcmp(c->in, c->expect, len) != 0) {
+        c_badreply++;
+        xerr("conn %u: expected '%.*s', got '%.*s'", c->id, (int)c->explen - 1,
+            c->expect, (int)len - 1, c->in);
+        return -1;
+    }
+    memmove(c->in, c->in + len, c->inlen - len);
+    c->inlen -= len;
+    return 1;
+}
+
+/* ep_wait, within the run's deadline (-D): -1 past it */
+static int x_wait(struct epoll_event *evs, int max, int ms)
+{
+    if (now_s() > deadline_at) {
+        kv("deadline 1");
+        return -1;
+    }
+    return ep_wait(evs, max, ms);
+}
+
+#define XCONN(e) ((xconn *)(uintptr_t)(e).data.u64)
+
+static xconn *xconns;
+
+static xconn *new_conns(unsigned n)
+{
+    unsigned i;
+    xconn *cs = calloc(n, sizeof *cs);
+
+    if (!cs)
+        xdie("out of memory");
+    for (i = 0; i < n; i++) {
+        cs[i].fd = -1;
+        cs[i].id = i;
+    }
+    return cs;
+}
+
+/* Connect cs[0 .. n - 1] all at once and wait until each is connected
+ * (then in state, watched for input) or failed (closed, counted): the
+ * number that failed, -1 past the deadline. */
+static long x_open_all(xconn *cs, unsigned n, int state)
+{
+    struct epoll_event evs[512];
+    unsigned i, connected = 0, failed = 0;
+    int k, m;
+
+    for (i = 0; i < n; i++)
+        if (x_connect(&cs[i]) < 0)
+            failed++;
+    while (connected + failed < n) {
+        m = x_wait(evs, 512, 100);
+        if (m < 0)
+            return -1;
+        for (k = 0; k < m; k++) {
+            xconn *c = XCONN(evs[k]);
+            int r = connect_done(c);
+            if (r == 0) {
+                c->state = state;
+                set_interest(c, EPOLLIN);
+                connected++;
+            } else if (r < 0) {
+                failed++;
+            }
+        }
+    }
+    return failed;
+}
+
+/* ------------------------------------------------------------------ hold */
+
+/* Handle an event for a connection doing one request at a time.  Returns 1 when
+ * the connection just finished its request (ok or not), else 0. */
+static int step_request(xconn *c, uint32_t ev, const char *(*line_for)(xconn *))
+{
+    ssize_t n;
+    int r;
+
+    if (c->state == ST_CONNECTING) {
+        r = connect_done(c);
+        if (r > 0)
+            return 0;
+        if (r < 0)
+            return 1;
+        request(c, line_for(c));
+        return 0;
+    }
+    if (ev & EPOLLOUT) {
+        if (flush_out(c) < 0)
+            return 1;
+        update_interest(c);
+    }
+    if (!(ev & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        return 0;
+    n = read_in(c);
+    if (n == -2)
+        return 1;
+    if (c->state == ST_WAITING && c->inlen) {
+        r = check_reply(c);
+        if (r < 0) {
+            x_close(c);
+            return 1;
+        }
+        if (r > 0) {
+            c_ok++;
+            if (c->expect[0] == 'q') {
+                c->state = ST_WAITEOF;
+                if (n != 0)
+                    return 0;      /* EOF comes later */
+            } else {
+                c->state = ST_IDLE;
+                if (n == 0) {
+                    c_eof_early++;
+                    xerr("conn %u: closed by the server", c->id);
+                    x_close(c);
+                }
+                return 1;
+            }
+        }
+    }
+    if (n == 0) {
+        if (c->state == ST_WAITEOF) {
+            c_closed_by_server++;
+            x_close(c);
+            return 1;
+        }
+        c_eof_early++;
+        xerr("conn %u: EOF before the reply (state %d, %zu bytes in)", c->id,
+            c->state, c->inlen);
+        x_close(c);
+        return 1;
+    }
+    if (c->state == ST_IDLE && c->inlen) {
+        c_badreply++;
+        xerr("conn %u: unexpected bytes", c->id);
+    }
+    return 0;
+}
+
+static char linebuf[64];
+static const char *hold_line1(xconn *c) { snprintf(linebuf, sizeof linebuf, "h%u\n", c->id); return linebuf; }
+static const char *hold_line2(xconn *c) { snprintf(linebuf, sizeof linebuf, "g%u-again\n", c->id); return linebuf; }
+
+static void run_hold(void)
+{
+    struct epoll_event evs[512];
+    unsigned N = n_opt, next = 0, inflight = 0, done = 0, i, live;
+    double t0 = now_s(), t1, hold_end;
+    int k, n;
+
+    xconns = new_conns(N);
+    while (done < N) {
+        while (next < N && inflight < c_opt) {
+            if (x_connect(&xconns[next]) == 0)
+                inflight++;
+            else
+                done++;
+            next++;
+        }
+        n = x_wait(evs, 512, 100);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++) {
+            xconn *c = XCONN(evs[k]);
+            if (step_request(c, evs[k].events, hold_line1)) {
+                inflight--;
+                done++;
+            }
+        }
+    }
+    t1 = now_s();
+    for (live = 0, i = 0; i < N; i++)
+        if (xconns[i].state == ST_IDLE)
+            live++;
+    kv("phase1_live %u", live);
+    kv("phase1_secs %.3f", t1 - t0);
+    kv("phase1_done 1");
+    /* hold: watch for anything happening to the idle connections */
+    hold_end = now_s() + h_opt;
+    while (now_s() < hold_end) {
+        n = x_wait(evs, 512, 100);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++) {
+            xconn *c = XCONN(evs[k]);
+            ssize_t r = read_in(c);
+            if (r == 0) {
+                c_eof_early++;
+                xerr("conn %u: closed by the server while idle", c->id);
+                x_close(c);
+            } else if (r > 0) {
+                c_badreply++;
+                xerr("conn %u: unexpected bytes while idle", c->id);
+            }
+        }
+    }
+    /* phase 2: every connection at once */
+    t0 = now_s();
+    c_ok = 0;
+    for (i = 0; i < N; i++)
+        if (xconns[i].state == ST_IDLE)
+            request(&xconns[i], hold_line2(&xconns[i]));
+    for (done = 0, i = 0; i < N; i++)
+        if (xconns[i].state != ST_WAITING)
+            done++;
+    while (done < N) {
+        n = x_wait(evs, 512, 100);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++)
+            if (step_request(XCONN(evs[k]), evs[k].events, hold_line2))
+                done++;
+    }
+    for (live = 0, i = 0; i < N; i++)
+        if (xconns[i].state == ST_IDLE)
+            live++;
+    kv("phase2_live %u", live);
+    kv("phase2_secs %.3f", now_s() - t0);
+    if (live != N)
+        x_failed = 1;
+    for (i = 0; i < N; i++)
+        x_close(&xconns[i]);
+}
+
+/* ----------------------------------------------------------------- short */
+
+static const char *short_line(xconn *c)
+{
+    /* every other connection asks the server to close */
+    snprintf(linebuf, sizeof linebuf, "%c%u\n", (c->id & 1) ? 'q' : 's', c->id);
+    return linebuf;
+}
+
+static void run_short(void)
+{
+    struct epoll_event evs[512];
+    unsigned N = n_opt, C = c_opt, next = 0, inflight = 0, done = 0;
+    unsigned long ok_before;
+    xconn *slots = new_conns(C);
+    double t0 = now_s(), secs;
+    unsigned i;
+    int k, n;
+
+    for (;;) {
+        for (i = 0; i < C && next < N; i++) {
+            xconn *c = &slots[i];
+            if (c->state != ST_FREE && c->state != ST_DONE)
+                continue;
+            c->id = next++;
+            c->state = ST_FREE;
+            if (x_connect(c) == 0)
+                inflight++;
+            else
+                done++;
+        }
+        if (done >= N)
+            break;
+        n = x_wait(evs, 512, 100);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++) {
+            xconn *c = XCONN(evs[k]);
+            ok_before = c_ok;
+            if (step_request(c, evs[k].events, short_line)) {
+                if (c->state == ST_IDLE)
+                    x_close(c);      /* our side closes first */
+                if (c->fd >= 0)
+                    x_close(c);
+                inflight--;
+                done++;
+            }
+            (void)ok_before;
+        }
+    }
+    secs = now_s() - t0;
+    kv("short_total %u", N);
+    kv("short_ok %lu", c_ok);
+    kv("short_server_closed %lu", c_closed_by_server);
+    kv("short_secs %.3f", secs);
+    kv("short_per_sec %.0f", secs > 0 ? c_ok / secs : 0);
+    if (c_ok != N)
+        x_failed = 1;
+    free(slots);
+}
+
+/* ------------------------------------------------------------------ pipe */
+
+static void run_pipe(void)
+{
+    struct epoll_event evs[512];
+    unsigned N = n_opt, i, done = 0;
+    uint64_t L = l_opt, total_ok = 0;
+    double t0, secs;
+    char line[64];
+    int k, n;
+
+    long failed;
+
+    xconns = new_conns(N);
+    /* everyone connected first, then the clock starts */
+    if ((failed = x_open_all(xconns, N, ST_SENDING)) < 0)
+        goto end;
+    done = (unsigned)failed;
+    t0 = now_s();
+    for (i = 0; i < N; i++)
+        if (xconns[i].state == ST_SENDING)
+            set_interest(&xconns[i], EPOLLIN | EPOLLOUT);
+    while (done < N) {
+        n = x_wait(evs, 512, 100);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++) {
+            xconn *c = XCONN(evs[k]);
+            uint32_t ev = evs[k].events;
+            if (c->fd < 0)
+                continue;
+            if (ev & EPOLLOUT) {
+                /* top up: keep at most ~256 KiB queued */
+                while (c->sent_lines < L && c->outlen - c->outoff < 262144) {
+                    int m = snprintf(line, sizeof line, "p%u.%llu\n", c->id,
+                                     (unsigned long long)c->sent_lines);
+                    queue_out(c, line, (size_t)m);
+                    c->sent_lines++;
+                }
+                if (flush_out(c) < 0) {
+                    done++;
+                    continue;
+                }
+                if (c->sent_lines >= L && c->outoff == c->outlen)
+                    set_interest(c, EPOLLIN);
+            }
+            if (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                ssize_t r = read_in(c);
+                size_t off = 0;
+                if (r == -2) {
+                    done++;
+                    continue;
+                }
+                for (;;) {
+                    char *nl = memchr(c->in + off, '\n', c->inlen - off);
+                    size_t len;
+                    int m;
+                    if (!nl)
+                        break;
+                    len = (size_t)(nl - (c->in + off)) + 1;
+                    m = snprintf(line, sizeof line, "p%u.%llu\n", c->id,
+                                 (unsigned long long)c->got_lines);
+                    if ((size_t)m != len || memcmp(line, c->in + off, len)) {
+                        c_badreply++;
+                        xerr("conn %u: line %llu: expected '%.*s', got '%.*s'",
+                            c->id, (unsigned long long)c->got_lines, m - 1,
+                            line, (int)len - 1, c->in + off);
+                    }
+                    c->got_lines++;
+                    total_ok++;
+                    off += len;
+                }
+                memmove(c->in, c->in + off, c->inlen - off);
+                c->inlen -= off;
+                if (r == 0 || c->got_lines >= L) {
+                    if (c->got_lines < L) {
+                        c_eof_early++;
+                        xerr("conn %u: EOF after %llu lines", c->id,
+                            (unsigned long long)c->got_lines);
+                    }
+                    x_close(c);
+                    done++;
+                }
+            }
+        }
+    }
+    secs = now_s() - t0;
+    kv("pipe_lines %llu", (unsigned long long)total_ok);
+    kv("pipe_secs %.3f", secs);
+    kv("pipe_lines_per_sec %.0f", secs > 0 ? total_ok / secs : 0);
+    if (total_ok != (uint64_t)N * L)
+        x_failed = 1;
+end:
+    for (i = 0; i < N; i++)
+        x_close(&xconns[i]);
+}
+
+/* ----------------------------------------------------------------- loris */
+
+
+static void run_loris(void)
+{
+    struct epoll_event evs[512];
+    unsigned N = n_opt, i, live;
+    xconn probe;
+    double *lat = NULL, next_probe, next_tick, end, t0;
+    size_t nlat = 0, latcap = 0;
+    unsigned probe_seq = 0;
+    char line[64];
+    int k, n;
+
+    /* the loris body: "l<id>" + filler, one byte a second */
+    xconns = new_conns(N);
+    memset(&probe, 0, sizeof probe);
+    probe.fd = -1;
+    probe.id = N;
+    /* the probe first, then the lorises all at once */
+    if (x_open_all(&probe, 1, ST_IDLE) != 0)
+        xdie("probe: cannot connect");
+    t0 = now_s();
+    if (x_open_all(xconns, N, ST_TRICKLE) < 0)
+        goto end;
+    kv("loris_connected %lu", c_connected - 1);
+    kv("loris_connect_secs %.3f", now_s() - t0);
+    end = now_s() + s_opt;
+    next_tick = now_s();
+    next_probe = now_s();
+    while (now_s() < end || probe.state == ST_WAITING) {
+        double t = now_s();
+        if (t >= next_tick && t < end) {
+            /* one byte each */
+            for (i = 0; i < N; i++) {
+                xconn *c = &xconns[i];
+                char ch;
+                if (c->state != ST_TRICKLE)
+                    continue;
+                if (c->trickled == 0)
+                    ch = 'l';
+                else
+                    ch = (char)('a' + (c->trickled + c->id) % 26);
+                if (c->explen < sizeof c->expect - 2)
+                    c->expect[c->explen++] = ch;
+                else
+                    continue;
+                queue_out(c, &ch, 1);
+                c->trickled++;
+                if (flush_out(c) < 0)
+                    continue;
+                update_interest(c);
+            }
+            next_tick += 1.0;
+        }
+        if (t >= next_probe && probe.state == ST_IDLE && t < end) {
+            snprintf(line, sizeof line, "probe%u\n", probe_seq++);
+            request(&probe, line);
+            next_probe = t + i_opt / 1000.0;
+        }
+        n = x_wait(evs, 512, 10);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++) {
+            xconn *c = XCONN(evs[k]);
+            if (c == &probe) {
+                ssize_t r;
+                if (evs[k].events & EPOLLOUT) {
+                    flush_out(c);
+                    update_interest(c);
+                }
+                r = read_in(c);
+                if (r == -2)
+                    xdie("probe connection failed");
+                if (c->state == ST_WAITING && c->inlen) {
+                    int ok = check_reply(c);
+                    if (ok < 0)
+                        xdie("probe: wrong reply");
+                    if (ok > 0) {
+                        if (nlat == latcap) {
+                            latcap = latcap ? latcap * 2 : 1024;
+                            lat = xrealloc(lat, latcap * sizeof *lat);
+                        }
+                        lat[nlat++] = now_s() - c->t0;
+                        c->state = ST_IDLE;
+                    }
+                }
+                if (r == 0)
+                    xdie("probe: closed by the server");
+                continue;
+            }
+            if (evs[k].events & EPOLLOUT) {
+                if (flush_out(c) < 0)
+                    continue;
+                update_interest(c);
+            }
+            if (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                ssize_t r = read_in(c);
+                if (r == 0) {
+                    c_eof_early++;
+                    xerr("loris %u: closed by the server after %zu bytes",
+                        c->id, c->trickled);
+                    x_close(c);
+                } else if (r > 0) {
+                    c_badreply++;
+                    xerr("loris %u: reply before its line ended", c->id);
+                }
+            }
+        }
+    }
+    /* end every line: each must come back whole */
+    for (i = 0; i < N; i++) {
+        xconn *c = &xconns[i];
+        if (c->state != ST_TRICKLE)
+            continue;
+        c->expect[c->explen++] = '\n';
+        queue_out(c, "\n", 1);
+        c->state = ST_WAITING;
+        if (flush_out(c) == 0)
+            update_interest(c);
+    }
+    for (;;) {
+        unsigned waiting = 0;
+        for (i = 0; i < N; i++)
+            if (xconns[i].state == ST_WAITING)
+                waiting++;
+        if (!waiting)
+            break;
+        n = x_wait(evs, 512, 100);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++) {
+            xconn *c = XCONN(evs[k]);
+            ssize_t r;
+            if (c == &probe || c->fd < 0)
+                continue;
+            if (evs[k].events & EPOLLOUT) {
+                if (flush_out(c) < 0)
+                    continue;
+                update_interest(c);
+            }
+            r = read_in(c);
+            if (r == -2)
+                continue;
+            if (c->inlen) {
+                int ok = check_reply(c);
+                if (ok > 0) {
+                    c->state = ST_IDLE;
+                    c_ok++;
+                } else if (ok < 0) {
+                    x_close(c);
+                    continue;
+                }
+            }
+            if (r == 0 && c->state == ST_WAITING) {
+                c_eof_early++;
+                xerr("loris %u: EOF before the echo", c->id);
+                x_close(c);
+            }
+        }
+    }
+    for (live = 0, i = 0; i < N; i++)
+        if (xconns[i].state == ST_IDLE)
+            live++;
+    qsort(lat, nlat, sizeof *lat, cmp_double);
+    kv("loris_lines_echoed %u", live);
+    kv("loris_bytes_each %zu", N ? xconns[0].trickled : (size_t)0);
+    kv("probe_count %zu", nlat);
+    kv("probe_max_ms %.1f", nlat ? lat[nlat - 1] * 1000 : -1.0);
+    kv("probe_p99_ms %.1f", nlat ? lat[(size_t)(nlat * 0.99)] * 1000 : -1.0);
+    kv("probe_median_ms %.1f", nlat ? lat[nlat / 2] * 1000 : -1.0);
+    if (live != N)
+        x_failed = 1;
+end:
+    for (i = 0; i < N; i++)
+        x_close(&xconns[i]);
+    x_close(&probe);
+    free(lat);
+}
+
+/* ----------------------------------------------------------------- flood */
+
+static void run_flood(void)
+{
+    struct epoll_event evs[512];
+    unsigned N = n_opt, i;
+    unsigned long shed = 0;
+    double end;
+    int k, n;
+
+    xconns = new_conns(N);
+    for (i = 0; i < N; i++)
+        x_connect(&xconns[i]);
+    x_failed = 0;             /* refusals are part of a flood, not failures */
+    n_errors = 0;
+    end = now_s() + s_opt;
+    while (now_s() < end) {
+        n = x_wait(evs, 512, 50);
+        if (n < 0)
+            break;
+        for (k = 0; k < n; k++) {
+            xconn *c = XCONN(evs[k]);
+            if (c->state == ST_CONNECTING) {
+                int e = sock_error(c->fd);
+                if (e == 0) {
+                    c_connected++;
+                    c->state = ST_IDLE;
+                    set_interest(c, EPOLLIN);
+                } else if (e != EINPROGRESS) {
+                    c_connfail++;
+                    x_close(c);
+                }
+                continue;
+            }
+            {
+                char buf[256];
+                ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+                if (r == 0 || (r < 0 && errno != EAGAIN)) {
+                    shed++;         /* the server closed it */
+                    x_close(c);
+                }
+            }
+        }
+    }
+    kv("flood_connected %lu", c_connected);
+    kv("flood_shed %lu", shed);
+    kv("flood_connfail %lu", c_connfail);
+    for (i = 0; i < N; i++)
+        x_close(&xconns[i]);
+    x_failed = 0;
+}
+
+/* an xt mode, then the counters every one reports; exit 0 when every
+ * check passed, 1 when one failed, 2 past the deadline */
+static int run_xt(const char *mode, double deadline)
+{
+    raise_nofile((long)n_opt + (strcmp(mode, "short") ? 0 : c_opt) + 64);
+    deadline_at = now_s() + deadline;
+    cpu_window_start();
+    if (!strcmp(mode, "hold"))
+        run_hold();
+    else if (!strcmp(mode, "short"))
+        run_short();
+    else if (!strcmp(mode, "pipe"))
+        run_pipe();
+    else if (!strcmp(mode, "loris"))
+        run_loris();
+    else
+        run_flood();
+    cpu_window_end();
+    /* -P: the server's CPU time over the whole run, as echo measures it
+     * over its window; and ours */
+    if (opt_npids > 0)
+        kv("srv_cpu_ms %.1f", cpu_used_ns >= 0 ? cpu_used_ns / 1e6 : -1.0);
+    kv("lg_cpu_ms %.1f", own_used_s * 1e3);
+    kv("connected %lu", c_connected);
+    kv("refused %lu", c_refused);
+    kv("connect_failed %lu", c_connfail + c_addrnotavail);
+    kv("reset %lu", c_reset);
+    kv("bad_reply %lu", c_badreply);
+    kv("early_eof %lu", c_eof_early);
+    kv("errors %lu", n_errors);
+    if (now_s() > deadline_at)
+        return 2;
+    return x_failed ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ */
 
 static void usage(void)
 {
@@ -2076,6 +3030,11 @@ static void usage(void)
         "[-t IDLE_S] [-g S] [-C S]\n"
         "       loadgen udp     -p PORT [-c C] [-d D] [-t S] [-w S] [-s SIZE] "
         "[-L LOSS_S] [-g S]\n"
+        "       loadgen hold    -p PORT [-n N] [-c INFLIGHT] [-h HOLD_S] [-D S]\n"
+        "       loadgen short   -p PORT [-n TOTAL] [-c CONCURRENCY] [-D S]\n"
+        "       loadgen pipe    -p PORT [-n CONNS] [-l LINES] [-D S]\n"
+        "       loadgen loris   -p PORT [-n N] [-t S] [-i MS] [-D S]\n"
+        "       loadgen flood   -p PORT [-n N] [-t S] [-D S]\n"
         "       common: -H HOST (IPv4 address, default 127.0.0.1) -B SRC -v\n"
         "               -U PATH (a UNIX stream socket instead of HOST:PORT)\n");
     exit(2);
@@ -2090,9 +3049,32 @@ int main(int argc, char **argv)
     int ch;
     int is_bcast = !strcmp(mode, "bcast");
     int is_udp = !strcmp(mode, "udp");
+    /* the reliability suite's modes: "key value" lines out, -n and -c
+     * apart, -t the length of loris and flood, -D the deadline */
+    static const char *const xt_modes[] = { "hold", "short", "pipe", "loris",
+                                            "flood" };
+    int is_xt = 0;
+    double x_deadline = 120;
+    for (size_t i = 0; i < sizeof xt_modes / sizeof *xt_modes; i++)
+        if (!strcmp(mode, xt_modes[i]))
+            is_xt = 1;
     if (is_udp)
         opt_linelen = 64;
-    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:vU:L:x:A:")) != -1) {
+    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:vU:L:x:A:l:h:i:D:")) != -1) {
+        if (is_xt) {
+            switch (ch) {
+            case 'n': n_opt = (unsigned)strtoul(optarg, NULL, 10); continue;
+            case 'c': c_opt = (unsigned)strtoul(optarg, NULL, 10); continue;
+            case 'l': l_opt = (unsigned)strtoul(optarg, NULL, 10); continue;
+            case 'h': h_opt = atof(optarg); continue;
+            case 't': s_opt = atof(optarg); continue;
+            case 'i': i_opt = (unsigned)strtoul(optarg, NULL, 10); continue;
+            case 'D': x_deadline = atof(optarg); continue;
+            case 'd': case 'w': case 's': case 'g': case 'C':
+            case 'r': case 'L': case 'x': case 'A':
+                usage();
+            }
+        }
         switch (ch) {
         case 'H': opt_host = optarg; break;
         case 'B':
@@ -2173,12 +3155,16 @@ int main(int argc, char **argv)
         if (!opt_port)
             opt_port = 1;   /* not used */
     }
-    if (is_udp && (opt_losstimeout <= 0 || opt_grace <= 0))
+    if (is_xt) {
+        if (opt_port <= 0 || opt_port > 65535 || !c_opt)
+            usage();
+    }
+    else if (is_udp && (opt_losstimeout <= 0 || opt_grace <= 0))
         usage();
-    if (opt_port <= 0 || opt_port > 65535 || opt_conns < 1 ||
+    if (!is_xt && (opt_port <= 0 || opt_port > 65535 || opt_conns < 1 ||
         opt_conns > 999999 || opt_depth < 1 || opt_depth > 4096 ||
         opt_linelen < 21 || opt_linelen > 4096 || opt_secs <= 0 ||
-        opt_warm < 0)
+        opt_warm < 0))
         usage();
     if (is_bcast && (bc_size < 12 || bc_size > (16L << 20) || opt_rounds < 1 ||
                      opt_rounds > 10000 || opt_grace <= 0))
@@ -2204,6 +3190,8 @@ int main(int argc, char **argv)
         return run_bcast();
     if (is_udp)
         return run_udp();
+    if (is_xt)
+        return run_xt(mode, x_deadline);
     usage();
     return 2;
 }

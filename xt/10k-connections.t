@@ -37,7 +37,7 @@ for my $be (backends()) {
         my $rss0 = proc_rss_kb($pid);
 
         my ($rss_held, $fds_held, $st_held);
-        my $r = run_tool(['hold', '-p', $srv->port, '-n', $N, '-c', 512, '-h', 2, '-t', 240],
+        my $r = run_tool(['hold', '-p', $srv->port, '-n', $N, '-c', 512, '-h', 2, '-D', 240],
             timeout => 300,
             on_line => sub {
                 my ($k) = @_;

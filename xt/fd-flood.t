@@ -43,7 +43,7 @@ for my $be (backends()) {
         my $flood_pid = open my $fh, '-|';
         die "fork: $!" unless defined $flood_pid;
         if (!$flood_pid) {
-            my $r = run_tool(['flood', '-p', $srv->port, '-n', $N, '-s', $SECS, '-t', $SECS + 60],
+            my $r = run_tool(['flood', '-p', $srv->port, '-n', $N, '-t', $SECS, '-D', $SECS + 60],
                              timeout => $SECS + 90);
             print map { "$_ $r->{$_}\n" } grep { !/stderr/ } sort keys %$r;
             POSIX::_exit(0);

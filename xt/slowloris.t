@@ -31,11 +31,11 @@ for my $be (backends()) {
         my $srv = echo_server(backend => $be, child_deadline => 200);
         my $pid = $srv->pid;
         set_nofile($pid, $N + 256);
-        my $w = run_tool(['loris', '-p', $srv->port, '-n', 50, '-s', 1], timeout => 30);
+        my $w = run_tool(['loris', '-p', $srv->port, '-n', 50, '-t', 1], timeout => 30);
         is($w->{exit}, 0, 'warm-up') or diag $w->{stderr};
         my $rss0 = proc_rss_kb($pid);
 
-        my $r = run_tool(['loris', '-p', $srv->port, '-n', $N, '-s', $SECS, '-i', 50, '-t', $SECS + 120],
+        my $r = run_tool(['loris', '-p', $srv->port, '-n', $N, '-t', $SECS, '-i', 50, '-D', $SECS + 120],
                          timeout => $SECS + 150);
         my $hwm = proc_hwm_kb($pid);
         is($r->{exit}, 0, 'the load client passed every check') or diag $r->{stderr};

@@ -45,10 +45,10 @@ sub svcount {
 
 sub round {
     my ($srv, $conns, $lines, $what) = @_;
-    my $s = run_tool(['short', '-p', $srv->port, '-n', $conns, '-c', 64, '-t', 600], timeout => 660);
+    my $s = run_tool(['short', '-p', $srv->port, '-n', $conns, '-c', 64, '-D', 600], timeout => 660);
     is($s->{exit}, 0, "$what: $conns short connections passed") or diag $s->{stderr};
     is($s->{short_ok}, $conns, "$what: every one answered");
-    my $p = run_tool(['pipe', '-p', $srv->port, '-n', $PIPES, '-l', int($lines / $PIPES), '-t', 600],
+    my $p = run_tool(['pipe', '-p', $srv->port, '-n', $PIPES, '-l', int($lines / $PIPES), '-D', 600],
                      timeout => 660);
     is($p->{exit}, 0, "$what: $lines pipelined lines passed") or diag $p->{stderr};
     is($p->{pipe_lines}, $PIPES * int($lines / $PIPES), "$what: every line answered in order");

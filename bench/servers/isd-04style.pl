@@ -3,6 +3,8 @@
 # would use it: getline/print in "data", an "add" callback that accepts.
 #   perl isd-04style.pl PORT
 #   BENCH_PROXY_PROTOCOL=1 perl isd-04style.pl PORT   (proxy_protocol => 1)
+#   BENCH_EMBED=AnyEvent perl isd-04style.pl PORT     (attach in AnyEvent on EV)
+#   BENCH_EMBED=Mojo perl isd-04style.pl PORT         (attach in Mojo::IOLoop)
 use strict;
 use warnings;
 use IO::Socket::INET::Daemon;
@@ -29,5 +31,50 @@ my $server = IO::Socket::INET::Daemon->new(
         },
     },
 );
+
+# BENCH_EMBED=AnyEvent|Mojo (bench/run's isd-ae and isd-mojo): the same
+# server attached to that loop instead of run, the host loop running;
+# TERM or INT stops the server and ends the loop.
+if (my $loop = $ENV{BENCH_EMBED}) {
+    embed($loop);
+    exit 0;
+}
 $SIG{TERM} = $SIG{INT} = sub { $server->stop };
 $server->run or die "$0: cannot listen on 127.0.0.1:$port: $!\n";
+
+sub embed {
+    my ($loop) = @_;
+    if ($loop eq 'AnyEvent') {
+        $ENV{PERL_ANYEVENT_MODEL} = 'EV';
+        require EV;
+        require AnyEvent;
+        die "$0: AnyEvent is not on EV\n" unless AnyEvent::detect() eq 'AnyEvent::Impl::EV';
+        eval { $server->attach('AnyEvent'); 1 }
+            or die "$0: cannot listen on 127.0.0.1:$port: $@\n";
+        my $quit = AnyEvent->condvar;
+        my @sig = map {
+            AnyEvent->signal(signal => $_, cb => sub { $server->stop; $quit->send })
+        } qw(TERM INT);
+        $quit->recv;
+    }
+    elsif ($loop eq 'Mojo') {
+        require Mojo::IOLoop;
+        eval { $server->attach('Mojo'); 1 }
+            or die "$0: cannot listen on 127.0.0.1:$port: $@\n";
+        my $quit = sub { $server->stop; Mojo::IOLoop->stop };
+        # On EV a %SIG handler waits for the next Perl callback: EV's own
+        # signal watchers then (any other reactor: %SIG, and a timer to run it)
+        my @sig;
+        if (Mojo::IOLoop->singleton->reactor->isa('Mojo::Reactor::EV')) {
+            @sig = map { EV::signal($_, $quit) } qw(TERM INT);
+        }
+        else {
+            $SIG{TERM} = $SIG{INT} = $quit;
+            Mojo::IOLoop->recurring(0.1 => sub { });
+        }
+        Mojo::IOLoop->start;
+    }
+    else {
+        die "$0: BENCH_EMBED: '$loop' is not AnyEvent or Mojo\n";
+    }
+}

@@ -11,7 +11,7 @@ package ISDStress;
 #   proc_nfds($pid)         open descriptors of a process
 #   raise_nofile($n)        soft RLIMIT_NOFILE of this process to >= $n
 #   set_nofile($pid, $n)    RLIMIT_NOFILE of another process (prlimit)
-#   load_tool()             builds xt/tools/isd-load.c, returns its path
+#   load_tool()             builds bench/loadgen.c, returns its path
 #   run_tool(\@args, %o)    runs it with a deadline; returns its results
 #   figure($name, $value)   records a measured figure (see below)
 #
@@ -210,16 +210,18 @@ sub set_nofile {
 my $TOOL;
 my $TOOLDIR;
 
-# load_tool(): path of the compiled xt/tools/isd-load.c; undef (with the
-# reason in $@) where it cannot be built: not Linux, no compiler.
+# load_tool(): path of the compiled bench/loadgen.c (the benchmark's load
+# generator; its modes hold, short, pipe, loris and flood are this suite's);
+# undef (with the reason in $@) where it cannot be built: not Linux, no
+# compiler.
 sub load_tool {
     return $TOOL if $TOOL;
     $@ = '';
-    if ($^O ne 'linux') { $@ = 'isd-load needs Linux (epoll)'; return undef }
-    my $src = File::Spec->catfile($ROOT, 'xt', 'tools', 'isd-load.c');
+    if ($^O ne 'linux') { $@ = 'loadgen needs Linux (epoll)'; return undef }
+    my $src = File::Spec->catfile($ROOT, 'bench', 'loadgen.c');
     unless (-f $src) { $@ = "no $src"; return undef }
-    $TOOLDIR ||= File::Temp->newdir('isd-load-XXXXXX', TMPDIR => 1, CLEANUP => 1);
-    my $exe = "$TOOLDIR/isd-load";
+    $TOOLDIR ||= File::Temp->newdir('isd-loadgen-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    my $exe = "$TOOLDIR/loadgen";
     my @cc = split ' ', ($ENV{ISD_CC} || $Config::Config{cc} || 'cc');
     my $log = "$TOOLDIR/cc.log";
     my $pid = fork;
@@ -234,20 +236,20 @@ sub load_tool {
     if ($? != 0 || !-x $exe) {
         open my $fh, '<', $log;
         local $/;
-        $@ = "cannot build isd-load: " . (<$fh> // '');
+        $@ = "cannot build loadgen: " . (<$fh> // '');
         return undef;
     }
     return $TOOL = $exe;
 }
 
 # run_tool(\@args, timeout => secs, on_line => sub { my ($k, $v) = @_ }):
-# runs isd-load with @args; returns { key => value, ..., exit => status,
+# runs loadgen with @args (MODE first: hold, short, pipe, loris, flood); returns { key => value, ..., exit => status,
 # stderr => text }.  Killed at the timeout (exit then reads 'killed').
 sub run_tool {
     my ($args, %o) = @_;
     my $exe = load_tool() or die "run_tool: $@\n";
     my $timeout = $o{timeout} || 120;
-    my $err = File::Temp->new(TEMPLATE => 'isd-load-err-XXXXXX', TMPDIR => 1);
+    my $err = File::Temp->new(TEMPLATE => 'isd-loadgen-err-XXXXXX', TMPDIR => 1);
     my $pid = open my $fh, '-|';
     die "run_tool: fork: $!\n" unless defined $pid;
     if (!$pid) {
