@@ -1958,6 +1958,11 @@ loop.  Output is flushed at the end of each step.  A stopped server
 (C<stop>, C<destroy>, the end of a graceful stop) detaches itself from
 the host loop, its listening sockets still open: C<attach> again (or
 C<run>) serves them on.  After a C<fork>, attach anew in the child.
+Signals are the host loop's: a C<%SIG> handler runs when the host loop
+returns to Perl, which EV (and AnyEvent or Mojo on EV) does only for its
+own watchers; there, use the loop's signal watchers (C<EV::signal>,
+C<< AnyEvent->signal >>, C<< Mojo::IOLoop->singleton->reactor >> on EV:
+C<EV::signal>) to call C<stop>.
 
 =head2 attach
 
