@@ -16,7 +16,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib", "$FindBin::Bin/../xt/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use ISDStress qw(proc_cpu_ticks clk_tck asan_build raise_nofile);
 use Test::More;
 use IO::Select ();
@@ -149,14 +149,6 @@ sub in_range {
     my ($v, $lo, $hi, $what) = @_;
     local $Test::Builder::Level = $Test::Builder::Level + 1;
     ok(defined $v && $v >= $lo && $v <= $hi, sprintf '%s: %s s (in [%.2f, %.2f])', $what, fmt($v), $lo, $hi);
-}
-
-sub ask {
-    my ($c, $line, $timeout) = @_;
-    print $c "$line\n";
-    my $r = read_line($c, defined $timeout ? $timeout : 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
 }
 
 # still open: nothing arrives and no EOF within $secs (output of the

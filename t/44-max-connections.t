@@ -9,7 +9,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use Test::More;
 use POSIX ();
 
@@ -58,14 +58,6 @@ my %cb = (
 sub server {
     my ($be, %o) = @_;
     return start_server(backend => $be, timeout => 1, callback => {%cb}, %o);
-}
-
-sub ask {
-    my ($c, $msg) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
 }
 
 # n clients that are accepted and answered

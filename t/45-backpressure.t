@@ -9,7 +9,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use Test::More;
 use IO::Select ();
 use POSIX ();
@@ -38,14 +38,6 @@ sub cpu_secs {
     return undef unless defined $s && $s =~ /\)\s+(.*)/;
     my @f = split ' ', $1;
     return ($f[11] + $f[12]) / $TCK;
-}
-
-sub ask {
-    my ($c, $msg, $timeout) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, $timeout || 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
 }
 
 # --------------------------------------------------------------- the server

@@ -16,7 +16,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib", "$FindBin::Bin/../xt/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use ISDStress qw(raise_nofile);
 use Test::More;
 use IO::Socket::INET ();
@@ -230,14 +230,6 @@ sub server {
 }
 
 # ----------------------------------------------------------- test helpers
-
-sub ask {
-    my ($c, $msg, $timeout) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, $timeout || 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
-}
 
 # $got eq $want, without dumping megabytes when not
 sub bytes_is {

@@ -14,7 +14,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use Test::More;
 use Errno qw(EADDRINUSE EEXIST);
 use File::Temp ();
@@ -106,14 +106,6 @@ sub ux {
     my ($path) = @_;
     IO::Socket::UNIX->new(Peer => $path, Type => SOCK_STREAM, Timeout => 3)
         or die "cannot connect to unix:$path: $!\n";
-}
-
-sub ask {
-    my ($c, $msg) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
 }
 
 sub port_of {

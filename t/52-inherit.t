@@ -24,7 +24,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use TestProc;
 use Test::More;
 use Cwd ();
@@ -57,14 +57,6 @@ sub unix_client {
     my $c = IO::Socket::UNIX->new(Peer => $path, Type => Socket::SOCK_STREAM(), Timeout => 3)
         or die "cannot connect to $path: $!\n";
     return $c;
-}
-
-sub ask {
-    my ($c, $msg, $t) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, defined $t ? $t : 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
 }
 
 # --------------------------------------------- 1. systemd-socket-activate

@@ -28,7 +28,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use TestProc;
 use Test::More;
 use Cwd ();
@@ -69,14 +69,6 @@ sub proc_status {
         $s{$1} = join ' ', split ' ', $2 if /\A(\w+):\s*(.*)\z/;
     }
     return \%s;
-}
-
-sub ask {
-    my ($c, $msg, $t) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, defined $t ? $t : 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
 }
 
 sub pid_in {

@@ -61,7 +61,7 @@ use strict;
 use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use TestISD;
+use TestISD qw(:DEFAULT ask);
 use TestProc;
 use TestHAProxy;
 use Test::More;
@@ -234,14 +234,6 @@ sub client6 {
                                 Timeout => 3);
     return $c if $c;
     die "cannot connect to [::1]:$port: $@\n";
-}
-
-sub ask {
-    my ($c, $msg, $t) = @_;
-    print $c "$msg\n";
-    my $r = read_line($c, defined $t ? $t : 3);
-    $r =~ s/\n\z// if defined $r;
-    return $r;
 }
 
 # who($c): the server's view of $c (a hash: @VIEW), {} without an answer

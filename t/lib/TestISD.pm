@@ -30,6 +30,9 @@ our @EXPORT = qw(
     client try_client read_line read_n read_for read_until_eof got_eof
     send_all wait_until now echo_ping
 );
+# ask is asked for by name (use TestISD qw(:DEFAULT ask)): some tests have
+# an ask of their own, for UDP or with another answer
+our @EXPORT_OK = qw(ask);
 
 our $DEADLINE = 60;      # whole test file
 our $CHILD_DEADLINE = 30;  # each server child
@@ -387,6 +390,16 @@ sub read_line {
         next if $n || (defined $n && $n == 0);
         return undef if now() >= $deadline;
     }
+}
+
+# ask($sock, $line, $timeout): send "$line\n", return the next line without
+# its "\n" (undef: none within $timeout seconds, default 3).
+sub ask {
+    my ($sock, $line, $timeout) = @_;
+    print $sock "$line\n";
+    my $r = read_line($sock, defined $timeout ? $timeout : 3);
+    $r =~ s/\n\z// if defined $r;
+    return $r;
 }
 
 # echo_ping($sock, $msg, $timeout): send "$msg\n" to an echo server; true
