@@ -111,6 +111,24 @@ sub _arm {
     $self->_watch_timer($t, sub { $weak->{timer_on} = undef if $weak; $step->() });
 }
 
+# For the subclasses.  A duplicate of the server's descriptor, as a handle
+# (in {fh}), for loops that watch handles: they may close theirs.
+sub _dup_fh {
+    my ($self, $fd) = @_;
+    open my $fh, '<&', $fd or Carp::croak("IO::Socket::INET::Daemon::attach: dup $fd: $!");
+    return $self->{fh} = $fh;
+}
+
+# The loop => OBJECT option, taken out of %$o: an object of $class, or
+# undef (the loop's default).
+sub _loop_option {
+    my ($o, $class, $what) = @_;
+    my $loop = delete $o->{loop};
+    Carp::croak("IO::Socket::INET::Daemon::attach: loop: '$loop' is not $what")
+        if defined $loop and !(Scalar::Util::blessed($loop) and $loop->isa($class));
+    return $loop;
+}
+
 # A call from the host loop's code, between steps, changed what the server
 # has to do (stop, destroy, a timer, resume, idle_timeout, close, ...): a
 # step soon.

@@ -14,18 +14,14 @@ use parent -norequire, 'IO::Socket::INET::Daemon::Embed';
 
 sub _init {
     my ($self, $o) = @_;
-    my $loop = delete $o->{loop};
-    Carp::croak("IO::Socket::INET::Daemon::attach: loop: '$loop' is not an IO::Async::Loop")
-        if defined $loop and !(Scalar::Util::blessed($loop) and $loop->isa('IO::Async::Loop'));
-    $self->{loop} = $loop || IO::Async::Loop->new;
+    $self->{loop} = IO::Socket::INET::Daemon::Embed::_loop_option($o, 'IO::Async::Loop',
+                                                                   'an IO::Async::Loop')
+                    || IO::Async::Loop->new;
 }
 
-# (a duplicate of the descriptor: the loop may close its handle)
 sub _watch_io {
     my ($self, $fd, $cb) = @_;
-    open my $fh, '<&', $fd or Carp::croak("IO::Socket::INET::Daemon::attach: dup $fd: $!");
-    $self->{fh} = $fh;
-    $self->{loop}->watch_io(handle => $fh, on_read_ready => $cb);
+    $self->{loop}->watch_io(handle => $self->_dup_fh($fd), on_read_ready => $cb);
 }
 
 sub _unwatch_io {

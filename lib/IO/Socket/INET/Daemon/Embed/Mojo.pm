@@ -13,16 +13,13 @@ use parent -norequire, 'IO::Socket::INET::Daemon::Embed';
 
 sub _init {
     my ($self, $o) = @_;
-    my $loop = delete $o->{loop};
-    Carp::croak("IO::Socket::INET::Daemon::attach: loop: '$loop' is not a Mojo::IOLoop")
-        if defined $loop and !(Scalar::Util::blessed($loop) and $loop->isa('Mojo::IOLoop'));
+    my $loop = IO::Socket::INET::Daemon::Embed::_loop_option($o, 'Mojo::IOLoop', 'a Mojo::IOLoop');
     $self->{reactor} = ($loop || Mojo::IOLoop->singleton)->reactor;
 }
 
 sub _watch_io {
     my ($self, $fd, $cb) = @_;
-    open my $fh, '<&', $fd or Carp::croak("IO::Socket::INET::Daemon::attach: dup $fd: $!");
-    $self->{fh} = $fh;
+    my $fh = $self->_dup_fh($fd);
     $self->{reactor}->io($fh => sub { $cb->() })->watch($fh, 1, 0);
 }
 

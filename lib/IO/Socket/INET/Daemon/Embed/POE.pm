@@ -29,10 +29,8 @@ sub _init {
 
 sub _watch_io {
     my ($self, $fd, $cb) = @_;
-    open my $fh, '<&', $fd or Carp::croak("IO::Socket::INET::Daemon::attach: dup $fd: $!");
-    $self->{fh} = $fh;
     $self->{io_cb} = $cb;
-    $POE::Kernel::poe_kernel->call($self->{sid}, io_on => $fh);
+    $POE::Kernel::poe_kernel->call($self->{sid}, io_on => $self->_dup_fh($fd));
 }
 
 sub _unwatch_io {
