@@ -3019,6 +3019,22 @@ static int run_xt(const char *mode, double deadline)
 
 /* ------------------------------------------------------------------ */
 
+/* "PID,PID,..." into out (up to max); how many. */
+static int parse_pids(const char *s, int *out, int max)
+{
+    char *end;
+    int n = 0;
+
+    while (*s && n < max) {
+        long v = strtol(s, &end, 10);
+        if (end == s)
+            break;
+        out[n++] = (int)v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
@@ -3100,19 +3116,10 @@ int main(int argc, char **argv)
         case 'r': opt_rounds = atoi(optarg); break;
         case 'g': opt_grace = atof(optarg); break;
         case 'C': opt_ctimeout = atof(optarg); break;
-        case 'P': {
-            char *p = optarg, *end;
-            opt_npids = 0;
-            while (*p && opt_npids < 64) {
-                long v = strtol(p, &end, 10);
-                if (end == p)
-                    break;
-                opt_pids[opt_npids++] = (int)v;
-                p = *end == ',' ? end + 1 : end;
-            }
+        case 'P':
+            opt_npids = parse_pids(optarg, opt_pids, 64);
             opt_pid = opt_npids ? opt_pids[0] : 0;
             break;
-        }
         case 'v': opt_verbose = 1; break;
         case 'U': opt_unix = optarg; break;
         case 'L': opt_losstimeout = atof(optarg); break;
@@ -3124,18 +3131,9 @@ int main(int argc, char **argv)
             else
                 usage();
             break;
-        case 'A': {
-            char *p = optarg, *end;
-            opt_napids = 0;
-            while (*p && opt_napids < 64) {
-                long v = strtol(p, &end, 10);
-                if (end == p)
-                    break;
-                opt_apids[opt_napids++] = (int)v;
-                p = *end == ',' ? end + 1 : end;
-            }
+        case 'A':
+            opt_napids = parse_pids(optarg, opt_apids, 64);
             break;
-        }
         default: usage();
         }
     }
