@@ -4,10 +4,11 @@
  *
  *   loadgen echo    -p PORT [-c CONNS] [-d DEPTH] [-t SECS] [-w WARMUP]
  *                           [-s LINELEN] [-g GRACE] [-C CONNECT_TIMEOUT]
- *                           [-P SERVER_PID] [-A PID] [-x v1|v2]
+ *                           [-P SERVER_PID] [-A PID] [-x v1|v2] [-T]
  *   loadgen connect -p PORT [-c CONNS] [-t SECS] [-w WARMUP] [-s LINELEN]
- *                           [-P SERVER_PID] [-A PID] [-x v1|v2]
+ *                           [-P SERVER_PID] [-A PID] [-x v1|v2] [-T]
  *   loadgen idle    -p PORT -P SERVER_PID [-n CONNS] [-t SECS] [-s LINELEN]
+ *                           [-T]
  *   loadgen bcast   -p PORT -P SERVER_PID [-n CONNS] [-r ROUNDS] [-s SIZE]
  *                           [-t IDLE_SECS] [-g GRACE] [-C CONNECT_TIMEOUT]
  *   loadgen udp     -p PORT [-c SENDERS] [-d DEPTH] [-t SECS] [-w WARMUP]
@@ -115,6 +116,21 @@
  * connected), the destination HOST:PORT.  The server must take the header
  * off: the replies are checked against the lines alone.
  *
+ * -T (echo, connect, idle; TCP only; built with -DLOADGEN_TLS and linked
+ * with -lssl -lcrypto, as bench/run builds it): every connection speaks
+ * TLS 1.3 (OpenSSL, non-blocking, in the same epoll loop), the server's
+ * certificate not checked (the bench makes its own).  The TCP connect is
+ * followed by the handshake (SSL_connect until done: WANT_READ and
+ * WANT_WRITE wait in epoll); the lines then go through SSL_write (a write
+ * that would block is retried with the same bytes: partial writes and a
+ * moving buffer allowed) and come back through SSL_read (read-ahead on,
+ * drained while SSL_has_pending).  In echo and idle the handshake is part
+ * of connecting (CONNECT_TIMEOUT bounds both); in connect mode each cycle
+ * is connect, handshake, one line, its reply, close_notify and close: its
+ * rate is handshakes per second.  The output is the same.  Built without
+ * LOADGEN_TLS (the reliability suite builds it so), -T is refused and
+ * nothing of OpenSSL is compiled in.
+ *
  * The reliability suite's modes: against a line echo server, every line
  * sent must come back byte-exact; a line starting with 'q' must come back
  * and then be followed by the server closing.  Their lines are their own
@@ -177,6 +193,10 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef LOADGEN_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 /* ------------------------------------------------------------------ */
 /* options                                                            */
@@ -199,6 +219,7 @@ static double opt_losstimeout = 0.2;
 static int opt_proxy;              /* -x v1|v2: a PROXY header, version 1 or 2 */
 static int opt_apids[64];          /* -A PID[,PID...]: a balancer's CPU time */
 static int opt_napids = 0;
+static int opt_tls;                /* -T: TLS 1.3 (built with LOADGEN_TLS) */
 
 static struct sockaddr_in g_addr;
 static struct sockaddr_in g_src;   /* -B: source address to bind */
@@ -495,6 +516,141 @@ static int ep_wait(struct epoll_event *evs, int max, int timeout_ms)
     return k;
 }
 
+#ifdef LOADGEN_TLS
+/* ------------------------------------------------------------------ */
+/* -T: TLS 1.3 clients (OpenSSL), non-blocking, in the modes' epoll      */
+
+static SSL_CTX *g_tls;
+
+static int tls_no_chain(X509_STORE_CTX *ctx, void *arg)
+{
+    (void)ctx;
+    (void)arg;
+    return 1;
+}
+
+static void tls_setup(void)
+{
+    g_tls = SSL_CTX_new(TLS_client_method());
+    if (!g_tls || !SSL_CTX_set_min_proto_version(g_tls, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(g_tls, TLS1_3_VERSION)) {
+        fprintf(stderr, "loadgen: cannot set up a TLS 1.3 client context\n");
+        ERR_print_errors_fp(stderr);
+        exit(1);
+    }
+    /* the bench's own certificate: not checked, and its chain not even
+     * built (with SSL_VERIFY_NONE alone OpenSSL still verifies it, one
+     * ECDSA verification more per handshake, and ignores the result).
+     * The server's signature over the handshake is checked all the same. */
+    SSL_CTX_set_verify(g_tls, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_cert_verify_callback(g_tls, tls_no_chain, NULL);
+    /* a write that would block is retried with the same bytes, which may
+     * have moved (echo's buffer is compacted) and may have grown */
+    SSL_CTX_set_mode(g_tls, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* one read() takes what the socket has; SSL_has_pending drains it */
+    SSL_CTX_set_read_ahead(g_tls, 1);
+    /* a peer's close without close_notify is an end, not an error */
+    SSL_CTX_set_options(g_tls, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* no resumption: every handshake is a full one */
+    SSL_CTX_set_session_cache_mode(g_tls, SSL_SESS_CACHE_OFF);
+}
+
+static char tls_text[160];
+
+/* what went wrong (after SSL_get_error e), in tls_text; clears the queue */
+static const char *tls_why(int e)
+{
+    unsigned long q = ERR_get_error();
+    if (q)
+        ERR_error_string_n(q, tls_text, sizeof tls_text);
+    else if (e == SSL_ERROR_SYSCALL)
+        snprintf(tls_text, sizeof tls_text, "%s", errno ? strerror(errno) : "eof");
+    else
+        snprintf(tls_text, sizeof tls_text, "ssl_error_%d", e);
+    ERR_clear_error();
+    return tls_text;
+}
+
+static SSL *tls_new(int fd)
+{
+    SSL *ssl = SSL_new(g_tls);
+    if (!ssl)
+        return NULL;
+    if (!SSL_set_fd(ssl, fd)) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_connect_state(ssl);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    return ssl;
+}
+
+/* The handshake, as far as it goes: 1 done, 0 waiting for *ev, -1 failed
+ * (why in tls_text). */
+static int tls_step(SSL *ssl, uint32_t *ev)
+{
+    int r = SSL_do_handshake(ssl);
+    if (r == 1)
+        return 1;
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        *ev = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+        ERR_clear_error();
+        return 0;
+    }
+    tls_why(e);
+    return -1;
+}
+
+/* write_pending through TLS: 0 all went, 1 would block, -1 an error
+ * (errno: the socket's, else EPROTO with the reason in tls_text) */
+static int tls_write_pending(SSL *ssl, const char *buf, size_t len, size_t *off)
+{
+    while (*off < len) {
+        int w = SSL_write(ssl, buf + *off, (int)(len - *off));
+        if (w > 0) {
+            *off += (size_t)w;
+            continue;
+        }
+        int e = SSL_get_error(ssl, w);
+        if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+            return 1;
+        }
+        int se = errno;
+        tls_why(e);
+        errno = e == SSL_ERROR_SYSCALL && se ? se : EPROTO;
+        return -1;
+    }
+    return 0;
+}
+
+/* read() through TLS: > 0 bytes, 0 the end (close_notify or EOF), -1 with
+ * errno EAGAIN (nothing now) or an error (the socket's, else EPROTO, the
+ * reason in tls_text) */
+static ssize_t tls_read(SSL *ssl, char *buf, size_t len)
+{
+    int r = SSL_read(ssl, buf, (int)len);
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        ERR_clear_error();
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        ERR_clear_error();
+        return 0;
+    }
+    int se = errno;
+    tls_why(e);
+    errno = e == SSL_ERROR_SYSCALL && se ? se : EPROTO;
+    return -1;
+}
+#endif
+
 /* ------------------------------------------------------------------ */
 /* server CPU time (-P PID): nanoseconds on CPU, from /proc/PID/schedstat,
  * else from the utime+stime ticks of /proc/PID/stat; -1 if unknown      */
@@ -612,7 +768,7 @@ static const char *cpu_report(double secs, uint64_t reqs)
 /* ------------------------------------------------------------------ */
 /* echo mode                                                          */
 
-enum { C_CONNECTING, C_OPEN, C_DEAD };
+enum { C_CONNECTING, C_OPEN, C_DEAD, C_HANDSHAKE };
 
 struct conn {
     int fd;
@@ -629,6 +785,9 @@ struct conn {
     int rpos;             /* bytes of it matched so far */
     char bad[96];         /* received bytes of a wrong line, for details */
     int badlen;
+#ifdef LOADGEN_TLS
+    SSL *ssl;             /* -T */
+#endif
 };
 
 static struct conn *conns;
@@ -650,11 +809,27 @@ static void note(const char *fmt, ...)
             *p = '_';
 }
 
+/* the reason of a TLS failure (EPROTO), for details */
+static const char *conn_tls_text(void)
+{
+#ifdef LOADGEN_TLS
+    return tls_text;
+#else
+    return "EPROTO";
+#endif
+}
+
 static void conn_kill(struct conn *c)
 {
     if (c->state == C_DEAD)
         return;
     epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
+#ifdef LOADGEN_TLS
+    if (c->ssl) {
+        SSL_free(c->ssl);   /* (no close_notify: the end of a run) */
+        c->ssl = NULL;
+    }
+#endif
     close(c->fd);
     c->fd = -1;
     c->state = C_DEAD;
@@ -681,7 +856,12 @@ static void conn_queue(struct conn *c, uint64_t t)
 static void conn_flush(struct conn *c)
 {
     size_t off = (size_t)c->ooff;
+#ifdef LOADGEN_TLS
+    int r = c->ssl ? tls_write_pending(c->ssl, c->obuf, (size_t)c->olen, &off)
+                   : write_pending(c->fd, c->obuf, (size_t)c->olen, &off);
+#else
     int r = write_pending(c->fd, c->obuf, (size_t)c->olen, &off);
+#endif
     c->ooff = (int)off;
     if (r > 0) {
         if (!c->want_out) {
@@ -693,7 +873,7 @@ static void conn_flush(struct conn *c)
     if (r < 0) {
         if (measuring || sending)
             n_closed++;
-        note("conn_%d:write:%s", c->id, strerror(errno));
+        note("conn_%d:write:%s", c->id, errno == EPROTO ? conn_tls_text() : strerror(errno));
         conn_kill(c);
         return;
     }
@@ -780,6 +960,26 @@ static int conn_input(struct conn *c, const char *data, int len, uint64_t t)
     return done;
 }
 
+#ifdef LOADGEN_TLS
+/* -T: the handshake of conns c, as far as it goes: 1 done (C_OPEN), 0
+ * waiting (epoll told what for), -1 failed (killed, noted) */
+static int conn_handshake(struct conn *c)
+{
+    uint32_t ev = 0;
+    int h = tls_step(c->ssl, &ev);
+    if (h > 0) {
+        c->state = C_OPEN;
+        ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN, c->id);
+    } else if (h == 0) {
+        ep_set(c->fd, EPOLL_CTL_MOD, ev, c->id);
+    } else {
+        note("conn_%d:tls_handshake:%s", c->id, tls_text);
+        conn_kill(c);
+    }
+    return h;
+}
+#endif
+
 static int open_all(int first, int n, double deadline)
 {
     /* connect with at most 128 in flight */
@@ -805,17 +1005,54 @@ static int open_all(int first, int n, double deadline)
         int k = ep_wait(evs, 256, 50);
         for (int i = 0; i < k; i++) {
             struct conn *c = &conns[evs[i].data.u64];
+#ifdef LOADGEN_TLS
+            if (c->state == C_HANDSHAKE) {
+                int h = conn_handshake(c);
+                if (h) {
+                    inflight--;
+                    if (h > 0)
+                        open++;
+                    else
+                        failed++;
+                }
+                continue;
+            }
+#endif
             if (c->state != C_CONNECTING)
                 continue;
-            inflight--;
             int err = sock_error(c->fd);
             if (err) {
+                inflight--;
                 errno = err;
                 note("connect:%s", strerror(err));
                 conn_kill(c);
                 failed++;
                 continue;
             }
+#ifdef LOADGEN_TLS
+            if (opt_tls) {
+                /* connected: the handshake (still in flight meanwhile) */
+                c->ssl = tls_new(c->fd);
+                if (!c->ssl) {
+                    inflight--;
+                    note("conn_%d:SSL_new:%s", c->id, tls_why(SSL_ERROR_SSL));
+                    conn_kill(c);
+                    failed++;
+                    continue;
+                }
+                c->state = C_HANDSHAKE;
+                int h = conn_handshake(c);
+                if (h) {
+                    inflight--;
+                    if (h > 0)
+                        open++;
+                    else
+                        failed++;
+                }
+                continue;
+            }
+#endif
+            inflight--;
             c->state = C_OPEN;
             ep_set(c->fd, EPOLL_CTL_MOD, EPOLLIN, c->id);
             open++;
@@ -824,9 +1061,9 @@ static int open_all(int first, int n, double deadline)
     if (opt_verbose)
         fprintf(stderr, "loadgen: %d/%d connected, %d failed\n",
                 open, n - first, failed);
-    /* anything still connecting is given up */
+    /* anything still connecting (or in its handshake) is given up */
     for (int i = first; i < n; i++)
-        if (conns[i].state == C_CONNECTING) {
+        if (conns[i].state == C_CONNECTING || conns[i].state == C_HANDSHAKE) {
             conn_kill(&conns[i]);
             failed++;
         }
@@ -858,10 +1095,55 @@ static void alloc_conns(int n)
 
 static char rbuf[1 << 16];
 
+#ifdef LOADGEN_TLS
+/* pump for -T: the same, through SSL_read (drained while OpenSSL holds
+ * more than it has given us: epoll cannot see that) */
+static int pump_tls(int timeout_ms)
+{
+    static struct epoll_event evs[1024];
+    int k = ep_wait(evs, 1024, timeout_ms);
+    uint64_t t = now_ns();
+    int lines = 0;
+    for (int i = 0; i < k; i++) {
+        struct conn *c = &conns[evs[i].data.u64];
+        if (c->state != C_OPEN)
+            continue;
+        if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+            for (;;) {
+                ssize_t r = tls_read(c->ssl, rbuf, sizeof rbuf);
+                if (r > 0) {
+                    lines += conn_input(c, rbuf, (int)r, t);
+                    if (c->state != C_OPEN || !SSL_has_pending(c->ssl))
+                        break;
+                    continue;
+                }
+                if (r < 0 && errno == EAGAIN)
+                    break;
+                n_closed++;
+                note("conn_%d:server_closed(%s)_after_%llu_replies", c->id,
+                     r == 0 ? "eof" : errno == EPROTO ? tls_text : strerror(errno),
+                     (unsigned long long)c->rseq);
+                conn_kill(c);
+                break;
+            }
+            if (c->state != C_OPEN)
+                continue;
+        }
+        if (c->ooff < c->olen)
+            conn_flush(c);
+    }
+    return lines;
+}
+#endif
+
 /* One pass of the event loop for echo-like traffic. */
 static int pump(int timeout_ms)
 {
     static struct epoll_event evs[1024];
+#ifdef LOADGEN_TLS
+    if (opt_tls)
+        return pump_tls(timeout_ms);
+#endif
     int k = ep_wait(evs, 1024, timeout_ms);
     uint64_t t = now_ns();
     int lines = 0;
@@ -1010,11 +1292,67 @@ static int run_echo(void)
 
 struct slot {
     int fd;
-    int state; /* 0 idle, 1 connecting, 2 waiting reply */
+    int state; /* 0 idle, 1 connecting, 2 waiting reply; -T: 3 handshake,
+                  4 sending the line */
     int rpos;
     uint64_t t0;
     uint64_t seq;
+#ifdef LOADGEN_TLS
+    SSL *ssl;
+#endif
 };
+
+/* the end of a slot's cycle (or of its failure) */
+static inline void slot_close(struct slot *x)
+{
+#ifdef LOADGEN_TLS
+    if (x->ssl) {
+        SSL_free(x->ssl);
+        x->ssl = NULL;
+    }
+#endif
+    close(x->fd);
+    x->state = 0;
+}
+
+#ifdef LOADGEN_TLS
+/* -T, a slot in its handshake (3) or sending its line (4): as far as it
+ * goes.  0 waiting or done (now 2: waiting for the reply), -1 failed (the
+ * caller counts it and closes).  The line is made again in out for a
+ * retry: the same bytes at the same address. */
+static int slot_tls_step(struct slot *x, int id, char *out)
+{
+    uint32_t ev = 0;
+    if (x->state == 3) {
+        int h = tls_step(x->ssl, &ev);
+        if (h < 0) {
+            note("tls_handshake:%s", tls_text);
+            return -1;
+        }
+        if (h == 0) {
+            ep_set(x->fd, EPOLL_CTL_MOD, ev, id);
+            return 0;
+        }
+        x->state = 4;
+    }
+    init_line(out);
+    make_line(out, id, x->seq);
+    int w = SSL_write(x->ssl, out, opt_linelen);
+    if (w == opt_linelen) {
+        x->state = 2;
+        ep_set(x->fd, EPOLL_CTL_MOD, EPOLLIN, id);
+        return 0;
+    }
+    int e = SSL_get_error(x->ssl, w);
+    if (w <= 0 && (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)) {
+        ERR_clear_error();
+        ep_set(x->fd, EPOLL_CTL_MOD, e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT, id);
+        return 0;
+    }
+    note("tls_write:%s", w > 0 ? "short" : tls_why(e));
+    return -1;
+}
+#endif
 
 static int run_connect(void)
 {
@@ -1073,10 +1411,8 @@ static int run_connect(void)
             note("%d_connections_got_no_reply_in_%.1fs", busy,
                  10 * opt_grace);
             for (int i = 0; i < n; i++)
-                if (s[i].state) {
-                    close(s[i].fd);
-                    s[i].state = 0;
-                }
+                if (s[i].state)
+                    slot_close(&s[i]);
             break;
         }
         int k = ep_wait(evs, 256, 10);
@@ -1089,16 +1425,30 @@ static int run_connect(void)
                 if (err) {
                     n_fail++;
                     note("connect:%s", strerror(err));
-                    close(x->fd);
-                    x->state = 0;
+                    slot_close(x);
                     continue;
                 }
+#ifdef LOADGEN_TLS
+                if (opt_tls) {
+                    /* connected: the handshake, then the line (below) */
+                    x->ssl = tls_new(x->fd);
+                    if (!x->ssl) {
+                        n_fail++;
+                        note("SSL_new:%s", tls_why(SSL_ERROR_SSL));
+                        slot_close(x);
+                        continue;
+                    }
+                    /* all of the line or nothing: a retry makes it again */
+                    SSL_clear_mode(x->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
+                    x->state = 3;
+                    goto tls_step;
+                }
+#endif
                 int h = 0;
                 if (opt_proxy && (h = proxy_header(x->fd, out)) < 0) {
                     n_fail++;
                     note("getsockname:%s", strerror(errno));
-                    close(x->fd);
-                    x->state = 0;
+                    slot_close(x);
                     continue;
                 }
                 char *line = out + h;
@@ -1108,23 +1458,27 @@ static int run_connect(void)
                 if (w != h + opt_linelen) {
                     n_fail++;
                     note("write:%s", w < 0 ? strerror(errno) : "short");
-                    close(x->fd);
-                    x->state = 0;
+                    slot_close(x);
                     continue;
                 }
                 x->state = 2;
                 ep_set(x->fd, EPOLL_CTL_MOD, EPOLLIN, id);
             } else if (x->state == 2) {
                 char b[512];
+#ifdef LOADGEN_TLS
+            tls_read_more:;
+                ssize_t r = x->ssl ? tls_read(x->ssl, b, sizeof b)
+                                   : read(x->fd, b, sizeof b);
+#else
                 ssize_t r = read(x->fd, b, sizeof b);
+#endif
                 if (r < 0 && (errno == EAGAIN || errno == EINTR))
                     continue;
                 if (r <= 0) {
                     n_eof++;
                     note("server_closed_before_reply(%s)",
-                         r == 0 ? "eof" : strerror(errno));
-                    close(x->fd);
-                    x->state = 0;
+                         r == 0 ? "eof" : errno == EPROTO ? conn_tls_text() : strerror(errno));
+                    slot_close(x);
                     continue;
                 }
                 init_line(exp);
@@ -1133,20 +1487,38 @@ static int run_connect(void)
                     memcmp(exp + x->rpos, b, r) != 0) {
                     n_bad++;
                     note("wrong_reply_on_slot_%d", id);
-                    close(x->fd);
-                    x->state = 0;
+                    slot_close(x);
                     continue;
                 }
                 x->rpos += r;
                 if (x->rpos == opt_linelen) {
-                    close(x->fd);
-                    x->state = 0;
+#ifdef LOADGEN_TLS
+                    if (x->ssl) {
+                        /* close_notify, not waiting for the server's */
+                        SSL_shutdown(x->ssl);
+                        ERR_clear_error();
+                    }
+#endif
+                    slot_close(x);
                     if (meas == 1 && !stopping) {
                         n_done++;
                         hist_add(t - x->t0);
                     }
                 }
+#ifdef LOADGEN_TLS
+                else if (x->ssl)
+                    goto tls_read_more;   /* until WANT_READ */
+#endif
             }
+#ifdef LOADGEN_TLS
+            else if (x->state == 3 || x->state == 4) {
+            tls_step:
+                if (slot_tls_step(x, id, out) < 0) {
+                    n_fail++;
+                    slot_close(x);
+                }
+            }
+#endif
         }
     }
     double secs = (meas ? (mend < now_s() ? mend : now_s()) - real_start : 0);
@@ -3039,9 +3411,9 @@ static void usage(void)
 {
     fprintf(stderr,
         "usage: loadgen echo    -p PORT [-c C] [-d D] [-t S] [-w S] [-s LEN] "
-        "[-g S] [-C S] [-x v1|v2] [-A PID]\n"
-        "       loadgen connect -p PORT [-c C] [-t S] [-w S] [-x v1|v2] [-A PID]\n"
-        "       loadgen idle    -p PORT -P PID [-n N] [-t S]\n"
+        "[-g S] [-C S] [-x v1|v2] [-A PID] [-T]\n"
+        "       loadgen connect -p PORT [-c C] [-t S] [-w S] [-x v1|v2] [-A PID] [-T]\n"
+        "       loadgen idle    -p PORT -P PID [-n N] [-t S] [-T]\n"
         "       loadgen bcast   -p PORT -P PID [-n N] [-r ROUNDS] [-s SIZE] "
         "[-t IDLE_S] [-g S] [-C S]\n"
         "       loadgen udp     -p PORT [-c C] [-d D] [-t S] [-w S] [-s SIZE] "
@@ -3052,7 +3424,8 @@ static void usage(void)
         "       loadgen loris   -p PORT [-n N] [-t S] [-i MS] [-D S]\n"
         "       loadgen flood   -p PORT [-n N] [-t S] [-D S]\n"
         "       common: -H HOST (IPv4 address, default 127.0.0.1) -B SRC -v\n"
-        "               -U PATH (a UNIX stream socket instead of HOST:PORT)\n");
+        "               -U PATH (a UNIX stream socket instead of HOST:PORT)\n"
+        "               -T (echo, connect, idle: TLS 1.3; built with -DLOADGEN_TLS)\n");
     exit(2);
 }
 
@@ -3076,7 +3449,7 @@ int main(int argc, char **argv)
             is_xt = 1;
     if (is_udp)
         opt_linelen = 64;
-    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:vU:L:x:A:l:h:i:D:")) != -1) {
+    while ((ch = getopt(argc, argv, "H:B:p:c:n:d:t:w:s:g:C:P:r:vU:L:x:A:l:h:i:D:T")) != -1) {
         if (is_xt) {
             switch (ch) {
             case 'n': n_opt = (unsigned)strtoul(optarg, NULL, 10); continue;
@@ -3087,7 +3460,7 @@ int main(int argc, char **argv)
             case 'i': i_opt = (unsigned)strtoul(optarg, NULL, 10); continue;
             case 'D': x_deadline = atof(optarg); continue;
             case 'd': case 'w': case 's': case 'g': case 'C':
-            case 'r': case 'L': case 'x': case 'A':
+            case 'r': case 'L': case 'x': case 'A': case 'T':
                 usage();
             }
         }
@@ -3134,6 +3507,7 @@ int main(int argc, char **argv)
         case 'A':
             opt_napids = parse_pids(optarg, opt_apids, 64);
             break;
+        case 'T': opt_tls = 1; break;
         default: usage();
         }
     }
@@ -3142,6 +3516,21 @@ int main(int argc, char **argv)
     /* -x: TCP echo and connect only */
     if (opt_proxy && (opt_unix || (strcmp(mode, "echo") && strcmp(mode, "connect"))))
         usage();
+    /* -T: TCP echo, connect and idle, without a PROXY header */
+    if (opt_tls && (opt_unix || opt_proxy ||
+                    (strcmp(mode, "echo") && strcmp(mode, "connect") &&
+                     strcmp(mode, "idle"))))
+        usage();
+#ifdef LOADGEN_TLS
+    if (opt_tls)
+        tls_setup();
+#else
+    if (opt_tls) {
+        fprintf(stderr, "loadgen: -T: built without TLS (cc -DLOADGEN_TLS ... "
+                        "-lssl -lcrypto)\n");
+        return 2;
+    }
+#endif
     if (opt_unix) {
         memset(&g_unaddr, 0, sizeof g_unaddr);
         g_unaddr.sun_family = AF_UNIX;
