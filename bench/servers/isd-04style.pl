@@ -3,6 +3,7 @@
 # would use it: getline/print in "data", an "add" callback that accepts.
 #   perl isd-04style.pl PORT
 #   BENCH_PROXY_PROTOCOL=1 perl isd-04style.pl PORT   (proxy_protocol => 1)
+#   BENCH_TLS_CERT=cert.pem BENCH_TLS_KEY=key.pem perl isd-04style.pl PORT   (TLS)
 #   BENCH_EMBED=AnyEvent perl isd-04style.pl PORT     (attach in AnyEvent on EV)
 #   BENCH_EMBED=Mojo perl isd-04style.pl PORT         (attach in Mojo::IOLoop)
 use strict;
@@ -16,11 +17,19 @@ my @proxy = $ENV{BENCH_PROXY_PROTOCOL} ? (proxy_protocol => 1) : ();
 push @proxy, trusted_proxies => [ split /,/, $ENV{BENCH_TRUSTED_PROXIES} ]
     if $ENV{BENCH_PROXY_PROTOCOL} && $ENV{BENCH_TRUSTED_PROXIES};
 
+# BENCH_TLS_CERT=FILE BENCH_TLS_KEY=FILE (bench/run sets them for its TLS
+# rows): TLS on every connection, tls => { cert_file, key_file }.  Not
+# passed when not set.
+my @tls = $ENV{BENCH_TLS_CERT}
+    ? (tls => { cert_file => $ENV{BENCH_TLS_CERT}, key_file => $ENV{BENCH_TLS_KEY} })
+    : ();
+
 my $port = shift or die "usage: $0 PORT\n";
 my $server = IO::Socket::INET::Daemon->new(
     port     => $port,
     host     => '127.0.0.1',
     @proxy,
+    @tls,
     callback => {
         add  => sub { return 1 },
         data => sub {
