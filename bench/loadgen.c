@@ -826,13 +826,27 @@ static void conn_kill(struct conn *c)
     epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
 #ifdef LOADGEN_TLS
     if (c->ssl) {
-        SSL_free(c->ssl);   /* (no close_notify: the end of a run) */
+        SSL_free(c->ssl);   /* (conn_end sends close_notify first) */
         c->ssl = NULL;
     }
 #endif
     close(c->fd);
     c->fd = -1;
     c->state = C_DEAD;
+}
+
+/* The end of a connection that did nothing wrong (a run is over): -T,
+ * close_notify first (not waiting for the server's), as a client that
+ * means to go says so; then conn_kill. */
+static void conn_end(struct conn *c)
+{
+#ifdef LOADGEN_TLS
+    if (c->ssl && c->state == C_OPEN) {
+        SSL_shutdown(c->ssl);
+        ERR_clear_error();
+    }
+#endif
+    conn_kill(c);
 }
 
 static void conn_queue(struct conn *c, uint64_t t)
@@ -1283,7 +1297,7 @@ static int run_echo(void)
     n_ok = measured;
     report_echo("echo", real_secs, n, open);
     for (int i = 0; i < n; i++)
-        conn_kill(&conns[i]);
+        conn_end(&conns[i]);
     return 0;
 }
 
@@ -1620,7 +1634,7 @@ static int run_idle(void)
     int wopen = open_all(n, warm, deadline);
     int wgot = prove(n, warm, deadline);
     for (int i = n; i < n + warm; i++)
-        conn_kill(&conns[i]);
+        conn_end(&conns[i]);
     usleep(200000);
     if (opt_verbose)
         fprintf(stderr, "loadgen: idle warm-up %d/%d proven\n", wgot, wopen);
@@ -1663,7 +1677,7 @@ static int run_idle(void)
            details);
     fflush(stdout);
     for (int i = 0; i < n; i++)
-        conn_kill(&conns[i]);
+        conn_end(&conns[i]);
     return 0;
 }
 
