@@ -18,7 +18,8 @@ use TestISD ();          # (not imported: no second alarm)
 
 our @ISA    = ('Exporter');
 our @EXPORT = qw(tls_skip_reason make_certs tls_client tls_try_client
-                 tls_upgrade peer_subject clean_eof s_client openssl_bin);
+                 tls_upgrade peer_subject clean_eof s_client openssl_bin
+                 tls_flat tls_unflat tls_callbacks pattern);
 
 # -------------------------------------------------------------- skipping
 
@@ -32,9 +33,11 @@ sub openssl_bin {
 # undef when the TLS tests can run, else why not
 sub tls_skip_reason {
     require IO::Socket::INET::Daemon;
+    return "IO::Socket::INET::Daemon $IO::Socket::INET::Daemon::VERSION has no TLS support (no has_tls)"
+        unless IO::Socket::INET::Daemon->can('has_tls');
     return 'IO::Socket::INET::Daemon was built without OpenSSL (has_tls is false; '
          . 'install libssl-dev and rebuild)'
-        unless IO::Socket::INET::Daemon->can('has_tls') && IO::Socket::INET::Daemon->has_tls;
+        unless IO::Socket::INET::Daemon->has_tls;
     return 'IO::Socket::SSL 2.0 or later is not installed'
         unless eval { require IO::Socket::SSL; IO::Socket::SSL->VERSION(2.0); 1 };
     return 'the openssl command is not in PATH' unless openssl_bin();
@@ -204,6 +207,7 @@ sub tls_client {
     $port = $srv->port if $srv;
     my $s = tls_try_client($port, %o);
     return $s if $s;
+    no warnings 'once';
     my $why = "tls_client: 127.0.0.1:$port: " . ($IO::Socket::SSL::SSL_ERROR || $@ || $!) . "\n";
     if ($srv) {
         my @ev = $srv->events;
@@ -301,6 +305,110 @@ sub s_client {
     }
     close $wr;
     return { status => $st, out => _slurp("$dir/out"), err => _slurp("$dir/err") };
+}
+
+# ------------------------------------------------------- a server to talk to
+
+# tls_flat($io->tls): "key=value ..." sorted, bytes outside 0x21-0x7e (and
+# "%") as %XX, undef values as "key=%undef"; 'undef' for undef
+sub tls_flat {
+    my ($h) = @_;
+    return 'undef' unless defined $h;
+    return "notahash:$h" unless ref $h eq 'HASH';
+    my @kv;
+    for my $k (sort keys %$h) {
+        my $v = $h->{$k};
+        if (!defined $v) { push @kv, "$k=%undef"; next }
+        $v = "%ref:" . ref $v if ref $v;
+        $v =~ s/([^\x21-\x24\x26-\x7e])/sprintf '%%%02X', ord $1/ge;
+        push @kv, "$k=$v";
+    }
+    return join ' ', @kv;
+}
+
+sub tls_unflat {
+    my ($line) = @_;
+    return undef if !defined $line;
+    $line =~ s/\r?\n\z//;
+    return undef if $line eq 'undef';
+    my %h;
+    for my $kv (split ' ', $line) {
+        my ($k, $v) = split /=/, $kv, 2;
+        $v = undef if defined $v && $v eq '%undef';
+        $v =~ s/%([0-9A-F]{2})/chr hex $1/ge if defined $v;
+        $h{$k} = $v;
+    }
+    return \%h;
+}
+
+# pattern($n): $n bytes of numbered lines ("0000042 xxx...\n", 64 bytes
+# each), so that a byte lost, doubled or moved shows
+sub pattern {
+    my ($n) = @_;
+    my $line = 'x' x 55;
+    my $s = join '', map { sprintf "%07d %s\n", $_, $line } 0 .. int($n / 64);
+    return substr($s, 0, $n);
+}
+
+# tls_callbacks(): an echo server whose lines are also commands:
+#   tls         answers tls_flat($io->tls)
+#   stats       the server's counters (flat)
+#   quit        "bye", then data returns false
+#   close       "bye", then $io->close
+#   big N       N bytes of pattern(N)
+#   bigclose N  the same, then $io->close
+#   other lines are echoed
+# add logs "add PORT FLAT", remove "remove PORT", error "error PORT|undef
+# MESSAGE", data "data PORT"
+sub tls_callbacks {
+    my (%extra) = @_;
+    my %more = %{ delete $extra{commands} || {} };
+    return {
+        add => sub {
+            my ($io) = @_;
+            TestISD::log_event('add %s %s', $io->peerport, tls_flat($io->tls));
+            return 1;
+        },
+        data => sub {
+            my ($io, $d, $line) = @_;
+            (my $c = $line) =~ s/\r?\n\z//;
+            my ($cmd, $arg) = split ' ', $c, 2;
+            $cmd = '' unless defined $cmd;
+            if ($more{$cmd}) {
+                return $more{$cmd}->($io, $d, $arg);
+            }
+            if ($c eq 'tls') {
+                $io->print(tls_flat($io->tls), "\n");
+            }
+            elsif ($c eq 'stats') {
+                my $s = $d->stats;
+                $io->print(join(' ', map { "$_=" . (defined $s->{$_} ? $s->{$_} : '%undef') }
+                                     sort grep { !ref $s->{$_} } keys %$s), "\n");
+            }
+            elsif ($c eq 'quit') {
+                $io->print("bye\n");
+                return 0;
+            }
+            elsif ($c eq 'close') {
+                $io->print("bye\n");
+                $io->close;
+            }
+            elsif ($cmd eq 'big' || $cmd eq 'bigclose') {
+                $io->print(pattern($arg));
+                $io->close if $cmd eq 'bigclose';
+            }
+            else {
+                $io->print($line);
+            }
+            return 1;
+        },
+        remove => sub { TestISD::log_event('remove %s', $_[0]->peerport) },
+        error => sub {
+            my ($io, $d, $msg) = @_;
+            TestISD::log_event('error %s %s', defined $io ? $io->peerport : 'undef', $msg);
+        },
+        %extra,
+    };
 }
 
 1;

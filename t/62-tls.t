@@ -1,0 +1,395 @@
+#!perl
+# TLS in the C core (issue 14): what new takes and refuses in tls => {...},
+# and on every backend, with IO::Socket::SSL clients and `openssl
+# s_client`: echo, TLS 1.2 and 1.3 (and min_version refusing 1.2),
+# $io->tls in add and later, verify_client none/optional/require with
+# good, missing, expired and foreign client certificates, SNI, ALPN, a TLS
+# and a plain listener on one server (and tls => 0), 1000 pipelined lines,
+# length framing and max_line over TLS, and close_notify when the server
+# closes.  Hostile peers: t/63-tls-hostile.t; STARTTLS, tls_reload, big
+# replies: t/64-tls-more.t.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use TestISD qw(:DEFAULT ask);
+use TestTLS;
+use Test::More;
+use IO::Socket::INET::Daemon;
+
+my $why = tls_skip_reason();
+plan skip_all => $why if $why;
+
+my $C = make_certs();
+my %TLS = (cert_file => $C->{localhost}, key_file => $C->{localhost_key});
+my $CROAK = qr/^IO::Socket::INET::Daemon::new: tls: /;
+
+sub server {
+    my ($be, %o) = @_;
+    return start_server(backend => $be, callback => tls_callbacks(), child_deadline => 25,
+                        child_init => sub { log_event('addresses %s', join ' ', $_[0]->addresses) },
+                        %o);
+}
+
+# the server's view of the connection: $io->tls as a hash (undef: plain)
+sub tls_of { tls_unflat(ask($_[0], 'tls')) }
+
+# a client that must not be served: either its handshake fails, or (TLS
+# 1.3: the server judges the client's certificate after the client's
+# handshake is done) its first line gets no answer but the end
+sub not_served {
+    my ($port, %o) = @_;
+    my $s = tls_try_client($port, %o) or return 1;
+    print $s "ping\n";
+    my $got = read_until_eof($s, 3);
+    return !length($got) && got_eof($s);
+}
+
+# the port of listener $i (0-based) from the "addresses" event
+sub port_of {
+    my ($srv, $i) = @_;
+    $srv->wait_event(qr/^addresses /, 5);
+    my ($a) = $srv->grep_events(qr/^addresses /);
+    my @a = split ' ', ($a || '');
+    return $a[$i + 1] && $a[$i + 1] =~ /:(\d+)\z/ ? $1 : undef;
+}
+
+sub no_errors {
+    my ($srv, $what) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    is(join("\n", $srv->grep_events(qr/^error /)), '', "$what: no error callback");
+    is($srv->stderr, '', "$what: nothing on STDERR");
+}
+
+# ------------------------------------------------------------ has_tls, new
+
+subtest 'has_tls: OpenSSL\'s version string' => sub {
+    my $v = IO::Socket::INET::Daemon->has_tls;
+    like($v, qr/^OpenSSL \d+\.\d+/, "has_tls is OpenSSL's version ($v)");
+};
+
+subtest 'new: tls options it refuses, naming the option (and the file and the reason)' => sub {
+    my $missing = "$C->{dir}/no-such.pem";
+    my @bad = (
+        [ {}, qr/${CROAK}cert_file/, 'no cert_file' ],
+        [ { cert_file => $missing }, qr/${CROAK}cert_file.*\Q$missing\E.*no such file/i, 'a missing cert_file' ],
+        [ { cert_file => $C->{notpem} }, qr/${CROAK}cert_file.*\Q$C->{notpem}\E: ?\S/, 'a cert_file that is not PEM' ],
+        [ { cert_file => $C->{localhost}, key_file => $missing },
+          qr/${CROAK}key_file.*\Q$missing\E.*no such file/i, 'a missing key_file' ],
+        [ { cert_file => $C->{localhost}, key_file => $C->{notpem} },
+          qr/${CROAK}key_file.*\Q$C->{notpem}\E: ?\S/, 'a key_file that is not PEM' ],
+        [ { cert_file => $C->{localhost}, key_file => $C->{other_key} },
+          qr/${CROAK}key_file.*\Q$C->{other_key}\E.*key values mismatch/, 'a key that does not match' ],
+        [ { cert_file => $C->{localhost} }, qr/${CROAK}.*\Q$C->{localhost}\E/,
+          'a cert_file without its key and no key_file' ],
+        [ { %TLS, bogus => 1 }, qr/${CROAK}.*bogus/, 'an unknown key' ],
+        [ { %TLS, verify_client => 'require' }, qr/${CROAK}verify_client.*ca_file/, 'require without ca_file or ca_path' ],
+        [ { %TLS, verify_client => 'optional' }, qr/${CROAK}verify_client/, 'optional without ca_file or ca_path' ],
+        [ { %TLS, verify_client => 'sometimes', ca_file => $C->{ca} }, qr/${CROAK}verify_client.*sometimes/,
+          'verify_client: an unknown mode' ],
+        [ { %TLS, ca_file => $missing }, qr/${CROAK}ca_file.*\Q$missing\E/, 'a missing ca_file' ],
+        [ { %TLS, ca_path => $missing }, qr/${CROAK}ca_path.*\Q$missing\E/, 'a missing ca_path' ],
+        [ { %TLS, min_version => 'TLSv1.1' }, qr/${CROAK}min_version.*TLSv1\.1/, 'min_version TLSv1.1' ],
+        [ { %TLS, min_version => 'SSLv3' }, qr/${CROAK}min_version.*SSLv3/, 'min_version SSLv3' ],
+        [ { %TLS, ciphers => 'NO-SUCH-CIPHER' }, qr/${CROAK}ciphers.*NO-SUCH-CIPHER/, 'ciphers that match nothing' ],
+        [ { %TLS, ciphersuites => 'TLS_NO_SUCH_SUITE' }, qr/${CROAK}ciphersuites.*TLS_NO_SUCH_SUITE/,
+          'ciphersuites that match nothing' ],
+        [ { %TLS, handshake_timeout => -1 }, qr/${CROAK}handshake_timeout.*-1/, 'handshake_timeout -1' ],
+        [ { %TLS, handshake_timeout => 'soon' }, qr/${CROAK}handshake_timeout.*soon/, 'handshake_timeout soon' ],
+        [ { %TLS, sni => { 'mail.example' => { cert_file => $missing } } },
+          qr/${CROAK}.*\Q$missing\E.*no such file/i, 'an SNI certificate that is missing' ],
+        [ { %TLS, sni => { 'mail.example' => { cert_file => $C->{mail}, key_file => $C->{other_key} } } },
+          qr/${CROAK}.*\Q$C->{other_key}\E.*key values mismatch/, 'an SNI key that does not match' ],
+    );
+    for my $b (@bad) {
+        my ($tls, $re, $name) = @$b;
+        my $ok = eval { IO::Socket::INET::Daemon->new(port => 0, host => '127.0.0.1', tls => $tls); 1 };
+        my $err = $@;
+        ok(!$ok, "refused: $name");
+        like($err, $re, '... saying why') or diag $err;
+        like($err, qr/ at \Q$0\E line \d+/, '... from the caller') if $err;
+    }
+    # the same in a listen entry
+    my $ok = eval { IO::Socket::INET::Daemon->new(listen => [{ address => '127.0.0.1:0',
+                                                             tls => { cert_file => $missing } }]); 1 };
+    ok(!$ok, 'refused in a listen entry too');
+    like($@, qr/${CROAK}cert_file.*\Q$missing\E/, '... saying why');
+
+    my @good = (
+        [ { %TLS }, 'cert_file and key_file' ],
+        [ { cert_file => $C->{combined} }, 'the key in cert_file' ],
+        [ { %TLS, verify_client => 'none' }, 'verify_client none' ],
+        [ { %TLS, verify_client => 'optional', ca_file => $C->{ca} }, 'verify_client optional, ca_file' ],
+        [ { %TLS, verify_client => 'require', ca_path => $C->{dir} }, 'verify_client require, ca_path' ],
+        [ { %TLS, min_version => 'TLSv1.3', ciphersuites => 'TLS_AES_128_GCM_SHA256',
+            ciphers => 'ECDHE-ECDSA-AES128-GCM-SHA256', alpn => ['h2', 'http/1.1'],
+            handshake_timeout => 0.5, starttls => 1 }, 'every option' ],
+        [ { %TLS, sni => { 'mail.example' => { cert_file => $C->{mail}, key_file => $C->{mail_key} } } },
+          'sni' ],
+    );
+    for my $g (@good) {
+        my $d = eval { IO::Socket::INET::Daemon->new(port => 0, host => '127.0.0.1', tls => $g->[0]) };
+        ok($d, "taken: $g->[1]") or diag $@;
+    }
+};
+
+# ------------------------------------------------------------ every backend
+
+for my $be (backends()) {
+    isd_subtest("backend $be: echo over TLS 1.3 and 1.2, \$io->tls", sub {
+        my $srv = server($be, tls => { %TLS });
+        my $c = tls_client($srv, ca => $C->{ca});
+        ok(echo_ping($c, 'hello over TLS'), 'TLS 1.3: a line echoed');
+        is(peer_subject($c), 'localhost', 'the client got the server\'s certificate (verified for localhost)');
+        my $t = tls_of($c) || {};
+        is($t->{version}, 'TLSv1.3', '$io->tls->{version} TLSv1.3');
+        like($t->{cipher} // '', qr/^TLS_(AES_\d+_GCM_SHA\d+|CHACHA20_POLY1305_SHA256)$/, "... cipher ($t->{cipher})");
+        is($c->get_cipher, $t->{cipher}, '... the one the client agreed on');
+        ok(exists $t->{sni} && !defined $t->{sni}, '... sni undef (none sent)');
+        ok(exists $t->{alpn} && !defined $t->{alpn}, '... alpn undef');
+        ok(!exists $t->{peer_subject} && !exists $t->{peer_issuer}, '... no peer_subject, peer_issuer');
+        my $port = $c->sockport;
+        ok($srv->wait_event(qr/^add $port /, 3), 'add ran');
+        my ($add) = $srv->grep_events(qr/^add $port /);
+        like($add // '', qr/^add $port .*version=TLSv1\.3/, '$io->tls is already there in add');
+
+        my $c12 = tls_client($srv, ca => $C->{ca}, version => 'TLSv1_2', sni => 'localhost');
+        ok(echo_ping($c12, 'hello over TLS 1.2'), 'TLS 1.2: a line echoed');
+        $t = tls_of($c12) || {};
+        is($t->{version}, 'TLSv1.2', '$io->tls->{version} TLSv1.2');
+        is($t->{cipher}, $c12->get_cipher, "... cipher $t->{cipher}");
+        is($t->{sni}, 'localhost', '... sni localhost');
+
+        # 1000 lines in one write: every one echoed, in order
+        my $lines = join '', map { "line $_ " . ('y' x ($_ % 50)) . "\n" } 1 .. 1000;
+        is(send_all($c, $lines, 5), length $lines, '1000 pipelined lines sent at once');
+        my $got = read_n($c, length $lines, 10);
+        ok($got eq $lines, 'all 1000 echoed, in order')
+            or diag(sprintf 'got %d of %d bytes', length $got, length $lines);
+
+        # the server closes: close_notify first
+        is(ask($c, 'quit'), 'bye', 'quit: bye');
+        read_until_eof($c, 3);
+        ok(got_eof($c), 'data returning false: the connection ends');
+        ok(clean_eof($c), '... with close_notify (a clean TLS shutdown)');
+        is(ask($c12, 'close'), 'bye', 'close: bye');
+        read_until_eof($c12, 3);
+        ok(got_eof($c12) && clean_eof($c12), '$io->close: close_notify too (TLS 1.2)');
+        ok($srv->wait_event(qr/^remove /, 3, 2), 'remove for both');
+        no_errors($srv, 'echo');
+    });
+
+    isd_subtest("backend $be: min_version => 'TLSv1.3' refuses a TLS 1.2 client", sub {
+        my $srv = server($be, tls => { %TLS, min_version => 'TLSv1.3' });
+        my $c = tls_try_client($srv->port, ca => $C->{ca}, version => 'TLSv1_2');
+        ok(!$c, 'the TLS 1.2 client\'s handshake fails');
+        ok($srv->wait_event(qr/^error /, 3), 'an error callback');
+        my @e = $srv->grep_events(qr/^error /);
+        is(scalar @e, 1, 'exactly one');
+        like($e[0] // '', qr/^error undef connection from 127\.0\.0\.1:\d+ refused: TLS handshake: \S/,
+             '"connection from 127.0.0.1:PORT refused: TLS handshake: REASON"');
+        like($e[0] // '', qr/unsupported protocol|protocol version/i, "... the reason ($e[0])");
+        my $c13 = tls_client($srv, ca => $C->{ca}, version => 'TLSv1_3');
+        ok(echo_ping($c13, 'hi'), 'a TLS 1.3 client is served');
+        is($srv->count(qr/^add /), 1, 'add only for the 1.3 client');
+        is($srv->count(qr/^remove /), 0, 'no remove for the refused one');
+    });
+
+    isd_subtest("backend $be: verify_client none, optional, require", sub {
+        my %good = (cert => $C->{client}, key => $C->{client_key});
+        my %expired = (cert => $C->{expired}, key => $C->{expired_key});
+        my %foreign = (cert => $C->{foreign}, key => $C->{foreign_key});
+
+        # none: no certificate is asked for, one sent is not looked at
+        my $srv = server($be, tls => { %TLS, ca_file => $C->{ca} });
+        my $c = tls_client($srv, ca => $C->{ca}, %good);
+        my $t = tls_of($c) || {};
+        is($t->{version}, 'TLSv1.3', 'none: served');
+        ok(!exists $t->{peer_subject}, 'none: no peer_subject');
+        $c = tls_client($srv, ca => $C->{ca}, %expired);
+        ok(echo_ping($c, 'x'), 'none: an expired client certificate is not looked at');
+        no_errors($srv, 'none');
+        $srv->stop;
+
+        for my $mode (qw(optional require)) {
+            $srv = server($be, tls => { %TLS, ca_file => $C->{ca}, verify_client => $mode });
+            my $nerr = 0;
+            for my $v ('TLSv1_3', 'TLSv1_2') {
+                my $what = "$mode, $v";
+                $c = tls_client($srv, ca => $C->{ca}, version => $v, %good);
+                $t = tls_of($c) || {};
+                is($t->{peer_subject}, 'CN=client', "$what: a good certificate: peer_subject CN=client");
+                is($t->{peer_issuer}, 'CN=isd-test-ca', "$what: ... peer_issuer CN=isd-test-ca");
+                my $port = $c->sockport;
+                my ($add) = $srv->grep_events(qr/^add $port /);
+                like($add // '', qr/peer_subject=CN=client/, "$what: ... already in add");
+                close $c;
+
+                if ($mode eq 'optional') {
+                    $c = tls_client($srv, ca => $C->{ca}, version => $v);
+                    $t = tls_of($c) || {};
+                    is($t->{version}, $v =~ tr/_/./r, "$what: no certificate: served");
+                    ok(!exists $t->{peer_subject}, "$what: ... without peer_subject");
+                    close $c;
+                }
+                else {
+                    ok(not_served($srv->port, ca => $C->{ca}, version => $v), "$what: no certificate: not served");
+                    $nerr++;
+                    ok($srv->wait_event(qr/^error /, 3, $nerr), "$what: ... an error");
+                    my @e = $srv->grep_events(qr/^error /);
+                    like($e[-1] // '', qr/^error undef connection from 127\.0\.0\.1:\d+ refused: TLS handshake: .*peer did not return a certificate/,
+                         "$what: ... \"peer did not return a certificate\"");
+                }
+
+                ok(not_served($srv->port, ca => $C->{ca}, version => $v, %expired), "$what: an expired certificate: not served");
+                $nerr++;
+                ok($srv->wait_event(qr/^error /, 3, $nerr), "$what: ... an error");
+                my @e = $srv->grep_events(qr/^error /);
+                like($e[-1] // '', qr/^error undef connection from 127\.0\.0\.1:\d+ refused: TLS handshake: .*certificate has expired/,
+                     "$what: ... \"certificate has expired\"");
+
+                ok(not_served($srv->port, ca => $C->{ca}, version => $v, %foreign), "$what: a foreign CA's certificate: not served");
+                $nerr++;
+                ok($srv->wait_event(qr/^error /, 3, $nerr), "$what: ... an error");
+                @e = $srv->grep_events(qr/^error /);
+                like($e[-1] // '', qr/^error undef connection from 127\.0\.0\.1:\d+ refused: TLS handshake: .*(certificate verify failed|unable to get local issuer certificate)/,
+                     "$what: ... \"certificate verify failed\"");
+            }
+            Time::HiRes::sleep(0.2);
+            is($srv->count(qr/^error /), $nerr, "$mode: exactly one error per refused client");
+            is($srv->count(qr/^add /), $mode eq 'optional' ? 4 : 2, "$mode: add only for those served");
+            is($srv->count(qr/^remove /), $mode eq 'optional' ? 4 : 2, "$mode: remove only for those added");
+            is($srv->stderr, '', "$mode: nothing on STDERR");
+            $srv->stop;
+        }
+    });
+
+    isd_subtest("backend $be: SNI picks the certificate", sub {
+        my $srv = server($be, tls => { %TLS, sni => { 'mail.example' => { cert_file => $C->{mail},
+                                                                          key_file => $C->{mail_key} } } });
+        my $c = tls_client($srv, ca => $C->{ca}, sni => 'mail.example', name => 'mail.example');
+        is(peer_subject($c), 'mail.example', 'SNI mail.example: the mail.example certificate (verified)');
+        is((tls_of($c) || {})->{sni}, 'mail.example', '... $io->tls->{sni} mail.example');
+        $c = tls_client($srv, ca => $C->{ca}, sni => 'localhost');
+        is(peer_subject($c), 'localhost', 'SNI localhost: the default certificate');
+        is((tls_of($c) || {})->{sni}, 'localhost', '... sni localhost');
+        $c = tls_client($srv, ca => $C->{ca}, sni => 'other.example');
+        is(peer_subject($c), 'localhost', 'SNI other.example: the default certificate');
+        is((tls_of($c) || {})->{sni}, 'other.example', '... sni other.example');
+        $c = tls_client($srv, ca => $C->{ca});
+        is(peer_subject($c), 'localhost', 'no SNI: the default certificate');
+        ok(!defined((tls_of($c) || {})->{sni}), '... sni undef');
+        $c = tls_client($srv, ca => $C->{ca}, sni => 'mail.example', name => 'mail.example', version => 'TLSv1_2');
+        is(peer_subject($c), 'mail.example', 'TLS 1.2 with SNI mail.example: the mail.example certificate');
+        no_errors($srv, 'SNI');
+    });
+
+    isd_subtest("backend $be: ALPN", sub {
+        my $srv = server($be, tls => { %TLS, alpn => ['h2', 'http/1.1'] });
+        my $c = tls_client($srv, ca => $C->{ca}, alpn => ['http/1.1', 'h2']);
+        is($c->alpn_selected, 'h2', 'both offered: the server\'s preference, h2');
+        is((tls_of($c) || {})->{alpn}, 'h2', '... $io->tls->{alpn} h2');
+        $c = tls_client($srv, ca => $C->{ca}, alpn => ['http/1.1'], version => 'TLSv1_2');
+        is($c->alpn_selected, 'http/1.1', 'only http/1.1 offered (TLS 1.2): http/1.1');
+        is((tls_of($c) || {})->{alpn}, 'http/1.1', '... $io->tls->{alpn} http/1.1');
+        $c = tls_client($srv, ca => $C->{ca});
+        ok(!defined((tls_of($c) || {})->{alpn}), 'no ALPN offered: served, alpn undef');
+        no_errors($srv, 'ALPN');
+        # none in common: either served without a protocol, or refused
+        # with one error ("no application protocol"); not both, not silently
+        $c = tls_try_client($srv->port, ca => $C->{ca}, alpn => ['spdy/3']);
+        my $served = $c && echo_ping($c, 'x');
+        Time::HiRes::sleep(0.2);
+        my @e = $srv->grep_events(qr/^error /);
+        if ($served) {
+            ok(!defined((tls_of($c) || {})->{alpn}), 'none in common: served without a protocol (alpn undef)');
+            is(scalar @e, 0, '... no error');
+        }
+        else {
+            is(scalar @e, 1, 'none in common: refused, with one error');
+            like($e[0] // '', qr/refused: TLS handshake: .*no application protocol/, '... "no application protocol"');
+        }
+        diag('ALPN with none in common: ' . ($served ? 'served without ALPN' : 'refused'));
+    });
+
+    isd_subtest("backend $be: a TLS and a plain listener on one server", sub {
+        my $srv = server($be, listen => [{ address => '127.0.0.1:0', tls => { %TLS } }, '127.0.0.1:0']);
+        my ($tp, $pp) = (port_of($srv, 0), port_of($srv, 1));
+        ok($tp && $pp, "two ports ($tp, $pp)");
+        my $c = tls_client($tp, ca => $C->{ca});
+        is((tls_of($c) || {})->{version}, 'TLSv1.3', 'the TLS listener: TLS');
+        my $p = client($pp);
+        ok(echo_ping($p, 'plain'), 'the plain listener: plain text echoed');
+        is(ask($p, 'tls'), 'undef', '... $io->tls undef there');
+        my $pport = $p->sockport;
+        my ($add) = $srv->grep_events(qr/^add $pport /);
+        is($add, "add $pport undef", '... in add too');
+        no_errors($srv, 'two listeners');
+        $srv->stop;
+
+        # top-level tls, off for one entry
+        $srv = server($be, tls => { %TLS },
+                      listen => ['127.0.0.1:0', { address => '127.0.0.1:0', tls => 0 }]);
+        ($tp, $pp) = (port_of($srv, 0), port_of($srv, 1));
+        $c = tls_client($tp, ca => $C->{ca});
+        ok(echo_ping($c, 'tls'), 'tls in new: the first listener is TLS');
+        $p = client($pp);
+        is(ask($p, 'tls'), 'undef', 'tls => 0 in the entry: the second is plain');
+        no_errors($srv, 'tls => 0');
+    });
+
+    isd_subtest("backend $be: framings and limits over TLS", sub {
+        my $srv = server($be, tls => { %TLS }, max_line => 100);
+        my $c = tls_client($srv, ca => $C->{ca});
+        ok(echo_ping($c, 'short'), 'a short line');
+        my $port = $c->sockport;
+        send_all($c, ('z' x 200) . "\n");
+        read_until_eof($c, 3);
+        ok(got_eof($c), 'a line over max_line: dropped');
+        ok($srv->wait_event(qr/^remove $port$/, 3), '... remove');
+        my @e = $srv->grep_events(qr/^error $port /);
+        is(scalar @e, 1, '... one error, with $io');
+        like($e[0] // '', qr/max_line|too long/i, "... about the line ($e[0])");
+        $srv->stop;
+
+        $srv = start_server(backend => $be, tls => { %TLS }, framing => 'length', length_format => 'n',
+                            callback => { data => sub { $_[0]->send_message(uc $_[2]); 1 },
+                                          error => sub { log_event('error %s', $_[2]) } });
+        $c = tls_client($srv, ca => $C->{ca});
+        send_all($c, pack('n/a*', 'abc') . pack('n/a*', 'hello tls'));
+        is(read_n($c, 14, 3), pack('n/a*', 'ABC') . pack('n/a*', 'HELLO TLS'), 'length framing: two messages answered');
+        is(join("\n", $srv->grep_events(qr/^error /)), '', '... no error');
+    });
+
+    isd_subtest("backend $be: openssl s_client", sub {
+        my $srv = server($be, tls => { %TLS, alpn => ['h2', 'http/1.1'],
+                                       sni => { 'mail.example' => { cert_file => $C->{mail},
+                                                                    key_file => $C->{mail_key} } } });
+        for my $v ('-tls1_3', '-tls1_2') {
+            my $r = s_client($srv->port, [$v, '-CAfile', $C->{ca}, '-verify_return_error',
+                                          '-servername', 'mail.example', '-alpn', 'http/1.1', '-ign_eof'],
+                             sub {
+                                 my ($w, $out) = @_;
+                                 $w->("hello s_client\n");
+                                 wait_until(sub { $out->() =~ /^hello s_client$/m }, 3);
+                                 $w->("tls\n");
+                                 wait_until(sub { $out->() =~ /^alpn=/m }, 3);
+                                 $w->("quit\n");
+                             }, 5);
+            is($r->{status}, 0, "$v: s_client ends normally (exit 0)") or diag $r->{err};
+            like($r->{out}, qr/^hello s_client$/m, "$v: the line echoed");
+            like($r->{out}, qr/subject=CN ?= ?mail\.example/, "$v: the mail.example certificate");
+            like($r->{out}, qr/Verify return code: 0 \(ok\)/, "$v: verified");
+            like($r->{out}, qr/ALPN protocol: http\/1\.1/, "$v: ALPN http/1.1");
+            my ($t) = $r->{out} =~ /^(alpn=.*)$/m;
+            $t = tls_unflat($t) || {};
+            is($t->{version}, $v eq '-tls1_3' ? 'TLSv1.3' : 'TLSv1.2', "$v: \$io->tls->{version}");
+            is($t->{sni}, 'mail.example', "$v: \$io->tls->{sni}");
+            like($r->{out}, qr/^bye$/m, "$v: bye");
+            unlike($r->{err}, qr/unexpected eof/, "$v: the server closed with close_notify");
+        }
+        no_errors($srv, 's_client');
+    });
+}
+
+done_testing();
