@@ -19,7 +19,7 @@ use TestISD ();          # (not imported: no second alarm)
 our @ISA    = ('Exporter');
 our @EXPORT = qw(tls_skip_reason make_certs tls_client tls_try_client
                  tls_upgrade peer_subject clean_eof s_client openssl_bin
-                 tls_flat tls_unflat tls_callbacks pattern);
+                 tls_flat tls_unflat tls_callbacks pattern client_hello rst_close dirty_close);
 
 # -------------------------------------------------------------- skipping
 
@@ -359,7 +359,7 @@ sub pattern {
 #   bigclose N  the same, then $io->close
 #   other lines are echoed
 # add logs "add PORT FLAT", remove "remove PORT", error "error PORT|undef
-# MESSAGE", data "data PORT"
+# MESSAGE", data "data PORT LINE" (not for big)
 sub tls_callbacks {
     my (%extra) = @_;
     my %more = %{ delete $extra{commands} || {} };
@@ -372,6 +372,7 @@ sub tls_callbacks {
         data => sub {
             my ($io, $d, $line) = @_;
             (my $c = $line) =~ s/\r?\n\z//;
+            TestISD::log_event('data %s %s', $io->peerport, $c) unless $c =~ /^big/;
             my ($cmd, $arg) = split ' ', $c, 2;
             $cmd = '' unless defined $cmd;
             if ($more{$cmd}) {
@@ -409,6 +410,45 @@ sub tls_callbacks {
         },
         %extra,
     };
+}
+
+# ------------------------------------------------------------ raw material
+
+# client_hello(sni => NAME): the bytes of a real ClientHello (TLS 1.2 and
+# 1.3 offered), as the first flight of a client
+sub client_hello {
+    my (%o) = @_;
+    require Net::SSLeay;
+    Net::SSLeay::initialize();
+    my $ctx = Net::SSLeay::CTX_new_with_method(Net::SSLeay::TLS_client_method())
+        or die "client_hello: CTX_new failed\n";
+    my $ssl = Net::SSLeay::new($ctx);
+    my $rb = Net::SSLeay::BIO_new(Net::SSLeay::BIO_s_mem());
+    my $wb = Net::SSLeay::BIO_new(Net::SSLeay::BIO_s_mem());
+    Net::SSLeay::set_bio($ssl, $rb, $wb);
+    Net::SSLeay::set_tlsext_host_name($ssl, $o{sni}) if defined $o{sni};
+    Net::SSLeay::connect($ssl);
+    my $hello = Net::SSLeay::BIO_read($wb);
+    Net::SSLeay::free($ssl);
+    Net::SSLeay::CTX_free($ctx);
+    die "client_hello: no ClientHello\n" unless defined $hello && $hello =~ /\A\x16\x03/;
+    return $hello;
+}
+
+# dirty_close($sock): close a TLS socket without close_notify (a FIN, or
+# the reset rst_close asked for); a plain socket is just closed
+sub dirty_close {
+    my ($c) = @_;
+    return $c->close(SSL_no_shutdown => 1) if ref $c && $c->isa('IO::Socket::SSL');
+    return close $c;
+}
+
+# rst_close($sock): close with a reset (SO_LINGER 0), no close_notify
+sub rst_close {
+    my ($c) = @_;
+    require Socket;
+    setsockopt($c, Socket::SOL_SOCKET(), Socket::SO_LINGER(), pack('ii', 1, 0));
+    dirty_close($c);
 }
 
 1;
