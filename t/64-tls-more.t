@@ -1,0 +1,289 @@
+#!perl
+# TLS (issue 14), on every backend: STARTTLS ($io->start_tls in an
+# SMTP-like exchange; what was printed before goes out in plain text;
+# start_tls croaks on a listener without starttls and on a connection that
+# is TLS already; plain text pipelined after STARTTLS never reaches data as
+# if it had come encrypted; a failed STARTTLS handshake is one error, then
+# remove), tls_reload under traffic (no client fails, new connections get
+# the new certificate, an open one goes on, a bad file keeps the old one
+# and is reported), a 20 MiB reply to a slow TLS reader (all bytes intact,
+# others served meanwhile), and $io->close after a big print (everything
+# delivered, then close_notify).
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use TestISD qw(:DEFAULT ask);
+use TestTLS;
+use Test::More;
+use File::Copy ();
+use File::Temp ();
+use IO::Select ();
+use IO::Socket::INET::Daemon;
+use POSIX ();
+use Time::HiRes ();
+
+my $why = tls_skip_reason();
+plan skip_all => $why if $why;
+
+my $C = make_certs();
+my %TLS = (cert_file => $C->{localhost}, key_file => $C->{localhost_key});
+
+# STARTTLS: "220 go ahead", then start_tls; a croak is answered "454 ..."
+my %STARTTLS = (
+    STARTTLS => sub {
+        my ($io) = @_;
+        $io->print("220 go ahead\n");
+        if (!eval { $io->start_tls; 1 }) {
+            (my $e = $@) =~ s/\n.*//s;
+            $io->print("454 $e\n");
+            TestISD::log_event('croak %s %s', $io->peerport, $e);
+        }
+        return 1;
+    },
+);
+
+sub server {
+    my ($be, %o) = @_;
+    my $cmds = delete $o{commands} || {};
+    return start_server(backend => $be, callback => tls_callbacks(commands => { %STARTTLS, %$cmds }),
+                        child_deadline => 40,
+                        child_init => sub { log_event('addresses %s', join ' ', $_[0]->addresses) },
+                        %o);
+}
+
+sub port_of {
+    my ($srv, $i) = @_;
+    $srv->wait_event(qr/^addresses /, 5);
+    my ($a) = $srv->grep_events(qr/^addresses /);
+    my @a = split ' ', ($a || '');
+    return $a[$i + 1] && $a[$i + 1] =~ /:(\d+)\z/ ? $1 : undef;
+}
+
+sub tls_of { tls_unflat(ask($_[0], 'tls')) }
+
+for my $be (backends()) {
+    isd_subtest("backend $be: STARTTLS", sub {
+        my $srv = server($be, listen => [{ address => '127.0.0.1:0', tls => { %TLS, starttls => 1 } },
+                                         { address => '127.0.0.1:0', tls => { %TLS } },
+                                         '127.0.0.1:0']);
+        my ($sp, $tp, $pp) = map { port_of($srv, $_) } 0 .. 2;
+
+        my $c = client($sp);
+        is(ask($c, 'EHLO me'), 'EHLO me', 'a starttls listener: plain text at first');
+        is(ask($c, 'tls'), 'undef', '... $io->tls undef');
+        my $cport = $c->sockport;
+        is(ask($c, 'STARTTLS'), '220 go ahead', 'STARTTLS: what was printed before start_tls comes in plain text');
+        ok(tls_upgrade($c, ca => $C->{ca}, sni => 'localhost'), 'the client\'s handshake succeeds')
+            or diag($IO::Socket::SSL::SSL_ERROR);
+        is(peer_subject($c), 'localhost', '... the server\'s certificate, verified');
+        my $t = tls_of($c) || {};
+        is($t->{version}, 'TLSv1.3', '$io->tls after start_tls: TLSv1.3');
+        is($t->{sni}, 'localhost', '... sni');
+        is(ask($c, 'MAIL FROM:<a@example>'), 'MAIL FROM:<a@example>', 'the conversation goes on, encrypted');
+        is(ask($c, 'STARTTLS'), '220 go ahead', 'STARTTLS again: ...');
+        my $l = read_line($c, 3);
+        like($l // '', qr/^454 .*start_tls/, '... start_tls croaks on a TLS connection, naming start_tls');
+        ok(echo_ping($c, 'still'), '... and the connection goes on');
+        is(ask($c, 'quit'), 'bye', 'quit');
+        read_until_eof($c, 3);
+        ok(got_eof($c) && clean_eof($c), '... close_notify');
+        ok($srv->wait_event(qr/^remove $cport$/, 3), '... remove');
+        is($srv->count(qr/^add $cport /), 1, 'one add for it (at the connect: plain)');
+
+        # TLS 1.2, lines right after the handshake
+        $c = client($sp);
+        is(ask($c, 'STARTTLS'), '220 go ahead', 'TLS 1.2: 220');
+        ok(tls_upgrade($c, ca => $C->{ca}, version => 'TLSv1_2'), '... upgraded');
+        send_all($c, join('', map { "line $_\n" } 1 .. 100), 3);
+        my $want = join '', map { "line $_\n" } 1 .. 100;
+        is(read_n($c, length $want, 5), $want, '... 100 pipelined lines echoed');
+        is((tls_of($c) || {})->{version}, 'TLSv1.2', '... TLSv1.2');
+        close $c;
+
+        # a TLS listener without starttls, and a plain one: start_tls croaks
+        $c = tls_client($tp, ca => $C->{ca});
+        is(ask($c, 'STARTTLS'), '220 go ahead', 'a TLS listener without starttls: ...');
+        like(read_line($c, 3) // '', qr/^454 .*start_tls/, '... start_tls croaks');
+        ok(echo_ping($c, 'on'), '... the connection goes on');
+        $c = client($pp);
+        is(ask($c, 'STARTTLS'), '220 go ahead', 'a plain listener: ...');
+        like(read_line($c, 3) // '', qr/^454 .*start_tls/, '... start_tls croaks');
+        ok(echo_ping($c, 'on'), '... the connection goes on');
+        is($srv->count(qr/^croak /), 3, 'three croaks in all');
+
+        # plain text pipelined after STARTTLS is not taken for TLS input
+        $c = client($sp);
+        $cport = $c->sockport;
+        send_all($c, "STARTTLS\nINJECTED\n", 3);
+        is(read_line($c, 3), "220 go ahead\n", 'STARTTLS with a line behind it: 220');
+        my $up = tls_upgrade($c, ca => $C->{ca});
+        if ($up) {
+            ok(echo_ping($c, 'after'), '... if the handshake goes through, the connection works');
+        }
+        else {
+            pass('... the handshake failed (the injected line spoilt it)');
+        }
+        Time::HiRes::sleep(0.2);
+        is($srv->count(qr/^data $cport INJECTED$/), 0, '... the injected line never reaches data');
+        close $c;
+
+        # a failed STARTTLS handshake: one error, with $io, then remove
+        $c = client($sp);
+        $cport = $c->sockport;
+        is(ask($c, 'STARTTLS'), '220 go ahead', 'a failed STARTTLS: 220');
+        send_all($c, "this is not a ClientHello\n", 3);
+        read_until_eof($c, 3);
+        ok(got_eof($c), '... plain text instead of a handshake: the server ends the connection');
+        ok($srv->wait_event(qr/^remove $cport$/, 3), '... remove');
+        my @e = $srv->grep_events(qr/^error $cport /);
+        is(scalar @e, 1, '... exactly one error, with $io');
+        like($e[0] // '', qr/^error $cport connection 127\.0\.0\.1:$cport: TLS handshake: \S/,
+             '... "connection 127.0.0.1:PORT: TLS handshake: REASON"');
+        my @ev = grep { /^(error|remove) $cport\b/ } $srv->events;
+        like($ev[0] // '', qr/^error /, '... error before remove');
+        is($srv->stderr, '', 'nothing on STDERR');
+    });
+
+    isd_subtest("backend $be: tls_reload under traffic", sub {
+        my $dir = File::Temp->newdir('isd-reload-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        my ($pem, $key) = ("$dir/live.pem", "$dir/live.key");
+        my $put = sub {
+            my ($from, $to) = @_;
+            File::Copy::copy($from, "$to.new") or die "copy $from: $!";
+            rename "$to.new", $to or die "rename: $!";
+        };
+        $put->($C->{localhost}, $pem);
+        $put->($C->{localhost_key}, $key);
+        my $srv = server($be, tls => { cert_file => $pem, key_file => $key },
+                         commands => { reload => sub {
+                             my ($io, $d) = @_;
+                             my $r = $d->tls_reload;
+                             $io->print('reload ', ($r ? 1 : 0), "\n");
+                             return 1;
+                         } });
+        my $ctl = tls_client($srv, ca => $C->{ca});
+        my $old = tls_client($srv, ca => $C->{ca});
+        is(peer_subject($old), 'localhost', 'before: the first certificate');
+        ok(echo_ping($old, 'x'), 'an open connection');
+
+        # clients that connect, talk and go, over and over, through the reloads
+        my $result = "$dir/traffic";
+        my $pid = fork;
+        die "fork: $!" unless defined $pid;
+        if (!$pid) {
+            alarm 20;
+            my ($ok, $fail, %cn) = (0, 0);
+            my $t0 = now();
+            while (now() - $t0 < 2.5) {
+                my $c = tls_try_client($srv->port, ca => $C->{ca}, timeout => 3);
+                if ($c && echo_ping($c, "t$ok", 3)) { $ok++; $cn{ peer_subject($c) // '?' }++ }
+                else { $fail++ }
+                close $c if $c;
+            }
+            open my $fh, '>', $result;
+            print $fh "ok=$ok fail=$fail ", join(',', map { "$_:$cn{$_}" } sort keys %cn), "\n";
+            close $fh;
+            POSIX::_exit(0);
+        }
+        Time::HiRes::sleep(0.5);
+        $put->($C->{localhost2}, $pem);
+        $put->($C->{localhost2_key}, $key);
+        is(ask($ctl, 'reload'), 'reload 1', 'tls_reload returns true');
+        my $new = tls_client($srv, ca => $C->{ca});
+        is(peer_subject($new), 'localhost-2', 'a new connection gets the new certificate');
+        ok(echo_ping($old, 'y'), 'the open connection goes on');
+        ok(echo_ping($new, 'z'), 'the new one is served');
+
+        # a bad certificate file: false, the old one stays, reported
+        Time::HiRes::sleep(0.3);
+        $put->($C->{notpem}, $pem);
+        is(ask($ctl, 'reload'), 'reload 0', 'a file that is not PEM: tls_reload returns false');
+        ok($srv->wait_event(qr/^error undef tls_reload: /, 2), '... an error, $io undef');
+        my @e = $srv->grep_events(qr/^error undef tls_reload: /);
+        like($e[-1] // '', qr/^error undef tls_reload: .*\Q$pem\E/, '... "tls_reload: " naming the file');
+        my $still = tls_client($srv, ca => $C->{ca});
+        is(peer_subject($still), 'localhost-2', '... new connections still get the certificate in use');
+
+        # a key that does not match
+        $put->($C->{localhost}, $pem);
+        $put->($C->{other_key}, $key);
+        is(ask($ctl, 'reload'), 'reload 0', 'a key that does not match: false');
+        ok($srv->wait_event(qr/^error undef tls_reload: /, 2, 2), '... an error');
+        @e = $srv->grep_events(qr/^error undef tls_reload: /);
+        like($e[-1] // '', qr/^error undef tls_reload: .*\Q$key\E.*key values mismatch/, '... naming the key file: "key values mismatch"');
+        $still = tls_client($srv, ca => $C->{ca});
+        is(peer_subject($still), 'localhost-2', '... the certificate in use stays');
+
+        # good again
+        $put->($C->{localhost_key}, $key);
+        is(ask($ctl, 'reload'), 'reload 1', 'both good again: true');
+        is(peer_subject(tls_client($srv, ca => $C->{ca})), 'localhost', '... the reloaded certificate');
+
+        my $st;
+        wait_until(sub { my $r = waitpid($pid, POSIX::WNOHANG()); $st = $? if $r == $pid; $r != 0 }, 10);
+        is($st, 0, 'the traffic process ended');
+        my $r = TestTLS::_slurp($result);
+        chomp $r;
+        my ($ok, $fail) = $r =~ /ok=(\d+) fail=(\d+)/;
+        ok(($ok // 0) >= 10, "the traffic went on through the reloads ($r)");
+        is($fail, 0, '... no client failed');
+        like($r, qr/localhost-2:\d+/, '... and some got the new certificate');
+        ok(echo_ping($old, 'end'), 'the connection opened before the reloads is still served');
+        is($srv->count(qr/^error /), 2, 'two errors in all (the two bad reloads)');
+        is($srv->stderr, '', 'nothing on STDERR');
+    });
+
+    isd_subtest("backend $be: 20 MiB to a slow TLS reader, others served meanwhile", sub {
+        my $size = 20 * 1024 * 1024;
+        my $want = pattern($size);
+        my $srv = server($be, tls => { %TLS });
+        my $c = tls_client($srv, ca => $C->{ca});
+        my $other = tls_client($srv, ca => $C->{ca});
+        print $c "big $size\n";
+        my ($got, $pings, $slow_pings) = ('', 0, 0);
+        my $t0 = now();
+        my $next_ping = 1024 * 1024;
+        my $sel = IO::Select->new($c);
+        while (length $got < $size && now() - $t0 < 30) {
+            if (!$c->pending && !$sel->can_read(5)) { last }
+            my $n = sysread($c, my $buf, 16384);
+            last unless $n;
+            $got .= $buf;
+            if (length $got >= $next_ping) {
+                $next_ping += 2 * 1024 * 1024;
+                Time::HiRes::sleep(0.02);           # a slow reader
+                my $p0 = now();
+                $pings++ if echo_ping($other, "ping $pings", 3);
+                $slow_pings++ if now() - $p0 > 1;
+            }
+        }
+        is(length $got, $size, sprintf('all %d bytes arrived (%.1f s)', $size, now() - $t0));
+        ok($got eq $want, '... intact, in order');
+        ok($pings >= 9, "the other client was served meanwhile ($pings pings)");
+        is($slow_pings, 0, '... each ping answered within a second');
+        ok(echo_ping($c, 'after'), 'the reader is served after');
+        is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
+        is($srv->stderr, '', 'nothing on STDERR');
+    });
+
+    isd_subtest("backend $be: \$io->close after a big print delivers it all, then close_notify", sub {
+        my $srv = server($be, tls => { %TLS });
+        for my $v ('TLSv1_3', 'TLSv1_2') {
+            my $c = tls_client($srv, ca => $C->{ca}, version => $v);
+            my $size = 5_000_000 + 17;
+            print $c "bigclose $size\n";
+            Time::HiRes::sleep(0.3);        # the server has queued it all and closed
+            my $got = read_until_eof($c, 10);
+            is(length $got, $size, "$v: every byte before the end");
+            ok($got eq pattern($size), "$v: ... intact");
+            ok(got_eof($c), "$v: then the end");
+            ok(clean_eof($c), "$v: ... with close_notify");
+        }
+        is($srv->count(qr/^remove /), 0, 'no remove ($io->close is as $server->remove)');
+        is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
+        is($srv->stderr, '', 'nothing on STDERR');
+    });
+}
+
+done_testing();
