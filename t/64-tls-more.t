@@ -243,16 +243,19 @@ for my $be (backends()) {
         print $c "big $size\n";
         my ($got, $pings, $slow_pings) = ('', 0, 0);
         my $t0 = now();
-        my $next_ping = 1024 * 1024;
+        my ($next_ping, $next_pause) = (1024 * 1024, 256 * 1024);
         my $sel = IO::Select->new($c);
         while (length $got < $size && now() - $t0 < 30) {
             if (!$c->pending && !$sel->can_read(5)) { last }
-            my $n = sysread($c, my $buf, 16384);
+            my $n = sysread($c, my $buf, 16384);     # small pieces
             last unless $n;
             $got .= $buf;
+            if (length $got >= $next_pause) {
+                $next_pause += 512 * 1024;
+                Time::HiRes::sleep(0.03);           # with pauses: the server's writes block
+            }
             if (length $got >= $next_ping) {
                 $next_ping += 2 * 1024 * 1024;
-                Time::HiRes::sleep(0.02);           # a slow reader
                 my $p0 = now();
                 $pings++ if echo_ping($other, "ping $pings", 3);
                 $slow_pings++ if now() - $p0 > 1;
