@@ -52,6 +52,14 @@
 #define ISD_C_DEFER  (1u << 26)  /* ... complete, but deferred by the hook
                                   * (isd_conn_pre_defer): its length in
                                   * c->scan till the stream's first byte */
+#define ISD_C_TPS    (1u << 27)  /* its transport is starting (a handshake):
+                                  * input held, output waits */
+#define ISD_C_TPQ    (1u << 28)  /* ... will, once the output queued before
+                                  * isd_conn_start_transport is written */
+#define ISD_C_TPRW   (1u << 29)  /* a transport read waits to write */
+#define ISD_C_TPWR   (1u << 30)  /* a transport write waits to read */
+#define ISD_C_TP     (1u << 31)  /* it has a transport (c->tp) */
+#define ISD_C_TPEV   (ISD_C_TPS | ISD_C_TPRW | ISD_C_TPWR)
 #if defined(__GNUC__) || defined(__clang__)
 #  define ISD_COLD __attribute__((noinline, cold))
 #else
@@ -90,6 +98,12 @@ struct isd_conn {
     const isd_conn_hook *hook;
     void       *hook_arg;
     void       *hook_data;   /* the hook's own per-connection state */
+    /* its transport (ISD_C_TP): the listener's copy, or STARTTLS's */
+    const isd_transport *tp;
+    void       *tp_arg;
+    void       *tpd;         /* ... its state once opened, or NULL */
+    size_t      tp_plain;    /* ISD_C_TPQ: queued bytes still to go plain */
+    unsigned    tpwant;      /* ISD_C_TPS: what the start waits for */
 };
 
 /* A listening socket.  Kept (fd -1) until the server is freed once it is
@@ -103,7 +117,10 @@ typedef struct isd_listener {
     isd_blob    *path;       /* UNIX: its path, NUL included */
     isd_conn_hook hook;      /* what its connections go through ... */
     void        *hook_arg;
-    int          hooked;     /* ... if set.  Never reused once set: a
+    isd_transport tp;        /* ... and what their bytes go through */
+    void        *tp_arg;
+    int          has_hook, has_tp;
+    int          hooked;     /* either is set.  Never reused once set: a
                               * connection points at it till it closes */
 } isd_listener;
 
@@ -199,7 +216,8 @@ static int conn_reads(const isd_conn *c)
 static int conn_delivers(const isd_conn *c)
 {
     return (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_RDSHUT
-                        | ISD_C_PAUSED | ISD_C_HIGH)) == ISD_C_OPEN;
+                        | ISD_C_PAUSED | ISD_C_HIGH | ISD_C_TPS | ISD_C_TPQ))
+           == ISD_C_OPEN;
 }
 
 /* Failures that are the peer's doing on a sound socket (a message over
@@ -212,6 +230,9 @@ static int keeps_output(int err)
 
 static void accept_update(isd_server *s);
 static void pre_failed(isd_conn *c, int err);
+static void tp_queued(isd_conn *c);
+static unsigned tp_want(const isd_conn *c, unsigned want);
+static void tp_end(isd_conn *c);
 
 /* c stops counting as open. */
 static void conn_unopen(isd_conn *c)
@@ -321,6 +342,8 @@ static int run_pending(isd_server *s)
                     && s->h->on_drain)
                     s->h->on_drain(c);
             }
+            if (c->flags & ISD_C_TPQ)
+                tp_queued(c);
             if ((c->flags & ISD_C_REDO) && (c->flags & ISD_C_OPEN)) {
                 c->flags &= ~ISD_C_REDO;
                 conn_process(c);
@@ -369,6 +392,8 @@ static void conn_interest(isd_conn *c)
         want |= ISD_READ;
     if (c->out.bytes && !(c->flags & ISD_C_FAILED))
         want |= ISD_WRITE;
+    if (c->flags & ISD_C_TPEV)
+        want = tp_want(c, want);
     if (isd_io_set(c->srv->loop, &c->io, want) < 0 && want)
         conn_fail(c, errno);
 }
@@ -503,6 +528,8 @@ static void conn_finish(isd_conn *c)
                     && !(s && s->loop->forked); i++)
             if (recv(c->io.fd, junk, sizeof junk, 0) <= 0)
                 break;
+        if (c->tpd)
+            tp_end(c);
         close(c->io.fd);
         c->io.fd = -1;
     }
@@ -512,6 +539,8 @@ static void conn_finish(isd_conn *c)
     isd_outq_clear(&c->out);
     if (c->hook)
         hook_release(c);
+    if (c->tpd)
+        tp_end(c);
     if (s) {
         pend(c);        /* the server's reference goes when the batch ends */
         c->srv = NULL;
@@ -532,6 +561,11 @@ void isd_conn_close(isd_conn *c)
 
     if (c->flags & ISD_C_CLOSED)
         return;
+    if (c->flags & (ISD_C_TPS | ISD_C_TPQ)) {
+        /* its transport has not started: what waits for it goes */
+        isd_conn_abort(c);
+        return;
+    }
     if (c->flags & ISD_C_FAILED) {
         /* The embedder closes it before hearing of the failure: it asked,
          * so no on_close.  Output kept by the failure (the replies before
@@ -566,6 +600,8 @@ void isd_conn_close(isd_conn *c)
     }
 }
 
+static void conn_shut_wr(isd_conn *c);
+
 int isd_conn_shutdown(isd_conn *c, int how)
 {
     if (!(c->flags & ISD_C_OPEN)) {
@@ -582,7 +618,7 @@ int isd_conn_shutdown(isd_conn *c, int how)
     } else if (how == SHUT_WR) {
         c->flags |= ISD_C_WRSHUT;
         if (!c->out.bytes)
-            shutdown(c->io.fd, SHUT_WR);
+            conn_shut_wr(c);
     } else {
         errno = EINVAL;
         return -1;
@@ -593,6 +629,14 @@ int isd_conn_shutdown(isd_conn *c, int how)
 
 /* ----------------------------------------------------------------- write */
 
+/* EOF to the peer: through the transport first (close_notify). */
+static void conn_shut_wr(isd_conn *c)
+{
+    if (c->tpd && !(c->flags & ISD_C_TPS))
+        c->tp->shutdown(c->tpd);
+    shutdown(c->io.fd, SHUT_WR);
+}
+
 /* c's output is back down to low_water: its input flows again (delivered
  * from the pending list, on_drain first). */
 static void high_end(isd_conn *c)
@@ -600,6 +644,40 @@ static void high_end(isd_conn *c)
     c->flags = (c->flags & ~ISD_C_HIGH) | ISD_C_DRAINED | ISD_C_REDO;
     pend(c);        /* (last_rx: conn_flush set it with this write) */
 }
+
+/* w bytes of c's queue were written. */
+static inline void out_sent(isd_conn *c, size_t w)
+{
+    c->bytes_out += w;
+    if (c->srv)
+        c->srv->st.bytes_out += w;
+    isd_outq_consume_spare(&c->out, w, c->srv ? &c->srv->ospare : NULL);
+    if (c->flags & ISD_C_HIGH) {
+        /* held for its output: taking some is its sign of life */
+        c->last_rx = isd_loop_now(c->srv->loop);
+        if (c->out.bytes <= c->srv->cfg.low_water)
+            high_end(c);
+    }
+}
+
+/* After writing: a closing c whose output is all written is finished; a
+ * half-closed one sends its EOF; the write interest follows the queue. */
+static inline int flush_end(isd_conn *c)
+{
+    if (!c->out.bytes) {
+        if (c->flags & ISD_C_CLOSING) {
+            conn_finish(c);
+            return 0;
+        }
+        if ((c->flags & (ISD_C_WRSHUT | ISD_C_NOSHUT)) == ISD_C_WRSHUT)
+            conn_shut_wr(c);
+    }
+    if (c->srv && ((c->out.bytes != 0) != ((c->io.events & ISD_WRITE) != 0)))
+        conn_interest(c);
+    return 0;
+}
+
+static int tp_flush(isd_conn *c);
 
 /* Write queued output until done or the kernel is full.  0 (maybe partial,
  * maybe finished a closing conn) or -1 (c failed). */
@@ -611,6 +689,8 @@ static int conn_flush(isd_conn *c)
     ssize_t w;
     int i, n;
 
+    if (c->flags & ISD_C_TP)
+        return tp_flush(c);
     while (c->out.bytes) {
         n = isd_outq_iov(&c->out, iov, IOV_BATCH);
         for (want = 0, i = 0; i < n; i++)
@@ -631,31 +711,11 @@ static int conn_flush(isd_conn *c)
             conn_fail(c, errno);
             return -1;
         }
-        c->bytes_out += (size_t)w;
-        if (c->srv)
-            c->srv->st.bytes_out += (size_t)w;
-        isd_outq_consume_spare(&c->out, (size_t)w,
-                               c->srv ? &c->srv->ospare : NULL);
-        if (c->flags & ISD_C_HIGH) {
-            /* held for its output: taking some is its sign of life */
-            c->last_rx = isd_loop_now(c->srv->loop);
-            if (c->out.bytes <= c->srv->cfg.low_water)
-                high_end(c);
-        }
+        out_sent(c, (size_t)w);
         if ((size_t)w < want)
             break;
     }
-    if (!c->out.bytes) {
-        if (c->flags & ISD_C_CLOSING) {
-            conn_finish(c);
-            return 0;
-        }
-        if ((c->flags & (ISD_C_WRSHUT | ISD_C_NOSHUT)) == ISD_C_WRSHUT)
-            shutdown(c->io.fd, SHUT_WR);
-    }
-    if (c->srv && ((c->out.bytes != 0) != ((c->io.events & ISD_WRITE) != 0)))
-        conn_interest(c);
-    return 0;
+    return flush_end(c);
 }
 
 int isd_conn_flush(isd_conn *c)
@@ -843,11 +903,16 @@ static void in_release(isd_server *s, isd_conn *c)
     }
 }
 
+static ssize_t tp_read1(isd_conn *c);
+
 /* One non-blocking read into c->in: >0 bytes, 0 EOF, -1 errno. */
 static ssize_t conn_read1(isd_conn *c)
 {
     isd_server *s = c->srv;
     ssize_t n;
+
+    if ((c->flags & ISD_C_TP) && c->tpd)
+        return tp_read1(c);
 
     if (!c->in.data && s && s->spare.data) {
         c->in = s->spare;
@@ -1161,6 +1226,8 @@ int isd_conn_set_framing(isd_conn *c, const isd_framing *f)
 
 static const char *pre_what(const isd_conn *c)
 {
+    if ((c->flags & ISD_C_TPS) && c->tp->what)
+        return c->tp->what;
     return c->hook && c->hook->what ? c->hook->what : "connection preamble";
 }
 
@@ -1245,6 +1312,7 @@ static void pre_failed(isd_conn *c, int err)
 }
 
 static void pre_done(isd_conn *c, size_t n);
+static void tp_begin(isd_conn *c);
 
 /* The hook's deadline for the preamble passed. */
 static void pre_timeout_cb(isd_loop *l, isd_timer *t)
@@ -1275,6 +1343,11 @@ static void pre_done(isd_conn *c, size_t n)
         isd_buf_consume(&c->in, n);
         c->scan = 0;
     }
+    if ((c->flags & ISD_C_TP) && !c->tpd) {     /* its transport: now */
+        c->flags &= ~ISD_C_DEFER;
+        tp_begin(c);
+        return;
+    }
     c->flags &= ~(ISD_C_PRE | ISD_C_DEFER);
     s->npre--;
     s->st.accepted++;
@@ -1294,7 +1367,7 @@ static void pre_accepted(isd_conn *c)
     const isd_conn_hook *h = c->hook;
     char why[160];
 
-    if (h->accepted && h->accepted(c, c->hook_arg) < 0) {
+    if (h && h->accepted && h->accepted(c, c->hook_arg) < 0) {
         snprintf(why, sizeof why, "%s: refused", pre_what(c));
         pre_reject(c, EACCES, why);     /* (unless the hook did) */
         return;
@@ -1302,7 +1375,7 @@ static void pre_accepted(isd_conn *c)
     if ((c->flags & (ISD_C_PRE | ISD_C_OPEN | ISD_C_FAILED))
         != (ISD_C_PRE | ISD_C_OPEN))
         return;
-    if (!h->preamble)
+    if (!h || !h->preamble)
         pre_done(c, 0);
 }
 
@@ -1365,12 +1438,398 @@ static ISD_COLD void pre_read(isd_conn *c)
     conn_answer(c);
 }
 
+/* ------------------------------------------------------------- transport */
+
+/* A connection's transport (isd_transport: TLS) stands between the socket
+ * and c's buffers: reads, writes and the EOF go through it, and nothing
+ * else here knows of it.  Its start (the handshake) is a stage of its
+ * own: for a listener's transport, the last of the preamble (ISD_C_PRE:
+ * on_accept once it is done); for STARTTLS, a pause of c's input. */
+
+/* The interest while the transport waits for the other direction: a read
+ * that must write first is not helped by readability, and so on. */
+static ISD_COLD unsigned tp_want(const isd_conn *c, unsigned want)
+{
+    if (c->flags & ISD_C_TPS)
+        return c->tpwant;
+    if (c->flags & ISD_C_TPRW)
+        want = (want & ~ISD_READ) | ISD_WRITE;
+    if (c->flags & ISD_C_TPWR)
+        want = (want & ~ISD_WRITE) | ISD_READ;
+    return want;
+}
+
+static void tp_step(isd_conn *c);
+
+/* An event for a connection whose transport starts or waits: the events
+ * left for the usual paths (a read that waited to write reads now). */
+static ISD_COLD unsigned tp_io(isd_conn *c, unsigned ev)
+{
+    if (c->flags & ISD_C_TPS) {
+        tp_step(c);
+        return 0;
+    }
+    if ((c->flags & ISD_C_TPRW) && (ev & ISD_WRITE)) {
+        c->flags &= ~ISD_C_TPRW;
+        ev |= ISD_READ;
+    }
+    if ((c->flags & ISD_C_TPWR) && (ev & ISD_READ)) {
+        c->flags &= ~ISD_C_TPWR;
+        ev |= ISD_WRITE;
+    }
+    return ev;
+}
+
+/* conn_read1 through the transport: what it holds is taken too (it may
+ * hold records the socket no longer says are there). */
+static ssize_t tp_read1(isd_conn *c)
+{
+    isd_server *s = c->srv;
+    ssize_t n, got = 0;
+    unsigned want = 0;
+
+    if (!c->in.data && s && s->spare.data) {
+        c->in = s->spare;
+        isd_buf_init(&s->spare);
+    }
+    do {
+        if (isd_buf_reserve(&c->in, READ_MIN) < 0) {
+            if (got)
+                break;
+            return -1;
+        }
+        n = c->tp->recv(c->tpd, c->in.data + c->in.wpos,
+                        c->in.cap - c->in.wpos, &want);
+        if (n <= 0)
+            break;
+        c->in.wpos += (size_t)n;
+        got += n;
+    } while (c->tp->pending && c->tp->pending(c->tpd));
+    if (n < 0 && errno == EAGAIN && want == ISD_WRITE && !(c->flags & ISD_C_TPRW)) {
+        c->flags |= ISD_C_TPRW;
+        conn_interest(c);
+    }
+    if (!got) {
+        if (n == 0)
+            c->flags |= ISD_C_EOF;
+        return n;
+    }
+    if (n == 0) {
+        c->flags |= ISD_C_EOF;      /* close_notify after the data */
+    } else if (n < 0 && errno != EAGAIN && errno != ENOMEM) {
+        c->err = errno;             /* (as conn_read_ev does) */
+        c->flags |= ISD_C_EOF;
+    }
+    c->bytes_in += (size_t)got;
+    if (s) {
+        c->last_rx = isd_loop_now(s->loop);
+        s->st.bytes_in += (size_t)got;
+    }
+    return got;
+}
+
+/* conn_flush for a connection with a transport.  Before it is opened, the
+ * queue is plain bytes (STARTTLS: up to the tp_plain queued before it);
+ * while it starts, nothing is written; after, all goes through it. */
+static int tp_flush(isd_conn *c)
+{
+    struct iovec iov[IOV_BATCH];
+    struct msghdr mh;
+    size_t want, left;
+    ssize_t w;
+    unsigned tw;
+    int i, n;
+
+    if (c->flags & ISD_C_TPS)
+        return 0;
+    while (c->out.bytes) {
+        n = isd_outq_iov(&c->out, iov, IOV_BATCH);
+        if (!c->tpd) {
+            left = (c->flags & ISD_C_TPQ) ? c->tp_plain : (size_t)-1;
+            if (!left)
+                break;
+            for (want = 0, i = 0; i < n; i++) {
+                if (iov[i].iov_len >= left) {
+                    iov[i].iov_len = left;
+                    n = i + 1;
+                }
+                want += iov[i].iov_len;
+                left -= iov[i].iov_len;
+            }
+            memset(&mh, 0, sizeof mh);
+            mh.msg_iov = iov;
+            mh.msg_iovlen = n;
+            w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                conn_fail(c, errno);
+                return -1;
+            }
+            if (c->flags & ISD_C_TPQ) {
+                c->tp_plain -= (size_t)w;
+                if (!c->tp_plain)
+                    pend(c);                /* it opens: tp_queued */
+            }
+            out_sent(c, (size_t)w);
+            if ((size_t)w < want)
+                break;
+            continue;
+        }
+        tw = 0;
+        w = c->tp->sendv(c->tpd, iov, n, &tw);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (tw == ISD_READ && !(c->flags & ISD_C_TPWR)) {
+                    c->flags |= ISD_C_TPWR;
+                    conn_interest(c);
+                    return 0;
+                }
+                break;
+            }
+            conn_fail(c, errno);
+            return -1;
+        }
+        out_sent(c, (size_t)w);
+    }
+    return flush_end(c);
+}
+
+/* c closes: the transport's orderly end (unless it never started, or the
+ * socket is no longer ours to write: a forked child's, or closed), and
+ * its state goes. */
+static void tp_end(isd_conn *c)
+{
+    void *t = c->tpd;
+
+    c->tpd = NULL;
+    if (c->io.fd >= 0 && !(c->flags & ISD_C_TPS)
+        && !(c->srv && c->srv->loop->forked))
+        c->tp->shutdown(t);
+    c->tp->free(t);
+}
+
+/* Why the start failed (err: ETIMEDOUT, or the start's errno). */
+static const char *tp_reason(const isd_conn *c, int err, char *buf,
+                             size_t len)
+{
+    const char *what = c->tp->what ? c->tp->what : "transport start";
+    const char *e = c->tpd ? c->tp->error(c->tpd) : "";
+    char d[32];
+
+    if (err == ETIMEDOUT)
+        snprintf(buf, len, "%s not complete within %s", what,
+                 fmt_ms(d, sizeof d, c->tp->timeout_ms ? c->tp->timeout_ms
+                                                       : c->idle_ms));
+    else if (e && *e)
+        snprintf(buf, len, "%s", e);
+    else if (err == ECONNRESET || err == EPIPE)
+        snprintf(buf, len, "%s not complete at a reset", what);
+    else if (err == ECONNABORTED || err == ENODATA || !err)
+        snprintf(buf, len, "%s not complete at EOF", what);
+    else
+        snprintf(buf, len, "%s: %s", what, strerror(err));
+    return buf;
+}
+
+/* The start failed: a listener's connection is refused (quietly if the
+ * peer sent nothing at all); a STARTTLS one fails (on_close). */
+static void tp_failed(isd_conn *c, int err)
+{
+    char why[400];
+
+    if (!err)
+        err = ECONNABORTED;
+    if (!(c->flags & ISD_C_PRE)) {
+        c->err = err;
+        conn_fail(c, err);
+        return;
+    }
+    if (err == ENODATA) {
+        pre_reject(c, ECONNRESET, NULL);
+        return;
+    }
+    tp_reason(c, err, why, sizeof why);
+    pre_reject(c, err, why);
+}
+
+/* The start is done: a listener's connection is the embedder's now, a
+ * STARTTLS one reads again. */
+static void tp_started(isd_conn *c)
+{
+    c->flags &= ~ISD_C_TPS;
+    c->tpwant = 0;
+    c->timer.cb = idle_cb;
+    if (c->flags & ISD_C_PRE) {
+        pre_done(c, 0);             /* on_accept */
+    } else {
+        idle_start(c);
+        c->flags |= ISD_C_REDO;
+        pend(c);
+    }
+    if (!c->srv || !(c->flags & ISD_C_OPEN))
+        return;
+    /* what came with the last of the handshake is held by the transport,
+     * and the socket will not say so */
+    if (c->tpd && conn_delivers(c) && !(c->flags & ISD_C_EOF)
+        && c->tp->pending && c->tp->pending(c->tpd)) {
+        conn_read_ev(c);
+        conn_process(c);
+    }
+    if (c->srv && !(c->flags & ISD_C_CLOSED)) {
+        if (c->out.bytes && !(c->flags & ISD_C_FAILED))
+            conn_flush(c);
+        if (!(c->flags & ISD_C_CLOSED))
+            conn_interest(c);
+    }
+}
+
+/* Drive the start: on readiness, on being opened. */
+static void tp_step(isd_conn *c)
+{
+    unsigned want = 0;
+    int r;
+
+    if (!(c->flags & ISD_C_TPS) || !c->tpd || !c->srv)
+        return;
+    r = c->tp->start(c->tpd, &want);
+    if (r > 0) {
+        tp_started(c);
+    } else if (r == 0) {
+        c->tpwant = want ? want : ISD_READ;
+        conn_interest(c);
+    } else {
+        tp_failed(c, errno);
+    }
+}
+
+static void tp_timeout_cb(isd_loop *l, isd_timer *t)
+{
+    isd_conn *c = t->data;
+
+    ISD_UNUSED(l);
+    if (c->flags & ISD_C_TPS)
+        tp_failed(c, ETIMEDOUT);
+}
+
+/* Open c's transport: what c read and did not consume is its first input;
+ * the start's deadline takes the timer.  0 or -1/errno. */
+static int tp_open(isd_conn *c)
+{
+    size_t len = isd_buf_len(&c->in);
+    unsigned ms = c->tp->timeout_ms ? c->tp->timeout_ms : c->idle_ms;
+    void *t;
+
+    c->flags &= ~ISD_C_TPQ;
+    if (!(t = c->tp->open(c, c->io.fd, c->tp_arg)))
+        return -1;
+    c->tpd = t;
+    c->flags |= ISD_C_TPS;
+    c->tpwant = ISD_READ;
+    if (len) {
+        if (c->tp->feed(t, isd_buf_head(&c->in), len) < 0)
+            return -1;
+        isd_buf_consume(&c->in, len);
+    }
+    c->scan = 0;
+    c->timer.cb = tp_timeout_cb;
+    if (ms)
+        isd_timer_start(c->srv->loop, &c->timer, ms);
+    else
+        isd_timer_stop(c->srv->loop, &c->timer);
+    return 0;
+}
+
+/* A listener's connection, its preamble (if any) done: the transport. */
+static void tp_begin(isd_conn *c)
+{
+    if (tp_open(c) < 0) {
+        tp_failed(c, errno ? errno : ENOMEM);
+        return;
+    }
+    tp_step(c);
+}
+
+/* From the pending list: a STARTTLS connection whose plain output is
+ * written opens its transport. */
+static ISD_COLD void tp_queued(isd_conn *c)
+{
+    if (c->tp_plain || (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_INMSG))
+                       != ISD_C_OPEN)
+        return;
+    if (tp_open(c) < 0) {
+        tp_failed(c, errno ? errno : ENOMEM);
+        return;
+    }
+    tp_step(c);
+}
+
+int isd_conn_start_transport(isd_conn *c, const isd_transport *tp, void *arg)
+{
+    if (!c->srv || (c->flags & (ISD_C_OPEN | ISD_C_PRE | ISD_C_FAILED
+                                | ISD_C_ENDED | ISD_C_WRSHUT)) != ISD_C_OPEN) {
+        errno = ENOTCONN;
+        return -1;
+    }
+    if (c->flags & ISD_C_TP) {
+        errno = EALREADY;
+        return -1;
+    }
+    if (!tp && !c->tp) {
+        errno = ENOPROTOOPT;
+        return -1;
+    }
+    if (tp) {
+        c->tp = tp;
+        c->tp_arg = arg;
+    }
+    c->tpd = NULL;
+    c->tp_plain = c->out.bytes;
+    c->flags |= ISD_C_TP | ISD_C_TPQ;
+    pend(c);
+    return 0;
+}
+
+void *isd_conn_transport(const isd_conn *c, const isd_transport **tp)
+{
+    if (tp)
+        *tp = c->tpd ? c->tp : NULL;
+    return c->tpd;
+}
+
+int isd_conn_transport_starting(const isd_conn *c)
+{
+    return (c->flags & (ISD_C_TPS | ISD_C_TPQ)) != 0;
+}
+
+const char *isd_conn_transport_error(const isd_conn *c, char *buf,
+                                     size_t len)
+{
+    const char *e;
+
+    if (!len)
+        return "";
+    buf[0] = 0;
+    if (!(c->flags & ISD_C_TP))
+        return buf;
+    if (c->flags & (ISD_C_TPS | ISD_C_TPQ))
+        return tp_reason(c, c->err, buf, len);
+    e = c->tpd ? c->tp->error(c->tpd) : "";
+    if (e && *e)
+        snprintf(buf, len, "%s", e);
+    return buf;
+}
+
 static void conn_io_cb(isd_loop *l, isd_io *w, unsigned ev)
 {
     isd_conn *c = (isd_conn *)w;
 
     ISD_UNUSED(l);
     isd_conn_ref(c);
+    if (c->flags & ISD_C_TPEV)
+        ev = tp_io(c, ev);
     if ((ev & ISD_WRITE) && c->out.bytes)
         conn_flush(c);
     if ((ev & ISD_READ) && conn_delivers(c) && !(c->flags & ISD_C_EOF)) {
@@ -1411,6 +1870,10 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
     }
     if (c->flags & ISD_C_EOF)
         return 0;
+    if (c->flags & (ISD_C_TPS | ISD_C_TPQ)) {
+        errno = EAGAIN;     /* its input is its transport's till it starts */
+        return -1;
+    }
     for (;;) {
         if (c->out.bytes && conn_flush(c) < 0)
             return -1;
@@ -1454,7 +1917,8 @@ static ssize_t conn_fill(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
             left = (int)(deadline - now);
         }
         pfd.fd = c->io.fd;
-        pfd.events = (short)(POLLIN | (c->out.bytes ? POLLOUT : 0));
+        pfd.events = (short)(POLLIN | (c->out.bytes || (c->flags & ISD_C_TPRW)
+                                       ? POLLOUT : 0));
         pfd.revents = 0;
         r = isd_poll_fds(&pfd, 1, left, waitmask);
         if (r < 0)
@@ -1552,12 +2016,23 @@ static isd_conn *conn_new(isd_listener *l, int fd, const isd_addr *peer)
         s->conns->prev = c;
     s->conns = c;
     s->nopen++;
-    if (l->hooked) {            /* not the embedder's yet */
-        c->flags |= ISD_C_PRE;
-        c->hook = &l->hook;
-        c->hook_arg = l->hook_arg;
+    if (l->has_tp && l->tp.deferred) {  /* for isd_conn_start_transport */
+        c->tp = &l->tp;
+        c->tp_arg = l->tp_arg;
+    }
+    if (l->has_hook || (l->has_tp && !l->tp.deferred)) {
+        c->flags |= ISD_C_PRE;          /* not the embedder's yet */
+        if (l->has_hook) {
+            c->hook = &l->hook;
+            c->hook_arg = l->hook_arg;
+        }
+        if (l->has_tp && !l->tp.deferred) {
+            c->flags |= ISD_C_TP;
+            c->tp = &l->tp;
+            c->tp_arg = l->tp_arg;
+        }
         s->npre++;
-        if (l->hook.preamble && l->hook.timeout_ms) {
+        if (l->has_hook && l->hook.preamble && l->hook.timeout_ms) {
             c->timer.cb = pre_timeout_cb;       /* the idle timer's slot */
             isd_timer_start(s->loop, &c->timer, l->hook.timeout_ms);
         }
@@ -1707,7 +2182,7 @@ isd_server *isd_server_new(isd_loop *l, const isd_handlers *h,
 }
 
 static int listen_fd(isd_server *s, int fd, const isd_conn_hook *h,
-                     void *arg)
+                     void *arg, const isd_transport *tp, void *targ)
 {
     isd_listener *l, **tail;
     isd_addr a;
@@ -1748,7 +2223,12 @@ static int listen_fd(isd_server *s, int fd, const isd_conn_hook *h,
     if (h) {
         l->hook = *h;
         l->hook_arg = arg;
-        l->hooked = 1;
+        l->has_hook = l->hooked = 1;
+    }
+    if (tp) {
+        l->tp = *tp;
+        l->tp_arg = targ;
+        l->has_tp = l->hooked = 1;
     }
     l->addr = a;
     l->wild = (a.sa.sa_family == AF_INET
@@ -1767,7 +2247,7 @@ static int listen_fd(isd_server *s, int fd, const isd_conn_hook *h,
         if (l->path)
             isd_blob_unref(l->path);
         l->path = NULL;
-        l->hooked = 0;          /* (no connection of it) */
+        l->hooked = l->has_hook = l->has_tp = 0;  /* (no connection of it) */
         if (l != *tail)
             free(l);
         errno = e;
@@ -1783,15 +2263,21 @@ static int listen_fd(isd_server *s, int fd, const isd_conn_hook *h,
 
 int isd_server_listen_fd(isd_server *s, int fd)
 {
-    return listen_fd(s, fd, NULL, NULL);
+    return listen_fd(s, fd, NULL, NULL, NULL, NULL);
 }
 
 int isd_server_listen_fd_hook(isd_server *s, int fd, const isd_conn_hook *h,
                               void *arg)
 {
+    return isd_server_listen_fd_ex(s, fd, h, arg, NULL, NULL);
+}
+
+int isd_server_listen_fd_ex(isd_server *s, int fd, const isd_conn_hook *h,
+                            void *arg, const isd_transport *tp, void *targ)
+{
     if (h && !h->accepted && !h->preamble && !h->release)
         h = NULL;
-    return listen_fd(s, fd, h, arg);
+    return listen_fd(s, fd, h, arg, tp, targ);
 }
 
 /* l stops listening: its fd is the caller's to close. */
@@ -1869,8 +2355,17 @@ const isd_conn_hook *isd_server_listener_hook(const isd_server *s, size_t i,
 {
     const isd_listener *l = listener_at(s, i);
 
-    *arg = l && l->hooked ? l->hook_arg : NULL;
-    return l && l->hooked ? &l->hook : NULL;
+    *arg = l && l->has_hook ? l->hook_arg : NULL;
+    return l && l->has_hook ? &l->hook : NULL;
+}
+
+const isd_transport *isd_server_listener_transport(const isd_server *s,
+                                                   size_t i, void **targ)
+{
+    const isd_listener *l = listener_at(s, i);
+
+    *targ = l && l->has_tp ? l->tp_arg : NULL;
+    return l && l->has_tp ? &l->tp : NULL;
 }
 
 int isd_server_sockaddr(const isd_server *s, isd_addr *a)
@@ -2055,6 +2550,8 @@ void isd_server_abandon(isd_server *s)
         isd_outq_clear(&c->out);
         if (c->hook)
             hook_release(c);
+        if (c->tpd)
+            tp_end(c);          /* (fd -1: nothing is sent) */
         c->srv = NULL;
         if (running) {
             /* the batch being dispatched may still point at c->io: the

@@ -547,12 +547,67 @@ typedef struct isd_conn_hook {
     const char *what;
 } isd_conn_hook;
 
+/* A connection's transport: what its bytes go through instead of the
+ * socket's recv, sendmsg and shutdown (TLS: tls.c), and all the core
+ * knows of it.  A listener given one (isd_server_listen_fd_ex) opens it
+ * for each connection once the listener's hook, if any, is done with its
+ * preamble (a PROXY header comes before the TLS handshake); or
+ * isd_conn_start_transport opens one on a connection of the embedder's
+ * (STARTTLS).  A connection is the embedder's (on_accept) once its
+ * transport has started.  Its state t, from open:
+ *   - open(c, fd, arg): t for c, or NULL/errno (c is refused / fails);
+ *   - feed(t, p, n): bytes already read from the socket before t was
+ *     opened (what came after a PROXY header or a STARTTLS command): t's
+ *     first input.  0 or -1/errno;
+ *   - start(t, *want): its start (a handshake): 1 done, 0 not yet (*want:
+ *     what the socket must become, ISD_READ or ISD_WRITE), -1/errno
+ *     failed: ENODATA when the peer closed having sent no byte at all (a
+ *     port check: c goes without a word), else error() says why (""
+ *     after EOF or a reset: the core says "TLS handshake not complete
+ *     at EOF", with `what`);
+ *   - recv, sendv: as recv and writev, -1/EAGAIN with *want (a TLS read
+ *     may have to write, and the other way round); sendv may take less
+ *     than the socket would (a record at a time); after EAGAIN its next
+ *     call starts with the same bytes;
+ *   - pending(t): whether it holds input that recv gives without the
+ *     socket being readable (the core reads until it holds none);
+ *   - shutdown(t): its orderly end (close_notify), sent once when c
+ *     closes gracefully or shuts down writing; it does not wait;
+ *   - error(t): why its last call failed, whole ("TLS: bad record mac",
+ *     "TLS handshake: wrong version number"), or ""; free(t): c closed.
+ *   - timeout_ms: the start must be complete within it (0: the idle
+ *     timeout's); what: names the start in reasons ("TLS handshake").
+ * While it starts, c's input is held and its output (but what was queued
+ * before isd_conn_start_transport) waits.  Plain connections pay one
+ * pointer test per read and write. */
+typedef struct isd_transport {
+    void   *(*open)(isd_conn *c, int fd, void *arg);
+    int     (*feed)(void *t, const void *p, size_t n);
+    int     (*start)(void *t, unsigned *want);
+    ssize_t (*recv)(void *t, void *buf, size_t len, unsigned *want);
+    ssize_t (*sendv)(void *t, const struct iovec *iov, int iovcnt,
+                     unsigned *want);
+    int     (*pending)(void *t);
+    void    (*shutdown)(void *t);
+    const char *(*error)(void *t);
+    void    (*free)(void *t);
+    unsigned    timeout_ms;
+    const char *what;
+    int         deferred;     /* a listener's: not opened at accept, but by
+                               * isd_conn_start_transport(c, NULL, NULL) */
+} isd_transport;
+
 /* isd_server_listen_fd, with h (copied) for its connections, each call
  * given arg (which must stay valid until every connection of this
  * listener is closed: isd_server_free closes them all).  h NULL or all
  * its functions NULL: isd_server_listen_fd.  0 or -1/errno. */
 int   isd_server_listen_fd_hook(isd_server *s, int fd, const isd_conn_hook *h,
                                 void *arg);
+/* ... and with tp (copied; NULL: none) for them too, opened with targ
+ * (valid as arg is) once h's preamble is done.  0 or -1/errno. */
+int   isd_server_listen_fd_ex(isd_server *s, int fd, const isd_conn_hook *h,
+                              void *arg, const isd_transport *tp,
+                              void *targ);
 /* Stop accepting and close every listening socket. */
 void  isd_server_unlisten(isd_server *s);
 /* Stop accepting and hand the listening fds to the caller (not closed), in
@@ -569,6 +624,9 @@ int   isd_server_listener_fd(const isd_server *s, size_t i);
  * isd_server_take_listeners as they were served (same order). */
 const isd_conn_hook *isd_server_listener_hook(const isd_server *s, size_t i,
                                               void **arg);
+/* ... and its transport (NULL: none), with its targ in *targ. */
+const isd_transport *isd_server_listener_transport(const isd_server *s,
+                                                   size_t i, void **targ);
 /* Non-zero in a child forked since s was made: its loop is the parent's
  * (the child neither sends the output queued before the fork nor changes
  * the interest it shares), and only isd_server_abandon, or writes and
@@ -658,6 +716,25 @@ int isd_conn_reject(isd_conn *c, int err, const char *reason);
  * connection that ends having sent no byte at all goes the same way (a
  * TCP port check); one that ends inside its preamble is refused. */
 void isd_conn_pre_defer(isd_conn *c);
+/* Open tp (with arg) on c, a connection of the embedder's with none yet
+ * (STARTTLS): what c has queued so far is written as it is, then tp
+ * starts (input held meanwhile; the input c read past the current
+ * message is tp's); what is written from now on goes through tp once it
+ * has started.  A failed start ends c: on_close(err), with
+ * isd_conn_transport_error saying why.  0, or -1/errno: EALREADY (c has
+ * a transport), ENOTCONN; ENOPROTOOPT: tp NULL (the deferred transport of
+ * c's listener) and there is none. */
+int isd_conn_start_transport(isd_conn *c, const isd_transport *tp, void *arg);
+/* c's transport state (the t of tp's open) and *tp, or NULL: none, not
+ * opened yet, or c is closed. */
+void *isd_conn_transport(const isd_conn *c, const isd_transport **tp);
+/* Whether c's transport is still starting (or waits to). */
+int isd_conn_transport_starting(const isd_conn *c);
+/* Why c's transport failed, for on_close: "TLS handshake: wrong version
+ * number", "TLS handshake not complete within 10 s", "TLS: the peer went
+ * without close_notify"; "" if it did not (or c has none).  In buf. */
+const char *isd_conn_transport_error(const isd_conn *c, char *buf,
+                                     size_t len);
 static inline int isd_conn_is_open(const isd_conn *c)
 { return (isd_conn_flags(c) & ISD_C_OPEN) != 0; }
 
@@ -896,6 +973,12 @@ ssize_t       isd_tls_read(isd_tls_conn *tc, void *buf, size_t len,
  * its record).  Small pieces are gathered into records of up to 16 KiB. */
 ssize_t       isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov,
                              int iovcnt, unsigned *want);
+/* Bytes read from the socket before the handshake (what followed a PROXY
+ * header): the handshake's first input.  0 or -1/ENOMEM. */
+int           isd_tls_conn_feed(isd_tls_conn *tc, const void *p, size_t n);
+/* Whether it holds input the socket no longer shows (records read
+ * ahead): read again before waiting. */
+int           isd_tls_pending(const isd_tls_conn *tc);
 /* Send close_notify: 1 sent (or the peer's already came), 0 not yet
  * (*want), -1/errno. */
 int           isd_tls_shutdown(isd_tls_conn *tc, unsigned *want);
@@ -919,6 +1002,15 @@ const char   *isd_tls_peer_subject(const isd_tls_conn *tc, char *buf,
                                    size_t len);
 const char   *isd_tls_peer_issuer(const isd_tls_conn *tc, char *buf,
                                   size_t len);
+
+/* The TLS transport (isd_transport) of a listener or a STARTTLS: each
+ * connection opens with the context *(isd_tls_ctx **)arg holds at that
+ * moment (a reload stores another there: open connections keep theirs);
+ * the handshake must be done within timeout_ms.  Reasons start "TLS
+ * handshake: " or "TLS: ". */
+void          isd_tls_transport_init(isd_transport *tp, unsigned timeout_ms);
+/* c's TLS connection (from that transport, once it is opened), or NULL. */
+isd_tls_conn *isd_conn_tls(const isd_conn *c);
 
 #ifdef __cplusplus
 }

@@ -14,12 +14,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+
+#ifndef MSG_NOSIGNAL
+#  define MSG_NOSIGNAL 0   /* SO_NOSIGPIPE is set at accept instead */
+#endif
 
 #ifdef ISD_HAVE_OPENSSL
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 
 struct isd_tls_ctx {
     unsigned       refs;
@@ -344,25 +350,157 @@ void *isd_tls_ctx_ssl_ctx(const isd_tls_ctx *t)
 struct isd_tls_conn {
     SSL         *ssl;
     isd_tls_ctx *t;
+    int          fd;
+    int          started;       /* the handshake is done */
+    int          dead;          /* a fatal error: no close_notify */
+    int          reneg;         /* the peer asked to renegotiate */
     size_t       wpending;      /* a write to repeat: its length */
+    unsigned long long rbytes;  /* bytes received from the socket */
+    char        *pre;           /* bytes read before us (fed): first */
+    size_t       prelen, prepos;
     char         err[300];
     char         wbuf[TLS_RECORD];  /* small pieces gathered */
 };
 
+/* The socket BIO of our own: recv and send with MSG_NOSIGNAL (a peer gone
+ * must not raise SIGPIPE in the embedder's process), EINTR retried, and
+ * the bytes fed before the handshake read first. */
+static BIO_METHOD *bio_meth;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static int bio_read(BIO *b, char *out, int len)
+{
+    isd_tls_conn *tc = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    if (tc->prepos < tc->prelen) {
+        size_t k = tc->prelen - tc->prepos;
+        if (k > (size_t)len)
+            k = (size_t)len;
+        memcpy(out, tc->pre + tc->prepos, k);
+        tc->prepos += k;
+        if (tc->prepos == tc->prelen) {
+            free(tc->pre);
+            tc->pre = NULL;
+            tc->prelen = tc->prepos = 0;
+        }
+        return (int)k;
+    }
+    do
+        n = recv(tc->fd, out, (size_t)len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0)
+        tc->rbytes += (unsigned long long)n;
+    else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    return (int)n;
+}
+
+static int bio_write(BIO *b, const char *in, int len)
+{
+    isd_tls_conn *tc = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    if (len <= 0)
+        return 0;
+    do
+        n = send(tc->fd, in, (size_t)len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)n;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void bio_init(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
+                                 "isd socket");
+
+    if (m && BIO_meth_set_read(m, bio_read) && BIO_meth_set_write(m, bio_write)
+        && BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create))
+        bio_meth = m;
+    else if (m)
+        BIO_meth_free(m);
+}
+
+/* A renegotiation (TLS 1.2: a ClientHello after the handshake) is refused
+ * by OpenSSL with a warning the peer may ignore; we end the connection. */
+static void info_cb(const SSL *ssl, int where, int ret)
+{
+    isd_tls_conn *tc = SSL_get_app_data(ssl);
+
+    (void)ret;
+    if ((where & SSL_CB_HANDSHAKE_START) && tc && tc->started
+        && SSL_version(ssl) < TLS1_3_VERSION)
+        tc->reneg = 1;
+}
+
 isd_tls_conn *isd_tls_conn_new(isd_tls_ctx *t, int fd)
 {
-    isd_tls_conn *tc = calloc(1, sizeof *tc);
+    isd_tls_conn *tc;
+    BIO *b;
 
-    if (!tc || !(tc->ssl = SSL_new(t->ctx))) {
+    pthread_once(&bio_once, bio_init);
+    if (!bio_meth || !(tc = calloc(1, sizeof *tc))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    tc->fd = fd;
+    if (!(tc->ssl = SSL_new(t->ctx)) || !(b = BIO_new(bio_meth))) {
+        SSL_free(tc->ssl);
         free(tc);
         ERR_clear_error();
         errno = ENOMEM;
         return NULL;
     }
-    SSL_set_fd(tc->ssl, fd);
+    BIO_set_data(b, tc);
+    SSL_set_bio(tc->ssl, b, b);
+    SSL_set_app_data(tc->ssl, tc);
+    SSL_set_info_callback(tc->ssl, info_cb);
+    SSL_set_read_ahead(tc->ssl, 1);     /* a recv for many records */
     SSL_set_accept_state(tc->ssl);
     tc->t = isd_tls_ctx_ref(t);
     return tc;
+}
+
+int isd_tls_conn_feed(isd_tls_conn *tc, const void *p, size_t n)
+{
+    char *q;
+
+    if (!n)
+        return 0;
+    if (!(q = realloc(tc->pre, tc->prelen + n))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(q + tc->prelen, p, n);
+    tc->pre = q;
+    tc->prelen += n;
+    tc->rbytes += n;
+    return 0;
+}
+
+int isd_tls_pending(const isd_tls_conn *tc)
+{
+    return SSL_has_pending(tc->ssl) || tc->prepos < tc->prelen;
 }
 
 void isd_tls_conn_free(isd_tls_conn *tc)
@@ -370,16 +508,19 @@ void isd_tls_conn_free(isd_tls_conn *tc)
     if (!tc)
         return;
     SSL_free(tc->ssl);
+    free(tc->pre);
     isd_tls_ctx_unref(tc->t);
     free(tc);
 }
 
 const char *isd_tls_error(const isd_tls_conn *tc) { return tc->err; }
 
-/* r, the result of an SSL call that failed: -1 with errno and *want. */
+/* r, the result of an SSL call that failed: -1 with errno and *want (or
+ * 0 at close_notify), tc->err saying why a failure is one. */
 static int tls_fail(isd_tls_conn *tc, int r, unsigned *want)
 {
     int e = SSL_get_error(tc->ssl, r), saved = errno;
+    const char *pfx = tc->started ? "TLS" : "TLS handshake";
     unsigned long q;
 
     *want = 0;
@@ -403,26 +544,50 @@ static int tls_fail(isd_tls_conn *tc, int r, unsigned *want)
             errno = EAGAIN;
             return -1;
         }
-        snprintf(tc->err, sizeof tc->err, "%s", saved && saved != EPIPE
-                 ? strerror(saved) : "the peer went without close_notify");
+        tc->dead = 1;
+        if (!tc->started) {             /* the core says "not complete" */
+            tc->err[0] = 0;
+            errno = saved && saved != EPIPE ? saved : ECONNABORTED;
+            return -1;
+        }
+        snprintf(tc->err, sizeof tc->err, "%s: %s", pfx,
+                 saved && saved != EPIPE ? strerror(saved)
+                 : "the peer went without close_notify");
         errno = saved == EPIPE || !saved ? ECONNRESET : saved;
         return -1;
     default:
+        tc->dead = 1;
         q = ERR_peek_last_error();
+#ifdef SSL_R_UNEXPECTED_EOF_WHILE_READING
+        if (q && ERR_GET_LIB(q) == ERR_LIB_SSL
+            && ERR_GET_REASON(q) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+            ERR_clear_error();
+            if (!tc->started) {
+                tc->err[0] = 0;
+                errno = ECONNABORTED;
+                return -1;
+            }
+            snprintf(tc->err, sizeof tc->err,
+                     "%s: the peer went without close_notify", pfx);
+            errno = ECONNRESET;
+            return -1;
+        }
+#endif
         if (q) {
             char buf[256];
             const char *r2;
             ERR_error_string_n(q, buf, sizeof buf);
             r2 = strrchr(buf, ':');
-            snprintf(tc->err, sizeof tc->err, "%s", r2 && r2[1] ? r2 + 1 : buf);
+            snprintf(tc->err, sizeof tc->err, "%s: %s", pfx,
+                     r2 && r2[1] ? r2 + 1 : buf);
         } else {
-            snprintf(tc->err, sizeof tc->err, "TLS error %d", e);
+            snprintf(tc->err, sizeof tc->err, "%s: error %d", pfx, e);
         }
         {
             long v = SSL_get_verify_result(tc->ssl);
             if (v != X509_V_OK && strstr(tc->err, "certificate"))
-                snprintf(tc->err, sizeof tc->err, "client certificate: %s",
-                         X509_verify_cert_error_string(v));
+                snprintf(tc->err, sizeof tc->err, "%s: client certificate: %s",
+                         pfx, X509_verify_cert_error_string(v));
         }
         ERR_clear_error();
         errno = EPROTO;
@@ -437,13 +602,17 @@ int isd_tls_handshake(isd_tls_conn *tc, unsigned *want)
     ERR_clear_error();
     *want = 0;
     r = SSL_do_handshake(tc->ssl);
-    if (r == 1)
+    if (r == 1) {
+        tc->started = 1;
         return 1;
+    }
     if (tls_fail(tc, r, want) < 0 && errno == EAGAIN)
         return 0;
-    if (errno == 0) {                   /* close_notify mid-handshake */
-        snprintf(tc->err, sizeof tc->err, "the peer closed in the handshake");
-        errno = ECONNRESET;
+    if (errno == 0 || errno == ECONNABORTED || errno == ECONNRESET) {
+        int e = errno ? errno : ECONNABORTED;
+        if (errno == 0)                 /* close_notify mid-handshake */
+            tc->err[0] = 0;
+        errno = tc->rbytes ? e : ENODATA;  /* none at all: a port check */
     }
     return -1;
 }
@@ -456,6 +625,13 @@ ssize_t isd_tls_read(isd_tls_conn *tc, void *buf, size_t len, unsigned *want)
     ERR_clear_error();
     *want = 0;
     r = SSL_read_ex(tc->ssl, buf, len, &got);
+    if (tc->reneg) {
+        snprintf(tc->err, sizeof tc->err, "TLS: renegotiation refused");
+        tc->dead = 1;
+        ERR_clear_error();
+        errno = EPROTO;
+        return -1;
+    }
     if (r == 1)
         return (ssize_t)got;
     return tls_fail(tc, r, want);
@@ -505,8 +681,10 @@ int isd_tls_shutdown(isd_tls_conn *tc, unsigned *want)
 {
     int r;
 
-    ERR_clear_error();
     *want = 0;
+    if (tc->dead || !tc->started)
+        return 1;                       /* (no close_notify after those) */
+    ERR_clear_error();
     r = SSL_shutdown(tc->ssl);
     if (r >= 0)                         /* 0: ours sent, theirs not waited for */
         return 1;
@@ -568,6 +746,87 @@ const char *isd_tls_peer_issuer(const isd_tls_conn *tc, char *buf, size_t len)
     return name_line(X509_get_issuer_name(x), buf, len);
 }
 
+/* ------------------------------------------------------------- transport */
+
+static void *tp_open(isd_conn *c, int fd, void *arg)
+{
+    isd_tls_ctx *t = *(isd_tls_ctx *const *)arg;
+
+    (void)c;
+    if (!t) {
+        errno = ENOPROTOOPT;
+        return NULL;
+    }
+    return isd_tls_conn_new(t, fd);
+}
+
+static int tp_feed(void *t, const void *p, size_t n)
+{
+    return isd_tls_conn_feed(t, p, n);
+}
+
+static int tp_start(void *t, unsigned *want)
+{
+    return isd_tls_handshake(t, want);
+}
+
+static ssize_t tp_recv(void *t, void *buf, size_t len, unsigned *want)
+{
+    return isd_tls_read(t, buf, len, want);
+}
+
+static ssize_t tp_sendv(void *t, const struct iovec *iov, int iovcnt,
+                        unsigned *want)
+{
+    return isd_tls_writev(t, iov, iovcnt, want);
+}
+
+static int tp_pending(void *t)
+{
+    return isd_tls_pending(t);
+}
+
+static void tp_shutdown(void *t)
+{
+    unsigned want;
+
+    (void)isd_tls_shutdown(t, &want);   /* once, without waiting */
+}
+
+static const char *tp_error(void *t)
+{
+    return isd_tls_error(t);
+}
+
+static void tp_free(void *t)
+{
+    isd_tls_conn_free(t);
+}
+
+void isd_tls_transport_init(isd_transport *tp, unsigned timeout_ms)
+{
+    memset(tp, 0, sizeof *tp);
+    tp->open = tp_open;
+    tp->feed = tp_feed;
+    tp->start = tp_start;
+    tp->recv = tp_recv;
+    tp->sendv = tp_sendv;
+    tp->pending = tp_pending;
+    tp->shutdown = tp_shutdown;
+    tp->error = tp_error;
+    tp->free = tp_free;
+    tp->timeout_ms = timeout_ms;
+    tp->what = "TLS handshake";
+}
+
+isd_tls_conn *isd_conn_tls(const isd_conn *c)
+{
+    const isd_transport *tp;
+    void *t = isd_conn_transport(c, &tp);
+
+    return t && tp->open == tp_open ? t : NULL;
+}
+
 #else /* !ISD_HAVE_OPENSSL */
 
 int isd_tls_available(void) { return 0; }
@@ -595,6 +854,12 @@ isd_tls_conn *isd_tls_conn_new(isd_tls_ctx *t, int fd)
     return NULL;
 }
 void isd_tls_conn_free(isd_tls_conn *tc) { (void)tc; }
+int isd_tls_conn_feed(isd_tls_conn *tc, const void *p, size_t n)
+{ (void)tc; (void)p; (void)n; errno = ENOSYS; return -1; }
+int isd_tls_pending(const isd_tls_conn *tc) { (void)tc; return 0; }
+void isd_tls_transport_init(isd_transport *tp, unsigned timeout_ms)
+{ memset(tp, 0, sizeof *tp); tp->timeout_ms = timeout_ms; }
+isd_tls_conn *isd_conn_tls(const isd_conn *c) { (void)c; return NULL; }
 int isd_tls_handshake(isd_tls_conn *tc, unsigned *want)
 { (void)tc; *want = 0; errno = ENOTSUP; return -1; }
 ssize_t isd_tls_read(isd_tls_conn *tc, void *buf, size_t len, unsigned *want)

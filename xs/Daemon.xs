@@ -48,6 +48,7 @@
 
 enum { CB_add, CB_remove, CB_data, CB_tick, CB_error, CB_drain, CB_N };
 typedef struct xtimer xtimer;
+typedef struct xtls xtls;
 
 typedef struct xd {
     isd_loop   *loop;
@@ -69,6 +70,11 @@ typedef struct xd {
      * kept till the daemon goes (its listeners' hooks point at them). */
     isd_proxy_opts **popts;
     int         npopts;
+    xtls      **ltls;          /* ... and the TLS of each (NULL: none) */
+    /* The TLS of the listeners that serve it, one per SPEC that asks
+     * ($self->{_tls}); owned, kept till the daemon goes. */
+    xtls      **tls;
+    int         ntls;
     /* UNIX socket files this daemon made: destroy removes them, in the
      * process that made them only. */
     char      **upaths;
@@ -600,6 +606,10 @@ static SV *errmsg(pTHX_ isd_conn *c, int err)
     xd *d = conn_xd(c);
     SV *who = conn_desc(aTHX_ c);
     const isd_framing *f = isd_conn_framing(c);
+    char tb[512];
+
+    if (*isd_conn_transport_error(c, tb, sizeof tb))
+        return newSVpvf("connection %" SVf ": %s", SVfARG(who), tb);
 
     if (err == EMSGSIZE && f && f->kind == ISD_FRAME_LENGTH)
         return newSVpvf("message too long (over max_line %lu bytes) from "
@@ -1002,6 +1012,7 @@ static void on_close(isd_conn *c, int err)
     xd *d = conn_xd(c);
     dXD_THX(d);
     SV *io = peer_rv(c), *cb;
+    char tb[8];
 
     if (!io)
         return;
@@ -1009,8 +1020,11 @@ static void on_close(isd_conn *c, int err)
     SAVETMPS;
     /* ours through the calls: error may remove it, or destroy */
     sv_2mortal(SvREFCNT_inc_simple_NN(io));
+    /* (a reset is not reported, but TLS's failures are: a bad record, a
+     * truncation, a failed STARTTLS handshake) */
     if (err == EMSGSIZE || err == ENOBUFS || err == ENOMEM || err == ETIMEDOUT
-        || err == EBADMSG)
+        || err == EBADMSG
+        || (err && *isd_conn_transport_error(c, tb, sizeof tb)))
         report(aTHX_ d, io, sv_2mortal(errmsg(aTHX_ c, err)));
     /* (not after error removed it: remove means no remove callback) */
     if (peer_rv(c) == io && (cb = CB(d, remove)))
@@ -1107,6 +1121,7 @@ static SV *timeout_sv(pTHX_ xd *d)
 
 #include "udp.c"
 #include "proxy.c"
+#include "tls.c"
 #include "listen.c"
 
 /* The daemon lets go of every open connection's $io. */
@@ -1137,11 +1152,14 @@ static int xd_loop(pTHX_ xd *d)
         if (d->srv) {
             size_t k, nl = isd_server_nlisteners(d->srv);
             int *fds, adopt;
-            void **args;
+            void **args, **targs;
             Newx(fds, nl ? nl : 1, int);
             Newx(args, nl ? nl : 1, void *);
-            for (k = 0; k < nl; k++)    /* (the only hook: PROXY's) */
+            Newx(targs, nl ? nl : 1, void *);
+            for (k = 0; k < nl; k++) {  /* (the only hook: PROXY's; the */
                 (void)isd_server_listener_hook(d->srv, k, &args[k]);
+                (void)isd_server_listener_transport(d->srv, k, &targs[k]);
+            }                           /*  only transport: TLS's, &ctx) */
             nl = isd_server_take_listeners(d->srv, fds, nl);
             xd_drop_peers(aTHX_ d);
             isd_server_abandon(d->srv);
@@ -1150,12 +1168,14 @@ static int xd_loop(pTHX_ xd *d)
             adopt = !d->nlfds;          /* (unless it bound anew) */
             for (k = 0; k < nl; k++) {
                 if (adopt)
-                    lfd_push(d, fds[k], (isd_proxy_opts *)args[k]);
+                    lfd_push(d, fds[k], (isd_proxy_opts *)args[k],
+                             (xtls *)targs[k]);
                 else
                     close(fds[k]);
             }
             Safefree(fds);
             Safefree(args);
+            Safefree(targs);
         }
         xd_udp_stop(aTHX_ d, d->nufds ? 2 : 1);     /* (the same for UDP) */
         xd_udp_reap(d);
@@ -1188,14 +1208,19 @@ static int xd_start(pTHX_ xd *d)
             d->started = (IV)time(NULL);
     }
     while (d->nlfds > 0) {
-        if ((d->lpx[0]
-             ? isd_server_listen_fd_proxy(d->srv, d->lfds[0], d->lpx[0])
-             : isd_server_listen_fd(d->srv, d->lfds[0])) < 0) {
+        isd_conn_hook h;
+        xtls *t = d->ltls[0];
+        if (d->lpx[0])
+            isd_proxy_hook_init(&h, d->lpx[0]);
+        if (isd_server_listen_fd_ex(d->srv, d->lfds[0], d->lpx[0] ? &h : NULL,
+                                    d->lpx[0], t ? &t->tp : NULL,
+                                    t ? (void *)&t->ctx : NULL) < 0) {
             snprintf(d->err, sizeof d->err, "listen: %s", strerror(errno));
             return -1;
         }
         Move(d->lfds + 1, d->lfds, d->nlfds - 1, int);
         Move(d->lpx + 1, d->lpx, d->nlfds - 1, isd_proxy_opts *);
+        Move(d->ltls + 1, d->ltls, d->nlfds - 1, xtls *);
         d->nlfds--;
     }
     return xd_udp_start(aTHX_ d);
@@ -1388,7 +1413,9 @@ static int xd_mg_free(pTHX_ SV *sv, MAGIC *mg)
     lfds_close(d);
     Safefree(d->lfds);
     Safefree(d->lpx);
+    Safefree(d->ltls);
     xd_proxy_free(d);
+    xd_tls_free(d);
     upaths_remove(d, 1);
     ufds_close(d);
     Safefree(d->ufds);

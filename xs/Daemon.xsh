@@ -425,6 +425,46 @@ backend(SV *self)
     RETVAL
 
 SV *
+_has_tls()
+  CODE:
+    /* OpenSSL's version if built with it, else undef */
+    if (!isd_tls_available())
+        XSRETURN_UNDEF;
+    RETVAL = newSVpv(isd_tls_version(), 0);
+  OUTPUT:
+    RETVAL
+
+SV *
+_tls_check(SV *opts)
+  PREINIT:
+    char err[400];
+    isd_tls_ctx *t;
+  CODE:
+    /* new: whether tls => {...} (checked) makes a context: undef, or why */
+    if (!SvROK(opts) || SvTYPE(SvRV(opts)) != SVt_PVHV)
+        croak("_tls_check: not a hash reference");
+    t = xd_tls_make(aTHX_ (HV *)SvRV(opts), err, sizeof err);
+    if (t) {
+        isd_tls_ctx_unref(t);
+        XSRETURN_UNDEF;
+    }
+    RETVAL = newSVpv(err, 0);
+  OUTPUT:
+    RETVAL
+
+void
+tls_reload(SV *self)
+  PREINIT:
+    xd *d;
+  PPCODE:
+    d = xd_from(aTHX_ self, "tls_reload");
+    if (!hv_exists(d->self, "_tls", 4))
+        croak("%s::tls_reload: this server has no tls => {...}", PKG);
+    if (xd_tls_reload(aTHX_ d))
+        XSRETURN_NO;
+    XSRETURN_YES;
+
+SV *
 _cidr(SV *spec)
   PREINIT:
     isd_cidr c;

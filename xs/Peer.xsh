@@ -544,6 +544,37 @@ proxy(SV *self)
   OUTPUT:
     RETVAL
 
+SV *
+tls(SV *self)
+  PREINIT:
+    const isd_tls_conn *tc;
+  CODE:
+    tc = isd_conn_tls(conn_from(aTHX_ self, "tls"));
+    if (!tc)
+        XSRETURN_UNDEF;
+    RETVAL = tls_hv(aTHX_ tc);
+  OUTPUT:
+    RETVAL
+
+void
+start_tls(SV *self)
+  PREINIT:
+    isd_conn *c;
+  PPCODE:
+    c = conn_from(aTHX_ self, "start_tls");
+    if (isd_conn_start_transport(c, NULL, NULL) < 0) {
+        if (errno == EALREADY)
+            croak("%s::start_tls: this connection is %s", PEER_PKG,
+                  isd_conn_transport_starting(c) ? "starting TLS already"
+                                                 : "TLS already");
+        if (errno == ENOPROTOOPT)
+            croak("%s::start_tls: the listener of this connection has no "
+                  "tls => { ..., starttls => 1 }", PEER_PKG);
+        croak("%s::start_tls: the connection is closed", PEER_PKG);
+    }
+    conn_wake(aTHX_ c);
+    XSRETURN_YES;
+
 void
 pending(SV *self)
   PPCODE:

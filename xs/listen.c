@@ -134,11 +134,13 @@ static int xd_listener_fds(xd *d, int *out, int max)
 
 /* A listening fd, served with PROXY options px (NULL: none) once run
  * starts. */
-static void lfd_push(xd *d, int fd, isd_proxy_opts *px)
+static void lfd_push(xd *d, int fd, isd_proxy_opts *px, xtls *tl)
 {
     Renew(d->lfds, d->nlfds + 1, int);
     Renew(d->lpx, d->nlfds + 1, isd_proxy_opts *);
+    Renew(d->ltls, d->nlfds + 1, xtls *);
     d->lpx[d->nlfds] = px;
+    d->ltls[d->nlfds] = tl;
     d->lfds[d->nlfds++] = fd;
 }
 
@@ -173,8 +175,9 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
         const char *kind = kp ? SvPV_nolen(*kp) : "";
         isd_listen_opts o;
         int fd = -1, fds[2];
-        IV pidx;
+        IV pidx, tidx;
         isd_proxy_opts *px = NULL;
+        xtls *tl = NULL;
 
         if (!ap) {
             snprintf(d->err, sizeof d->err, "listen: bad entry %d", (int)i);
@@ -189,6 +192,9 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
         o.sndbuf = (int)av_iv(aTHX_ b, 9, 0);
         pidx = av_iv(aTHX_ b, 10, -1);
         if (pidx >= 0 && !(px = xd_proxy_opts(aTHX_ d, pidx)))
+            goto fail;
+        tidx = av_iv(aTHX_ b, 11, -1);
+        if (tidx >= 0 && !(tl = xd_tls(aTHX_ d, tidx)))
             goto fail;
         if (strEQ(kind, "udpany")) {
             k = isd_listen_any_type((unsigned)SvUV(*ap), SOCK_DGRAM, &o, fds,
@@ -208,10 +214,10 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
                                sizeof d->err);
             if (k < 0)
                 goto fail;
-            lfd_push(d, fds[0], px);
+            lfd_push(d, fds[0], px, tl);
             lorder_add(d, 't');
             if (k > 1) {
-                lfd_push(d, fds[1], px);
+                lfd_push(d, fds[1], px, tl);
                 lorder_add(d, 't');
             }
             continue;
@@ -228,9 +234,9 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
                 }
                 goto fail;
             }
-            if (udp && px) {
+            if (udp && (px || tl)) {
                 snprintf(d->err, sizeof d->err, "fd %d: a UDP socket cannot "
-                         "take proxy_protocol", fd);
+                         "take %s", fd, px ? "proxy_protocol" : "tls");
                 errno = EPROTOTYPE;
                 goto fail;
             }
@@ -251,7 +257,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             if (k < d->nlfds)
                 continue;               /* (named twice) */
             inherited[d->nlfds - first] = 1;
-            lfd_push(d, fd, px);
+            lfd_push(d, fd, px, tl);
             lorder_add(d, 't');
             continue;
         }
@@ -260,7 +266,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             fd = isd_listen_unix(path, &o, d->err, sizeof d->err);
             if (fd < 0)
                 goto fail;
-            lfd_push(d, fd, px);
+            lfd_push(d, fd, px, tl);
             lorder_add(d, 't');
             Renew(d->upaths, d->nupaths + 1, char *);
             if (path[0] == '/') {
@@ -317,7 +323,7 @@ static int xd_bind_all(pTHX_ xd *d, AV *binds)
             if (kind[0] == 'u')
                 ufd_push(d, fd);
             else
-                lfd_push(d, fd, px);
+                lfd_push(d, fd, px, tl);
             lorder_add(d, kind[0] == 'u' ? 'u' : 't');
             if (g < ngroups) {
                 isd_addr got;
@@ -405,7 +411,7 @@ static int xd_listen(pTHX_ xd *d)
                         d->backlog, d->err, sizeof d->err);
     if (fd < 0)
         return -1;
-    lfd_push(d, fd, NULL);
+    lfd_push(d, fd, NULL, NULL);
     if (!d->loop)                   /* (a loop of the parent's: see xd_loop) */
         d->pid = getpid();
     return 0;

@@ -25,7 +25,7 @@ my %DEFAULT = (
 my %KNOWN = map { $_ => 1 } qw(port host listen timeout callback framing separator length_format
     max_line max_output read_timeout backlog backend linger idle_timeout
     max_connections high_water low_water daemonize pid_file log_file user group
-    workers stop_grace max_requests reuseport proxy_protocol trusted_proxies proxy_timeout);
+    workers stop_grace max_requests reuseport proxy_protocol trusted_proxies proxy_timeout tls);
 
 sub _bad {
     my ($what, $value, $want) = @_;
@@ -129,6 +129,7 @@ sub new {
         IO::Socket::INET::Daemon::Prefork::check(\%rc, \@specs);
     }
     my @proxy = _proxy_listeners(\%rc, \@specs);
+    my @tls = _tls_listeners(\%rc, \@specs);
 
     my $self = bless {
         %DEFAULT,
@@ -139,6 +140,7 @@ sub new {
         timeout  => $rc{timeout},
         (@specs ? (_specs => \@specs) : ()),
         (@proxy ? (_proxy => \@proxy) : ()),
+        (@tls ? (_tls => \@tls) : ()),
     }, ref $class || $class;
     $self->_init;
     return $self;
@@ -158,7 +160,7 @@ sub _host_spec {
 # the kind of listener each goes with.
 my %LISTEN_OPT = (address => 'any', unix_mode => 'unix', reuseport => 'tcp', v6only => 'tcp',
                   rcvbuf => 'bound', sndbuf => 'bound', proxy_protocol => 'stream',
-                  trusted_proxies => 'stream', proxy_timeout => 'stream');
+                  trusted_proxies => 'stream', proxy_timeout => 'stream', tls => 'stream');
 
 # The PROXY options of new or of a listen entry, checked: into $to.
 sub _proxy_opts {
@@ -229,6 +231,136 @@ sub _proxy_listeners {
     return @p;
 }
 
+# tls => {...} of new or of a listen entry, checked (a context is made
+# from it once, so that a file that cannot be read, or a key that does not
+# go with its certificate, croaks now with OpenSSL's reason): the options
+# as the C side takes them.
+my %TLS_OPT = map { $_ => 1 } qw(cert_file key_file ca_file ca_path verify_client ciphers
+    ciphersuites min_version alpn sni handshake_timeout starttls);
+my %TLS_VERSION = ('TLSv1.2' => 0x0303, 'TLSv1.3' => 0x0304, '1.2' => 0x0303, '1.3' => 0x0304);
+my %TLS_VERIFY = (none => 0, optional => 1, require => 2);
+
+sub _tls_opts {
+    my ($t) = @_;
+    my $bad = sub { _bad("tls: $_[0]", $_[1], $_[2]) };
+    Carp::croak('IO::Socket::INET::Daemon::new: tls: this IO::Socket::INET::Daemon was built '
+        . 'without OpenSSL (its headers were not found when Makefile.PL ran): install '
+        . 'libssl-dev (Debian, Ubuntu) or openssl-devel (Fedora), then rebuild it: '
+        . 'perl Makefile.PL && make && make install') unless _has_tls();
+    $bad->('tls', $t, 'is not a hash reference of TLS options (cert_file => ..., key_file => ...)')
+        unless ref $t eq 'HASH';
+    for my $k (sort keys %$t) {
+        Carp::croak("IO::Socket::INET::Daemon::new: tls: unknown option '$k' (have: "
+                    . join(', ', sort keys %TLS_OPT) . ')') unless $TLS_OPT{$k};
+    }
+    my %o;
+    for my $k (qw(cert_file key_file ca_file ca_path ciphers ciphersuites)) {
+        next unless exists $t->{$k};
+        my $v = $t->{$k};
+        $bad->($k, $v, 'is not a ' . ($k =~ /file|path/ ? 'path' : 'string'))
+            if !defined $v or ref $v or !length $v or $v =~ /\0/;
+        $o{$k} = $v;
+    }
+    $bad->(cert_file => undef, 'is missing (the PEM file of the certificate and its chain)')
+        unless defined $o{cert_file};
+    if (exists $t->{verify_client}) {
+        my $v = $t->{verify_client};
+        $bad->(verify_client => $v, "is not 'none', 'optional' or 'require'")
+            unless defined $v and !ref $v and exists $TLS_VERIFY{$v};
+        $o{verify} = $TLS_VERIFY{$v};
+        $bad->(verify_client => $v, 'needs ca_file or ca_path (the CAs client certificates are checked against)')
+            if $o{verify} and !defined $o{ca_file} and !defined $o{ca_path};
+    }
+    if (exists $t->{min_version}) {
+        my $v = $t->{min_version};
+        $bad->(min_version => $v, "is not 'TLSv1.2' or 'TLSv1.3'")
+            unless defined $v and !ref $v and $TLS_VERSION{$v};
+        $o{min_version} = $TLS_VERSION{$v};
+    }
+    if (exists $t->{alpn}) {
+        my $v = $t->{alpn};
+        $bad->(alpn => $v, "is not an array reference of protocol names (['h2', 'http/1.1'])")
+            unless ref $v eq 'ARRAY' and @$v;
+        for (@$v) {
+            $bad->(alpn => $_, 'is not a protocol name (1 to 255 bytes)')
+                if !defined $_ or ref $_ or !length $_ or length $_ > 255 or utf8::is_utf8($_) && /[^\x00-\xff]/;
+        }
+        $o{alpn} = [@$v];
+    }
+    if (exists $t->{sni}) {
+        my $v = $t->{sni};
+        $bad->(sni => $v, "is not a hash reference of host names to { cert_file => ..., key_file => ... }")
+            unless ref $v eq 'HASH' and %$v;
+        my %s;
+        for my $h (sort keys %$v) {
+            $bad->(sni => $h, "is not a host name ('mail.example' or '*.example')")
+                unless $h =~ /\A(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\z/;
+            my $e = $v->{$h};
+            $bad->("sni: $h", $e, 'is not a hash reference ({ cert_file => ..., key_file => ... })')
+                unless ref $e eq 'HASH' and defined $e->{cert_file};
+            for my $k (sort keys %$e) {
+                $bad->("sni: $h", $k, 'is not cert_file or key_file') unless $k eq 'cert_file' or $k eq 'key_file';
+                $bad->("sni: $h: $k", $e->{$k}, 'is not a path')
+                    if !defined $e->{$k} or ref $e->{$k} or !length $e->{$k};
+            }
+            $s{$h} = { %$e };
+        }
+        $o{sni} = \%s;
+    }
+    if (exists $t->{handshake_timeout}) {
+        my $v = $t->{handshake_timeout};
+        $bad->(handshake_timeout => $v, 'is not a number of seconds (0: no limit but idle_timeout)')
+            unless defined $v and _seconds($v);
+        $o{timeout_ms} = $v > 0 ? ($v >= 2e6 ? 2e9 : int($v * 1000 + 0.999)) : 0;
+    }
+    else {
+        $o{timeout_ms} = 10_000;
+    }
+    if (exists $t->{starttls}) {
+        my $v = $t->{starttls};
+        $bad->(starttls => $v, 'is not 0 or 1') if defined $v and (ref $v or $v !~ /\A[01]?\z/);
+        $o{starttls} = $v ? 1 : 0;
+    }
+    my $why = _tls_check(\%o);
+    Carp::croak("IO::Socket::INET::Daemon::new: tls: $why") if defined $why;
+    return \%o;
+}
+
+# Which listeners serve TLS (tls in new, or in their listen entry; 0 or
+# undef there: not that one): each gets {tlsi} = its index in the list
+# returned (the options as _tls_opts made them).
+sub _tls_listeners {
+    my ($rc, $specs) = @_;
+    my $top = defined $rc->{tls} ? _tls_opts($rc->{tls}) : undef;
+    return () unless $top or grep { $_->{tls} } @$specs;
+    @$specs = (_host_spec($rc)) if !@$specs and $top;
+    my (@t, %made);
+    for my $s (@$specs) {
+        my $o = exists $s->{tls} ? $s->{tls} : undef;
+        next if exists $s->{tls} and !$o;
+        if ($s->{type} eq 'udp') {
+            _bad(listen => "udp:$s->{host}:$s->{port}", 'cannot take tls (it is for TCP and UNIX listeners)')
+                if $o;
+            next;
+        }
+        if ($o) {
+            push @t, _tls_opts($o);
+        }
+        elsif ($top) {
+            push @t, $top unless defined $made{top};
+            $made{top} = $#t unless defined $made{top};
+            $s->{tlsi} = $made{top};
+            next;
+        }
+        else {
+            next;
+        }
+        $s->{tlsi} = $#t;
+    }
+    _bad(tls => $rc->{tls}, 'has no TCP or UNIX listener to go with') if $top and !@t;
+    return @t;
+}
+
 # One listen SPEC, parsed (not resolved: that is done when binding).
 sub _listen_spec {
     my ($spec) = @_;
@@ -292,6 +424,7 @@ sub _listen_spec {
                   . ' listeners that it binds itself)')) if $LISTEN_OPT{$k} ne $l{type};
     }
     _proxy_opts(\%o, \%l);
+    $l{tls} = $o{tls} if exists $o{tls};
     for my $k (qw(rcvbuf sndbuf)) {
         next unless exists $o{$k};
         _bad($k => $o{$k}, 'is not a size in bytes (1 to 2147483647)')
@@ -329,7 +462,8 @@ sub _binds {
         return undef;
     };
     for my $s (@{ $self->{_specs} }) {
-        my @px = defined $s->{proxy} ? ((undef) x 8, $s->{proxy}) : ();
+        my @px = defined $s->{proxy} || defined $s->{tlsi}
+                 ? ((undef) x 8, $s->{proxy}, $s->{tlsi}) : ();
         if ($s->{type} eq 'fd') {
             push @b, [ fd => $s->{fd}, @px ];
             next;
@@ -349,7 +483,7 @@ sub _binds {
                 next;
             }
             push @b, [ unix => $s->{path}, undef, undef, undef, undef, $s->{unix_mode}, undef,
-                       $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy} ];
+                       $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy}, $s->{tlsi} ];
             next;
         }
         my @ai;
@@ -374,7 +508,7 @@ sub _binds {
         my $udp = $s->{type} eq 'udp';
         if (!@ai) {
             push @b, [ ($udp ? 'udpany' : 'any') => $s->{port}, undef, $s->{v6only}, $s->{reuseport},
-                       undef, undef, undef, $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy} ];
+                       undef, undef, undef, $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy}, $s->{tlsi} ];
             next;
         }
         # a name: each of its addresses, on one port; one that this host
@@ -385,7 +519,7 @@ sub _binds {
         for my $ai (@ai) {
             next if $seen{ $ai->{addr} }++;
             push @b, [ ($udp ? 'udp' : 'tcp') => $ai->{addr}, undef, $s->{v6only}, $s->{reuseport},
-                       $group, undef, $literal ? 0 : 1, $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy} ];
+                       $group, undef, $literal ? 0 : 1, $s->{rcvbuf}, $s->{sndbuf}, $s->{proxy}, $s->{tlsi} ];
         }
     }
     return \@b;
@@ -452,6 +586,9 @@ sub timer {
 }
 
 # Inside another event loop (EMBEDDING): its watchers for this server.
+# OpenSSL's version when built with it (TLS works), else undef.
+sub has_tls { return _has_tls() }
+
 sub attach {
     my $self = shift;
     require IO::Socket::INET::Daemon::Embed;
