@@ -252,6 +252,7 @@ for my $be (backends()) {
                  'renegotiation: "connection 127.0.0.1:PORT: TLS: renegotiation refused"');
             my $fresh = tls_client($srv, ca => $C->{ca});
             ok(echo_ping($fresh, 'after renegotiation'), 'renegotiation: a fresh client is served afterwards');
+            close $fresh;
         }
 
         # a clean close is no error; one without close_notify is reported
@@ -306,6 +307,7 @@ for my $be (backends()) {
         for my $i (1 .. 10) {
             my $f = tls_try_client($srv->port, ca => $C->{ca}, timeout => 3);
             $ok++ if $f && echo_ping($f, "fresh $i", 3);
+            close $f if $f;
         }
         is($ok, 10, 'ten fresh TLS clients served meanwhile');
         ok(now() - $t0 < 5, sprintf('... without waiting for the stalled ones (%.2f s)', now() - $t0));

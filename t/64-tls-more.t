@@ -106,6 +106,7 @@ for my $be (backends()) {
         is(ask($c, 'STARTTLS'), '220 go ahead', 'a TLS listener without starttls: ...');
         like(read_line($c, 3) // '', qr/^454 .*start_tls/, '... start_tls croaks');
         ok(echo_ping($c, 'on'), '... the connection goes on');
+        close $c;
         $c = client($pp);
         is(ask($c, 'STARTTLS'), '220 go ahead', 'a plain listener: ...');
         like(read_line($c, 3) // '', qr/^454 .*start_tls/, '... start_tls croaks');
@@ -204,6 +205,7 @@ for my $be (backends()) {
         like($e[-1] // '', qr/^error undef tls_reload: .*\Q$pem\E/, '... "tls_reload: " naming the file');
         my $still = tls_client($srv, ca => $C->{ca});
         is(peer_subject($still), 'localhost-2', '... new connections still get the certificate in use');
+        close $still;
 
         # a key that does not match
         $put->($C->{localhost}, $pem);
@@ -214,11 +216,14 @@ for my $be (backends()) {
         like($e[-1] // '', qr/^error undef tls_reload: .*\Q$key\E.*key values mismatch/, '... naming the key file: "key values mismatch"');
         $still = tls_client($srv, ca => $C->{ca});
         is(peer_subject($still), 'localhost-2', '... the certificate in use stays');
+        close $still;
 
         # good again
         $put->($C->{localhost_key}, $key);
         is(ask($ctl, 'reload'), 'reload 1', 'both good again: true');
-        is(peer_subject(tls_client($srv, ca => $C->{ca})), 'localhost', '... the reloaded certificate');
+        $still = tls_client($srv, ca => $C->{ca});
+        is(peer_subject($still), 'localhost', '... the reloaded certificate');
+        close $still;
 
         my $st;
         wait_until(sub { my $r = waitpid($pid, POSIX::WNOHANG()); $st = $? if $r == $pid; $r != 0 }, 10);
