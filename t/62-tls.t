@@ -15,6 +15,10 @@ use lib "$FindBin::Bin/lib";
 use TestISD qw(:DEFAULT ask);
 use TestTLS;
 use Test::More;
+use File::Copy ();
+use File::Temp ();
+use IO::Socket::UNIX ();
+use Time::HiRes ();
 use IO::Socket::INET::Daemon;
 
 my $why = tls_skip_reason();
@@ -24,9 +28,25 @@ my $C = make_certs();
 my %TLS = (cert_file => $C->{localhost}, key_file => $C->{localhost_key});
 my $CROAK = qr/^IO::Socket::INET::Daemon::new: tls: /;
 
+# extra commands: who (peerhost peerport), shout TEXT (broadcast), shoutbig
+# N (broadcast N bytes of pattern), two (a second getline, which waits
+# for the next line)
+my %MORE = (
+    who => sub { $_[0]->print($_[0]->peerhost, ' ', $_[0]->peerport, "\n"); 1 },
+    shout => sub { my ($io, $d, $arg) = @_; my $n = $d->broadcast("* $arg\n"); $io->print("sent $n\n"); 1 },
+    shoutbig => sub { my ($io, $d, $arg) = @_; $d->broadcast(pattern($arg)); 1 },
+    two => sub {
+        my ($io) = @_;
+        $io->getline;                   # (the line data was called with)
+        my $next = $io->getline;
+        $io->print('second: ', defined $next ? $next : "undef\n");
+        1;
+    },
+);
+
 sub server {
     my ($be, %o) = @_;
-    return start_server(backend => $be, callback => tls_callbacks(), child_deadline => 25,
+    return start_server(backend => $be, callback => tls_callbacks(commands => \%MORE), child_deadline => 25,
                         child_init => sub { log_event('addresses %s', join ' ', $_[0]->addresses) },
                         %o);
 }
@@ -372,6 +392,99 @@ for my $be (backends()) {
         $c = tls_client($srv, ca => $C->{ca});
         send_all($c, pack('n/a*', 'abc') . pack('n/a*', 'hello tls'));
         is(read_n($c, 16, 3), pack('n/a*', 'ABC') . pack('n/a*', 'HELLO TLS'), 'length framing: two messages answered');
+        is(join("\n", $srv->grep_events(qr/^error /)), '', '... no error');
+    });
+
+    isd_subtest("backend $be: a UNIX listener, a PROXY header before TLS, ca_path", sub {
+        my $dir = File::Temp->newdir('isd-tlsu-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        my $path = "$dir/s.sock";
+        my $srv = server($be, listen => ["unix:$path",
+                                         { address => '127.0.0.1:0', proxy_protocol => 1, tls => { %TLS } }],
+                         tls => { %TLS });
+        my $pp = port_of($srv, 1);
+        my $u = IO::Socket::UNIX->new(Peer => $path) or die "connect $path: $!\n";
+        ok(tls_upgrade($u, ca => $C->{ca}), 'a UNIX listener with tls: the handshake succeeds');
+        ok(echo_ping($u, 'over UNIX'), '... a line echoed');
+        is((tls_of($u) || {})->{version}, 'TLSv1.3', '... $io->tls');
+        close $u;
+
+        my $c = client($pp);
+        send_all($c, "PROXY TCP4 192.0.2.1 192.0.2.2 1111 443\r\n", 3);
+        ok(tls_upgrade($c, ca => $C->{ca}), 'a PROXY header, then the TLS handshake');
+        is(ask($c, 'who'), '192.0.2.1 1111', '... the header\'s client');
+        is((tls_of($c) || {})->{version}, 'TLSv1.3', '... over TLS');
+        close $c;
+        no_errors($srv, 'UNIX, PROXY');
+        $srv->stop;
+
+        # client certificates checked against a hashed directory
+        my $capath = "$dir/cas";
+        mkdir $capath or die "$capath: $!";
+        File::Copy::copy($C->{ca}, "$capath/ca.pem") or die "copy: $!";
+        system(openssl_bin(), 'rehash', $capath) == 0 or die "openssl rehash failed\n";
+        $srv = server($be, tls => { %TLS, verify_client => 'require', ca_path => $capath });
+        $c = tls_client($srv, ca => $C->{ca}, cert => $C->{client}, key => $C->{client_key});
+        is((tls_of($c) || {})->{peer_subject}, 'CN=client', 'ca_path: a good client certificate is taken');
+        close $c;
+        ok(not_served($srv->port, ca => $C->{ca}, cert => $C->{foreign}, key => $C->{foreign_key}),
+           'ca_path: a foreign one is refused');
+        ok($srv->wait_event(qr/^error undef .*refused: TLS handshake: /, 3), '... with an error');
+    });
+
+    isd_subtest("backend $be: broadcast, a getline that waits, raw framing, a last line at the end", sub {
+        my $srv = server($be, listen => [{ address => '127.0.0.1:0', tls => { %TLS } }, '127.0.0.1:0']);
+        my ($tp, $pp) = (port_of($srv, 0), port_of($srv, 1));
+        my @tls = map { tls_client($tp, ca => $C->{ca}) } 1 .. 3;
+        my $plain = client($pp);
+        ok(echo_ping($_, 'ready'), 'client ready') for @tls, $plain;
+        is(ask($tls[0], 'shout hi'), '* hi', 'broadcast: the sender gets it');
+        is(read_line($tls[0], 3), "sent 4\n", '... sent to 4');
+        is(read_line($_, 3), "* hi\n", '... every other client too (TLS and plain)') for @tls[1, 2], $plain;
+        my $big = 3 * 1024 * 1024 + 5;
+        print { $tls[1] } "shoutbig $big\n";
+        my $want = pattern($big);
+        for my $c (@tls, $plain) {
+            my $got = read_n($c, $big, 10);
+            ok($got eq $want, 'a 3 MiB broadcast arrives intact at each') or diag(length($got) . " bytes");
+        }
+
+        # a second getline in data waits for the next line
+        print { $tls[2] } "two\n";
+        Time::HiRes::sleep(0.2);
+        print { $tls[2] } "next line\n";
+        is(read_line($tls[2], 3), "second: next line\n", 'a getline in data waits for the next TLS record');
+        print { $tls[2] } "two\nsame record\n";
+        is(read_line($tls[2], 3), "second: same record\n", '... or takes it from the same one');
+        ok(echo_ping($tls[0], 'others'), 'the others are served after');
+        print $plain "two\n";
+        Time::HiRes::sleep(0.2);
+        print $plain "next line\n";
+        is(read_line($plain, 3), "second: next line\n", '(the same on the plain listener)');
+
+        # a last line without "\n", then close_notify
+        my $c = $tls[0];
+        my $port = $c->sockport;
+        print $c "no newline";
+        $c->stop_SSL;                   # close_notify, then the plain socket stays
+        shutdown($c, 1);
+        ok($srv->wait_event(qr/^data $port no newline$/, 3), 'a last line without "\n" is delivered at close_notify');
+        close $c;
+        close $_ for @tls[1, 2];
+        Time::HiRes::sleep(0.2);
+        no_errors($srv, 'broadcast');
+        $srv->stop;
+
+        # raw framing: bytes as they come, all 256 values
+        $srv = start_server(backend => $be, tls => { %TLS }, framing => 'raw',
+                            callback => { data => sub { my $n = $_[0]->sysread(my $b, 1 << 20);
+                                                        $_[0]->print($b) if $n; 1 },
+                                          error => sub { log_event('error %s', $_[2]) } });
+        $c = tls_client($srv, ca => $C->{ca});
+        my $bytes = join '', map { chr } (0 .. 255) x 200;
+        is(send_all($c, $bytes, 5), length $bytes, 'raw framing: 51200 bytes, every value, sent');
+        ok(read_n($c, length $bytes, 5) eq $bytes, '... echoed as they were');
+        close $c;
+        Time::HiRes::sleep(0.1);
         is(join("\n", $srv->grep_events(qr/^error /)), '', '... no error');
     });
 
