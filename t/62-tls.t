@@ -187,6 +187,26 @@ for my $be (backends()) {
         ok($got eq $lines, 'all 1000 echoed, in order')
             or diag(sprintf 'got %d of %d bytes', length $got, length $lines);
 
+        # one line of 600 KiB, over many records
+        my $long = ('L' x (600 * 1024)) . "\n";
+        is(send_all($c, $long, 5), length $long, 'a 600 KiB line sent');
+        ok(read_n($c, length $long, 5) eq $long, '... echoed whole');
+
+        # a client that resumes its session is served
+        for my $v ('TLSv1_3', 'TLSv1_2') {
+            my $ctx = IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => 0, SSL_session_cache_size => 4,
+                                                        SSL_version => $v);
+            for my $i (1, 2) {
+                my $r = tls_client($srv, ssl => { SSL_reuse_ctx => $ctx, SSL_session_key => 'k' });
+                ok(echo_ping($r, "resume $i"), "$v, a client with a session cache, connection $i: served");
+                my $t = tls_of($r) || {};
+                is($t->{version}, $v =~ tr/_/./r, "... over $v");
+                ok(length($t->{cipher} // ''), '... $io->tls->{cipher} set');
+                note("$v, connection $i: session resumed: " . ($r->get_session_reused ? 'yes' : 'no'));
+                close $r;
+            }
+        }
+
         # the server closes: close_notify first
         is(ask($c, 'quit'), 'bye', 'quit: bye');
         read_until_eof($c, 3);
@@ -195,9 +215,10 @@ for my $be (backends()) {
         is(ask($c12, 'close'), 'bye', 'close: bye');
         read_until_eof($c12, 3);
         ok(got_eof($c12) && clean_eof($c12), '$io->close: close_notify too (TLS 1.2)');
-        ok($srv->wait_event(qr/^remove /, 3), 'remove for the one whose data returned false');
+        my ($p13, $p12) = ($c->sockport, $c12->sockport);
+        ok($srv->wait_event(qr/^remove $p13$/, 3), 'remove for the one whose data returned false');
         Time::HiRes::sleep(0.1);
-        is($srv->count(qr/^remove /), 1, '... not for the one closed with $io->close (as $server->remove)');
+        is($srv->count(qr/^remove $p12$/), 0, '... not for the one closed with $io->close (as $server->remove)');
         no_errors($srv, 'echo');
     });
 
@@ -280,13 +301,47 @@ for my $be (backends()) {
                 like($e[-1] // '', qr/^error undef connection from 127\.0\.0\.1:\d+ refused: TLS handshake: .*(certificate verify failed|unable to get local issuer certificate)/,
                      "$what: ... \"certificate verify failed\"");
             }
+            # a resumed session keeps the client's certificate
+            for my $v ('TLSv1_3', 'TLSv1_2') {
+                my $ctx = IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => 0, SSL_session_cache_size => 4,
+                                                            SSL_version => $v, SSL_cert_file => $C->{client},
+                                                            SSL_key_file => $C->{client_key});
+                for my $i (1, 2) {
+                    my $r = tls_client($srv, ssl => { SSL_reuse_ctx => $ctx, SSL_session_key => 'k' });
+                    my $re = $r->get_session_reused ? 'resumed' : 'not resumed';
+                    $t = tls_of($r) || {};
+                    is($t->{peer_subject}, 'CN=client', "$mode, $v, connection $i ($re): peer_subject CN=client");
+                    close $r;
+                }
+            }
             Time::HiRes::sleep(0.2);
             is($srv->count(qr/^error /), $nerr, "$mode: exactly one error per refused client");
-            is($srv->count(qr/^add /), $mode eq 'optional' ? 4 : 2, "$mode: add only for those served");
-            is($srv->count(qr/^remove /), $mode eq 'optional' ? 4 : 2, "$mode: remove only for those added");
+            is($srv->count(qr/^add /), $mode eq 'optional' ? 8 : 6, "$mode: add only for those served");
+            is($srv->count(qr/^remove /), $mode eq 'optional' ? 8 : 6, "$mode: remove only for those added");
             is($srv->stderr, '', "$mode: nothing on STDERR");
             $srv->stop;
         }
+    });
+
+    isd_subtest("backend $be: a session from a listener without client certificates does not open one that requires them", sub {
+        my $srv = server($be, listen => [{ address => '127.0.0.1:0', tls => { %TLS } },
+                                         { address => '127.0.0.1:0',
+                                           tls => { %TLS, verify_client => 'require', ca_file => $C->{ca} } }]);
+        my ($open, $strict) = (port_of($srv, 0), port_of($srv, 1));
+        for my $v ('TLSv1_3', 'TLSv1_2') {
+            my $ctx = IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => 0, SSL_session_cache_size => 4,
+                                                        SSL_version => $v);
+            my $r = tls_client($open, ssl => { SSL_reuse_ctx => $ctx, SSL_session_key => 'k' });
+            ok(echo_ping($r, 'x'), "$v: served on the listener without verify_client (a session to take away)");
+            close $r;
+            $r = tls_client($open, ssl => { SSL_reuse_ctx => $ctx, SSL_session_key => 'k' });
+            ok($r->get_session_reused, "$v: ... which resumes there") or diag('no resumption: the check below proves less');
+            close $r;
+            ok(not_served($strict, ssl => { SSL_reuse_ctx => $ctx, SSL_session_key => 'k' }),
+               "$v: that session on the listener that requires a certificate: not served");
+        }
+        ok($srv->wait_event(qr/^error undef .*refused: TLS handshake: /, 3, 2), 'refused with an error each');
+        is($srv->count(qr/^add \d+ .*peer_subject/), 0, 'no add with a peer_subject');
     });
 
     isd_subtest("backend $be: SNI picks the certificate", sub {
@@ -383,6 +438,22 @@ for my $be (backends()) {
         my @e = $srv->grep_events(qr/^error $port /);
         is(scalar @e, 1, '... one error, with $io');
         like($e[0] // '', qr/line too long \(over max_line 100 bytes\)/, "... about the line ($e[0])");
+        $srv->stop;
+
+        # idle_timeout: the error, remove, and close_notify
+        $srv = server($be, tls => { %TLS }, idle_timeout => 0.5);
+        $c = tls_client($srv, ca => $C->{ca});
+        ok(echo_ping($c, 'then idle'), 'idle_timeout: served');
+        $port = $c->sockport;
+        my $t0 = now();
+        read_until_eof($c, 3);
+        ok(got_eof($c), sprintf('... ended after %.2f s of silence', now() - $t0));
+        ok(clean_eof($c), '... with close_notify');
+        ok($srv->wait_event(qr/^remove $port$/, 2), '... remove');
+        @e = $srv->grep_events(qr/^error $port /);
+        is(scalar @e, 1, '... one error');
+        like($e[0] // '', qr/idle timeout/, "... \"idle timeout\" ($e[0])");
+        close $c;
         $srv->stop;
 
         $srv = start_server(backend => $be, tls => { %TLS }, framing => 'length', length_format => 'n',

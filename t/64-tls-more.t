@@ -292,6 +292,30 @@ for my $be (backends()) {
         is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
         is($srv->stderr, '', 'nothing on STDERR');
     });
+
+    isd_subtest("backend $be: prefork workers serve TLS", sub {
+        my $srv = start_server(backend => $be, tls => { %TLS }, workers => 2, stop_grace => 1,
+                               child_deadline => 20,
+                               callback => tls_callbacks(commands => {
+                                   pid => sub { $_[0]->print("$$\n"); 1 },
+                               }, worker_start => sub { log_event('worker %s %s', $$, $_[1]) }));
+        ok($srv->wait_event(qr/^worker /, 5, 2), 'two workers started');
+        my %pid;
+        my $served = 0;
+        for my $i (1 .. 20) {
+            my $c = tls_try_client($srv->port, ca => $C->{ca}, timeout => 3) or next;
+            my $p = ask($c, 'pid');
+            if (defined $p && $p =~ /^\d+$/) { $pid{$p}++; $served++ }
+            close $c;
+        }
+        is($served, 20, '20 TLS clients served, one after another');
+        my @w = map { /^worker (\d+) / } $srv->grep_events(qr/^worker /);
+        my %w = map { $_ => 1 } @w;
+        is(scalar(grep { !$w{$_} } keys %pid), 0, '... each by a worker (' . join(', ', map { "$_: $pid{$_}" } sort keys %pid) . ')');
+        ok(!$pid{ $srv->pid }, '... not by the master');
+        Time::HiRes::sleep(0.2);
+        is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
+    });
 }
 
 done_testing();
