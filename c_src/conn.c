@@ -777,6 +777,10 @@ static inline int conn_queue(isd_conn *c, const void *p, size_t n,
     }
     if (n == 0)
         return 0;
+    if ((c->flags & ISD_C_TP) && s->loop->forked) {
+        errno = EPERM;      /* its TLS state is the parent's to move on */
+        return -1;
+    }
     if (s->cfg.max_output && (n > s->cfg.max_output
                               || c->out.bytes > s->cfg.max_output - n)) {
         conn_fail(c, ENOBUFS);
