@@ -632,6 +632,8 @@ int isd_conn_shutdown(isd_conn *c, int how)
 /* EOF to the peer: through the transport first (close_notify). */
 static void conn_shut_wr(isd_conn *c)
 {
+    if ((c->flags & ISD_C_TP) && c->srv && c->srv->loop->forked)
+        return;                 /* (the parent's: see reg_child) */
     if (c->tpd && !(c->flags & ISD_C_TPS))
         c->tp->shutdown(c->tpd);
     shutdown(c->io.fd, SHUT_WR);
@@ -772,7 +774,9 @@ static inline int conn_queue(isd_conn *c, const void *p, size_t n,
 
     if ((c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_WRSHUT))
         != ISD_C_OPEN) {
-        errno = (c->flags & ISD_C_WRSHUT) ? EPIPE : ENOTCONN;
+        errno = !(c->flags & ISD_C_WRSHUT) ? ENOTCONN
+              : (c->flags & ISD_C_TP) && s && s->loop->forked ? EPERM
+              : EPIPE;
         return -1;
     }
     if (n == 0)
@@ -2120,6 +2124,10 @@ static void reg_child(void)
         for (c = s->conns; c; c = c->next) {
             if (c->out.bytes && (c->flags & ISD_C_WRSHUT))
                 c->flags |= ISD_C_NOSHUT;   /* after the parent's bytes */
+            /* a transport's state (TLS: keys, record counters) moves on
+             * in the parent only: the child writes nothing (EPERM) */
+            if (c->flags & ISD_C_TP)
+                c->flags |= ISD_C_WRSHUT | ISD_C_NOSHUT;
             isd_outq_clear(&c->out);
         }
     }

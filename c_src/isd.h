@@ -740,7 +740,8 @@ static inline int isd_conn_is_open(const isd_conn *c)
 
 /* Queue bytes for c.  An empty queue is written straight away (one syscall,
  * for latency); anything left is sent as the peer reads.  Returns 0, or -1
- * with errno: ENOTCONN (c is closed), ENOBUFS (over max_output: c fails and
+ * with errno: ENOTCONN (c is closed), EPERM (c has a transport, TLS,
+ * and this is a forked child: only the parent may write), ENOBUFS (over max_output: c fails and
  * on_close(ENOBUFS) follows from the loop), ENOMEM. */
 int  isd_conn_write(isd_conn *c, const void *p, size_t n);
 /* isd_conn_write of a blob's bytes (shared, not copied). */
