@@ -33,12 +33,19 @@ my %TLS = (cert_file => $C->{localhost}, key_file => $C->{localhost_key});
 my %STARTTLS = (
     STARTTLS => sub {
         my ($io) = @_;
+        $io->getline;                   # (the line data was called with)
         $io->print("220 go ahead\n");
-        if (!eval { $io->start_tls; 1 }) {
+        my $r = eval { $io->start_tls };
+        if (!defined $r) {
             (my $e = $@) =~ s/\n.*//s;
             $io->print("454 $e\n");
             TestISD::log_event('croak %s %s', $io->peerport, $e);
+            return 1;
         }
+        my $next = $io->getline;
+        TestISD::log_event('start_tls %s returned %s, then getline %s, tls %s', $io->peerport, $r,
+                           defined $next ? "'$next'" : 'undef', defined $io->tls ? 'defined' : 'undef');
+        $io->print("printed after start_tls\n");
         return 1;
     },
 );
@@ -76,6 +83,11 @@ for my $be (backends()) {
         is(ask($c, 'STARTTLS'), '220 go ahead', 'STARTTLS: what was printed before start_tls comes in plain text');
         ok(tls_upgrade($c, ca => $C->{ca}, sni => 'localhost'), 'the client\'s handshake succeeds')
             or diag($IO::Socket::SSL::SSL_ERROR);
+        is(read_line($c, 3), "printed after start_tls\n", 'what was printed after start_tls comes encrypted');
+        ok($srv->wait_event(qr/^start_tls $cport /, 3), 'start_tls returned');
+        my ($st) = $srv->grep_events(qr/^start_tls $cport /);
+        like($st // '', qr/returned 1, then getline undef, tls undef$/,
+             '... true; a getline right after it returns undef; $io->tls undef until the handshake');
         is(peer_subject($c), 'localhost', '... the server\'s certificate, verified');
         my $t = tls_of($c) || {};
         is($t->{version}, 'TLSv1.3', '$io->tls after start_tls: TLSv1.3');
@@ -95,6 +107,7 @@ for my $be (backends()) {
         $c = client($sp);
         is(ask($c, 'STARTTLS'), '220 go ahead', 'TLS 1.2: 220');
         ok(tls_upgrade($c, ca => $C->{ca}, version => 'TLSv1_2'), '... upgraded');
+        is(read_line($c, 3), "printed after start_tls\n", '... the line printed after start_tls');
         send_all($c, join('', map { "line $_\n" } 1 .. 100), 3);
         my $want = join '', map { "line $_\n" } 1 .. 100;
         is(read_n($c, length $want, 5), $want, '... 100 pipelined lines echoed');
@@ -120,7 +133,8 @@ for my $be (backends()) {
         is(read_line($c, 3), "220 go ahead\n", 'STARTTLS with a line behind it: 220');
         my $up = tls_upgrade($c, ca => $C->{ca});
         if ($up) {
-            ok(echo_ping($c, 'after'), '... if the handshake goes through, the connection works');
+            is(read_line($c, 3), "printed after start_tls\n", '... if the handshake goes through, the line printed after');
+            ok(echo_ping($c, 'after'), '... and the connection works');
         }
         else {
             pass('... the handshake failed (the injected line spoilt it)');
@@ -293,8 +307,36 @@ for my $be (backends()) {
         is($srv->stderr, '', 'nothing on STDERR');
     });
 
-    isd_subtest("backend $be: prefork workers serve TLS", sub {
-        my $srv = start_server(backend => $be, tls => { %TLS }, workers => 2, stop_grace => 1,
+    isd_subtest("backend $be: a child forked from a callback cannot write to a TLS connection", sub {
+        my $srv = server($be, tls => { %TLS }, commands => { forkprint => sub {
+            my ($io) = @_;
+            my $pid = fork;
+            if (defined $pid && !$pid) {
+                my $r = $io->print("from the child\n");
+                TestISD::log_event('child print %s %s', $r ? 'true' : 'false', $!{EPERM} ? 'EPERM' : 0 + $!);
+                POSIX::_exit(0);
+            }
+            waitpid $pid, 0 if $pid;
+            $io->print("the parent goes on\n");
+            return 1;
+        } });
+        my $c = tls_client($srv, ca => $C->{ca});
+        is(ask($c, 'forkprint'), 'the parent goes on', 'the next line is the parent\'s');
+        ok($srv->wait_event(qr/^child print /, 3), 'the child printed');
+        is(($srv->grep_events(qr/^child print /))[0], 'child print false EPERM', '... print returned false, $! EPERM');
+        ok(echo_ping($c, 'still'), 'the connection goes on');
+        is(ask($c, 'quit'), 'bye', 'and ends');
+        read_until_eof($c, 3);
+        ok(got_eof($c) && clean_eof($c), '... cleanly');
+        is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
+    });
+
+    isd_subtest("backend $be: prefork workers serve TLS; HUP reloads the certificate", sub {
+        my $dir = File::Temp->newdir('isd-prefork-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        File::Copy::copy($C->{localhost}, "$dir/c.pem") or die;
+        File::Copy::copy($C->{localhost_key}, "$dir/c.key") or die;
+        my $srv = start_server(backend => $be, tls => { cert_file => "$dir/c.pem", key_file => "$dir/c.key" },
+                               workers => 2, stop_grace => 1,
                                child_deadline => 20,
                                callback => tls_callbacks(commands => {
                                    pid => sub { $_[0]->print("$$\n"); 1 },
@@ -313,6 +355,23 @@ for my $be (backends()) {
         my %w = map { $_ => 1 } @w;
         is(scalar(grep { !$w{$_} } keys %pid), 0, '... each by a worker (' . join(', ', map { "$_: $pid{$_}" } sort keys %pid) . ')');
         ok(!$pid{ $srv->pid }, '... not by the master');
+
+        File::Copy::copy($C->{localhost2}, "$dir/c.pem.new") or die;
+        File::Copy::copy($C->{localhost2_key}, "$dir/c.key.new") or die;
+        rename "$dir/c.pem.new", "$dir/c.pem" or die;
+        rename "$dir/c.key.new", "$dir/c.key" or die;
+        kill 'HUP', $srv->pid;
+        my ($fails, $tries) = (0, 0);
+        my $new = wait_until(sub {
+            $tries++;
+            my $c = tls_try_client($srv->port, ca => $C->{ca}, timeout => 3);
+            $fails++, return 0 unless $c && echo_ping($c, 'x', 3);
+            my $cn = peer_subject($c);
+            close $c;
+            return $cn eq 'localhost-2';
+        }, 8, 0.05);
+        ok($new, "after HUP to the master, new connections get the new certificate ($tries tries)");
+        is($fails, 0, '... no client failed meanwhile');
         Time::HiRes::sleep(0.2);
         is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
     });
