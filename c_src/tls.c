@@ -359,7 +359,6 @@ struct isd_tls_conn {
     char        *pre;           /* bytes read before us (fed): first */
     size_t       prelen, prepos;
     char         err[300];
-    char         wbuf[TLS_RECORD];  /* small pieces gathered */
 };
 
 /* The socket BIO of our own: recv and send with MSG_NOSIGNAL (a peer gone
@@ -643,6 +642,9 @@ ssize_t isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov, int iovcnt,
     size_t n = 0, done = 0, take;
     const char *p;
     int i, r;
+    /* small pieces gathered (made anew on a retry: the same bytes are at
+     * the queue's head, and OpenSSL takes them from another address) */
+    char gather[TLS_RECORD];
 
     ERR_clear_error();
     *want = 0;
@@ -657,10 +659,10 @@ ssize_t isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov, int iovcnt,
         take = tc->wpending ? tc->wpending : TLS_RECORD;
         for (i = 0; i < iovcnt && n < take; i++) {
             size_t k = iov[i].iov_len < take - n ? iov[i].iov_len : take - n;
-            memcpy(tc->wbuf + n, iov[i].iov_base, k);
+            memcpy(gather + n, iov[i].iov_base, k);
             n += k;
         }
-        p = tc->wbuf;
+        p = gather;
     }
     r = SSL_write_ex(tc->ssl, p, n, &done);
     if (r == 1) {
