@@ -289,6 +289,38 @@ for my $be (backends()) {
         is($srv->stderr, '', 'nothing on STDERR');
     });
 
+    isd_subtest("backend $be: backpressure and max_output over TLS", sub {
+        my $srv = server($be, tls => { %TLS }, high_water => 64 * 1024, max_output => 4 * 1024 * 1024);
+        my $c = tls_client($srv, ca => $C->{ca});
+        my $n = 100;
+        # 100 requests for 100000 bytes each, none of the replies read yet
+        is(send_all($c, "big 100000\n" x $n, 5), 11 * $n, "$n requests pipelined");
+        Time::HiRes::sleep(0.5);
+        my $port = $c->sockport;
+        is(join("\n", $srv->grep_events(qr/^error $port /)), '',
+           'a client that does not read: held at high_water, not dropped for max_output');
+        my $got = read_n($c, 100000 * $n, 10);
+        is(length $got, 100000 * $n, 'then it reads: every reply arrives');
+        ok($got eq pattern(100000) x $n, '... intact, in order');
+        ok(echo_ping($c, 'after'), '... and the connection goes on');
+        close $c;
+
+        # one reply over max_output: dropped, error then remove
+        $c = tls_client($srv, ca => $C->{ca});
+        $port = $c->sockport;
+        print $c "big " . (5 * 1024 * 1024) . "\n";
+        ok($srv->wait_event(qr/^remove $port$/, 5), 'a print past max_output: remove');
+        my @e = $srv->grep_events(qr/^error $port /);
+        is(scalar @e, 1, '... after one error');
+        like($e[0] // '', qr/max_output/, "... about max_output ($e[0])");
+        read_until_eof($c, 5);
+        ok(got_eof($c), '... and the connection ends');
+        close $c;
+        my $d = tls_client($srv, ca => $C->{ca});
+        ok(echo_ping($d, 'next'), 'the next client is served');
+        close $d;
+    });
+
     isd_subtest("backend $be: \$io->close after a big print delivers it all, then close_notify", sub {
         my $srv = server($be, tls => { %TLS });
         for my $v ('TLSv1_3', 'TLSv1_2') {
