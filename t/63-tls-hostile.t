@@ -12,9 +12,10 @@
 #     all, no error;
 #   - after add (error with $io, "connection 127.0.0.1:PORT: TLS: REASON",
 #     then remove, once each): junk records mid-stream, a huge record
-#     length, a TLS 1.2 client renegotiating ("renegotiation refused"), a
-#     client that closes TCP without close_notify (FIN or RST); a clean
-#     close (close_notify) is no error;
+#     length, a TLS 1.2 client renegotiating ("renegotiation refused"; with
+#     Net::SSLeay and with s_client's "R"), a client that closes TCP
+#     without close_notify (FIN or RST); a clean close (close_notify) and
+#     TLS 1.3 key updates (s_client's "K" and "k") are no error;
 #   - after every one a fresh TLS client is served, and a good client that
 #     stayed connected is served throughout;
 #   - 50 hostile clients at once while good clients keep being served.
@@ -253,6 +254,44 @@ for my $be (backends()) {
             my $fresh = tls_client($srv, ca => $C->{ca});
             ok(echo_ping($fresh, 'after renegotiation'), 'renegotiation: a fresh client is served afterwards');
             close $fresh;
+        }
+
+        # with openssl s_client: "R" renegotiates (TLS 1.2): refused; "K"
+        # and "k" are TLS 1.3 key updates (with and without a request for
+        # one back): no error, the conversation goes on
+        {
+            my $n0 = $srv->count(qr/^error /);
+            my $r = s_client($srv->port, ['-tls1_2', '-CAfile', $C->{ca}], sub {
+                my ($w, $out) = @_;
+                $w->("hello one\n");
+                wait_until(sub { $out->() =~ /^hello one$/m }, 3);
+                $w->("R\n");
+                wait_until(sub { $srv->count(qr/^error /) > $n0 }, 3);
+                return 'eof';
+            }, 5);
+            like($r->{out}, qr/^hello one$/m, 's_client -tls1_2: served');
+            like($r->{out} . $r->{err}, qr/RENEGOTIATING/, '... "R": it renegotiates');
+            ok($srv->wait_event(qr/^error \d+ .*TLS: renegotiation refused$/, 3, 2),
+               '... refused: "TLS: renegotiation refused"');
+            is($srv->count(qr/^error /), $n0 + 1, '... one error');
+            for my $cmd ('K', 'k') {
+                my $n1 = $srv->count(qr/^error /);
+                $r = s_client($srv->port, ['-tls1_3', '-CAfile', $C->{ca}], sub {
+                    my ($w, $out) = @_;
+                    $w->("before $cmd\n");
+                    wait_until(sub { $out->() =~ /^before $cmd$/m }, 3);
+                    $w->("$cmd\n");
+                    Time::HiRes::sleep(0.3);
+                    $w->("after $cmd\n");
+                    wait_until(sub { $out->() =~ /^after $cmd$/m }, 3);
+                    return 'eof';
+                }, 5);
+                like($r->{out} . $r->{err}, qr/KEYUPDATE/, "s_client -tls1_3, \"$cmd\": a key update sent");
+                like($r->{out}, qr/^after $cmd$/m, '... the conversation goes on after it');
+                is($r->{status}, 0, '... s_client ends normally');
+                Time::HiRes::sleep(0.1);
+                is($srv->count(qr/^error /), $n1, '... no error');
+            }
         }
 
         # a clean close is no error; one without close_notify is reported

@@ -264,7 +264,8 @@ sub clean_eof {
 # open until it exits or $timeout passes: -ign_eof is the caller's
 # choice), and return { status (wait status, undef if it had to be
 # killed), out (stdout), err (stderr) }.  $input may be a code ref, called
-# with a writer sub and the output-so-far sub, for a conversation.
+# with a writer sub and the output-so-far sub, for a conversation; if it
+# returns 'eof', s_client's stdin is closed then.
 sub s_client {
     my ($port, $args, $input, $timeout) = @_;
     $timeout ||= 5;
@@ -288,7 +289,8 @@ sub s_client {
     my $out = sub { _slurp("$dir/out") };
     my $write = sub { syswrite $wr, $_[0] };
     if (ref $input eq 'CODE') {
-        $input->($write, $out);
+        my $r = $input->($write, $out);
+        close $wr if defined $r && $r eq 'eof';
     }
     elsif (defined $input) {
         $write->($input);
