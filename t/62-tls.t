@@ -17,6 +17,7 @@ use TestTLS;
 use Test::More;
 use File::Copy ();
 use File::Temp ();
+use IO::Select ();
 use IO::Socket::UNIX ();
 use Time::HiRes ();
 use IO::Socket::INET::Daemon;
@@ -547,9 +548,19 @@ for my $be (backends()) {
         my $c = $tls[0];
         my $port = $c->sockport;
         print $c "no newline";
-        $c->stop_SSL;                   # close_notify, then the plain socket stays
-        shutdown($c, 1);
-        ok($srv->wait_event(qr/^data $port no newline$/, 3), 'a last line without "\n" is delivered at close_notify');
+        my $ssl = $c->_get_ssl_object;
+        is(Net::SSLeay::shutdown($ssl), 0, 'a client sends a last line without "\n", then close_notify, and reads on');
+        ok($srv->wait_event(qr/^data $port no newline$/, 3), '... the line is delivered at close_notify');
+        my ($reply, $t0) = ('', now());
+        while (now() - $t0 < 3) {
+            next unless IO::Select->new($c)->can_read(0.5);
+            my ($b, $rv) = Net::SSLeay::read($ssl);
+            last if !defined $rv || $rv <= 0;
+            $reply .= $b;
+        }
+        is($reply, 'no newline', '... the reply to it still comes');
+        ok(Net::SSLeay::get_shutdown($ssl) & 2, '... then the server\'s close_notify');
+        ok($srv->wait_event(qr/^remove $port$/, 3), '... remove');
         close $c;
         close $_ for @tls[1, 2];
         Time::HiRes::sleep(0.2);
