@@ -21,6 +21,7 @@ use File::Temp ();
 use IO::Select ();
 use IO::Socket::INET::Daemon;
 use POSIX ();
+use Scalar::Util ();
 use Time::HiRes ();
 
 my $why = tls_skip_reason();
@@ -337,6 +338,36 @@ for my $be (backends()) {
         is($srv->count(qr/^remove /), 0, 'no remove ($io->close is as $server->remove)');
         is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
         is($srv->stderr, '', 'nothing on STDERR');
+    });
+
+    isd_subtest("backend $be: a graceful stop serves the open TLS connections on", sub {
+        my $srv = start_server(backend => $be, tls => { %TLS }, callback => tls_callbacks(),
+                               child_init => sub {
+                                   Scalar::Util::weaken(my $d = $_[0]);
+                                   $SIG{TERM} = sub { $d->stop(grace => 1.5); log_event('term') };
+                               });
+        my $c = tls_client($srv, ca => $C->{ca});
+        my $idle = tls_client($srv, ca => $C->{ca});
+        ok(echo_ping($c, 'before'), 'a TLS client served');
+        ok(echo_ping($idle, 'before'), 'another, which will stay idle');
+        my $iport = $idle->sockport;
+        my $t0 = now();
+        kill 'TERM', $srv->pid;
+        ok($srv->wait_event(qr/^term$/, 3), 'TERM: stop(grace => 1.5)');
+        Time::HiRes::sleep(0.1);
+        ok(!tls_try_client($srv->port, ca => $C->{ca}, timeout => 1), 'new clients are refused');
+        ok(echo_ping($c, 'during the grace'), 'an open TLS connection is served on');
+        is(ask($c, 'quit'), 'bye', '... until it ends');
+        read_until_eof($c, 3);
+        ok(got_eof($c) && clean_eof($c), '... with close_notify');
+        read_until_eof($idle, 4);
+        my $took = now() - $t0;
+        ok(got_eof($idle), sprintf('the idle one is closed at the end of the grace (%.2f s)', $took));
+        ok($took > 1.2, '... not before');
+        ok(clean_eof($idle), '... with close_notify');
+        ok($srv->wait_event(qr/^remove $iport$/, 3), '... and remove');
+        ok($srv->wait_event(qr/^run_returned 1$/, 3), 'then run returns');
+        is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
     });
 
     isd_subtest("backend $be: a child forked from a callback cannot write to a TLS connection", sub {
