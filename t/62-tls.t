@@ -1,13 +1,21 @@
 #!perl
-# TLS in the C core (issue 14): what new takes and refuses in tls => {...},
-# and on every backend, with IO::Socket::SSL clients and `openssl
-# s_client`: echo, TLS 1.2 and 1.3 (and min_version refusing 1.2),
-# $io->tls in add and later, verify_client none/optional/require with
-# good, missing, expired and foreign client certificates, SNI, ALPN, a TLS
-# and a plain listener on one server (and tls => 0), 1000 pipelined lines,
-# length framing and max_line over TLS, and close_notify when the server
-# closes.  Hostile peers: t/63-tls-hostile.t; STARTTLS, tls_reload, big
-# replies: t/64-tls-more.t.
+# TLS in the C core (issue 14): has_tls; what new takes and refuses in
+# tls => {...} (each croak names the option, and for a file the file and
+# the reason); and on every backend, with IO::Socket::SSL clients and
+# `openssl s_client`: echo over TLS 1.3 and 1.2, $io->tls in add and later,
+# 1000 pipelined lines and a 600 KiB line, session resumption,
+# min_version refusing 1.2, verify_client none/optional/require with good,
+# missing, expired and foreign client certificates (peer_subject and
+# peer_issuer, kept on a resumed session; a session from a listener
+# without client certificates does not open one that requires them), SNI
+# (exact names, wildcards, the default), ALPN (agreed, none in common), a
+# TLS and a plain listener on one server (and tls => 0), a UNIX listener,
+# a PROXY header before the handshake, ca_path, max_line, idle_timeout,
+# length and raw framing, broadcast to TLS and plain clients, a getline
+# that waits, a client's close_notify after its last line, and
+# close_notify whenever the server closes.  Hostile peers:
+# t/63-tls-hostile.t; STARTTLS, tls_reload, big replies and the rest:
+# t/64-tls-more.t.
 use strict;
 use warnings;
 use FindBin;
