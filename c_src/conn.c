@@ -750,7 +750,7 @@ static int flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
             return -1;
         }
         pfd.fd = c->io.fd;
-        pfd.events = POLLOUT;
+        pfd.events = (c->flags & ISD_C_TPWR) ? POLLIN : POLLOUT;
         pfd.revents = 0;
         if (isd_poll_fds(&pfd, 1, timeout_ms >= 0 ? (int)(deadline - now) : -1,
                          waitmask) < 0
@@ -1583,6 +1583,7 @@ static int tp_flush(isd_conn *c)
             continue;
         }
         tw = 0;
+        c->flags &= ~ISD_C_TPWR;        /* (it says again if it must) */
         w = c->tp->sendv(c->tpd, iov, n, &tw);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -2466,7 +2467,7 @@ static int drain(isd_server *s, int timeout_ms, const sigset_t *waitmask)
         for (i = 0, c = s->conns; c && i < n; c = c->next)
             if ((c->flags & ISD_C_CLOSING) && c->out.bytes) {
                 pfd[i].fd = c->io.fd;
-                pfd[i].events = POLLOUT;
+                pfd[i].events = (c->flags & ISD_C_TPWR) ? POLLIN : POLLOUT;
                 pfd[i].revents = 0;
                 cs[i++] = c;
             }
