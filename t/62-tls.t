@@ -63,17 +63,6 @@ sub server {
 # the server's view of the connection: $io->tls as a hash (undef: plain)
 sub tls_of { tls_unflat(ask($_[0], 'tls')) }
 
-# a client that must not be served: either its handshake fails, or (TLS
-# 1.3: the server judges the client's certificate after the client's
-# handshake is done) its first line gets no answer but the end
-sub not_served {
-    my ($port, %o) = @_;
-    my $s = tls_try_client($port, %o) or return 1;
-    print $s "ping\n";
-    my $got = read_until_eof($s, 3);
-    return !length($got) && got_eof($s);
-}
-
 # the port of listener $i (0-based) from the "addresses" event
 sub port_of {
     my ($srv, $i) = @_;
@@ -310,6 +299,12 @@ for my $be (backends()) {
                 like($e[-1] // '', qr/^error undef connection from 127\.0\.0\.1:\d+ refused: TLS handshake: .*(certificate verify failed|unable to get local issuer certificate)/,
                      "$what: ... \"certificate verify failed\"");
             }
+            # a subject of two parts, as the POD shows it ('CN=alice,O=Example')
+            $c = tls_client($srv, ca => $C->{ca}, cert => $C->{alice}, key => $C->{alice_key});
+            $t = tls_of($c) || {};
+            is($t->{peer_subject}, 'CN=alice,O=Example', "$mode: O=Example, CN=alice: peer_subject 'CN=alice,O=Example'");
+            close $c;
+
             # a resumed session keeps the client's certificate
             for my $v ('TLSv1_3', 'TLSv1_2') {
                 my $ctx = IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => 0, SSL_session_cache_size => 4,
@@ -325,8 +320,8 @@ for my $be (backends()) {
             }
             Time::HiRes::sleep(0.2);
             is($srv->count(qr/^error /), $nerr, "$mode: exactly one error per refused client");
-            is($srv->count(qr/^add /), $mode eq 'optional' ? 8 : 6, "$mode: add only for those served");
-            is($srv->count(qr/^remove /), $mode eq 'optional' ? 8 : 6, "$mode: remove only for those added");
+            is($srv->count(qr/^add /), $mode eq 'optional' ? 9 : 7, "$mode: add only for those served");
+            is($srv->count(qr/^remove /), $mode eq 'optional' ? 9 : 7, "$mode: remove only for those added");
             is($srv->stderr, '', "$mode: nothing on STDERR");
             $srv->stop;
         }

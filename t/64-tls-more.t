@@ -257,6 +257,56 @@ for my $be (backends()) {
         is($srv->stderr, '', 'nothing on STDERR');
     });
 
+    isd_subtest("backend $be: tls_reload from a HUP handler: the SNI certificates and the CAs too", sub {
+        my $dir = File::Temp->newdir('isd-reload-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+        my $put = sub {
+            my ($from, $to) = @_;
+            File::Copy::copy($from, "$dir/$to.new") or die "copy $from: $!";
+            rename "$dir/$to.new", "$dir/$to" or die "rename: $!";
+        };
+        $put->($C->{localhost}, 'c.pem');
+        $put->($C->{localhost_key}, 'c.key');
+        $put->($C->{mail}, 'm.pem');
+        $put->($C->{mail_key}, 'm.key');
+        $put->($C->{ca}, 'ca.pem');
+        my $srv = server($be, tls => { cert_file => "$dir/c.pem", key_file => "$dir/c.key",
+                                       sni => { 'mail.example' => { cert_file => "$dir/m.pem",
+                                                                    key_file => "$dir/m.key" } },
+                                       verify_client => 'optional', ca_file => "$dir/ca.pem" },
+                         child_init => sub {
+                             Scalar::Util::weaken(my $d = $_[0]);
+                             $SIG{HUP} = sub { log_event('reload %d', $d->tls_reload ? 1 : 0) };
+                         });
+        my %good = (cert => $C->{client}, key => $C->{client_key});
+        my %other = (cert => $C->{foreign2}, key => $C->{foreign2_key});
+        my $c = tls_client($srv, sni => 'mail.example');
+        is(peer_subject($c), 'mail.example', 'before: SNI mail.example gets its certificate');
+        close $c;
+        $c = tls_client($srv, %good);
+        is((tls_of($c) || {})->{peer_subject}, 'CN=client', 'before: a client certificate of the CA is taken');
+        close $c;
+        ok(not_served($srv->port, %other), 'before: one of the other CA is refused');
+
+        $put->($C->{localhost2}, 'm.pem');
+        $put->($C->{localhost2_key}, 'm.key');
+        $put->($C->{foreign_ca}, 'ca.pem');
+        kill 'HUP', $srv->pid;
+        ok($srv->wait_event(qr/^reload /, 3), 'HUP: tls_reload ran in the handler');
+        is(($srv->grep_events(qr/^reload /))[0], 'reload 1', '... and returned true');
+        $c = tls_client($srv, sni => 'mail.example');
+        is(peer_subject($c), 'localhost-2', 'after: SNI mail.example gets the new file');
+        close $c;
+        $c = tls_client($srv, sni => 'other.example');
+        is(peer_subject($c), 'localhost', '... the default certificate is the same');
+        close $c;
+        $c = tls_client($srv, %other);
+        is((tls_of($c) || {})->{peer_subject}, 'CN=foreign-2', 'after: a client certificate of the new CA is taken');
+        close $c;
+        ok(not_served($srv->port, %good), '... one of the old CA is refused');
+        my @e = $srv->grep_events(qr/^error /);
+        is(scalar @e, 2, 'an error for each refused client, no other');
+    });
+
     isd_subtest("backend $be: 20 MiB to a slow TLS reader, others served meanwhile", sub {
         my $size = 20 * 1024 * 1024;
         my $want = pattern($size);

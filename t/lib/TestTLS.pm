@@ -18,7 +18,7 @@ use TestISD ();          # (not imported: no second alarm)
 
 our @ISA    = ('Exporter');
 our @EXPORT = qw(tls_skip_reason make_certs tls_client tls_try_client
-                 tls_upgrade peer_subject clean_eof s_client openssl_bin
+                 tls_upgrade peer_subject clean_eof s_client openssl_bin not_served
                  tls_flat tls_unflat tls_callbacks pattern client_hello rst_close dirty_close);
 
 # -------------------------------------------------------------- skipping
@@ -55,6 +55,8 @@ sub tls_skip_reason {
 #   expired.pem/.key    client: CN=expired, valid 2020-01-01 to 01-02
 #   foreign-ca.pem      another CA (CN=isd-foreign-ca)
 #   foreign.pem/.key    client: CN=foreign, signed by the other CA
+#   foreign2.pem/.key   client: CN=foreign-2, signed by the other CA
+#   alice.pem/.key      client: O=Example, CN=alice (signed by the CA)
 #   other.key           a key that matches no certificate
 #   combined.pem        localhost.pem and its key in one file
 #   notpem.pem          text that is not PEM
@@ -99,10 +101,12 @@ sub make_certs {
                 ['localhost2', 'localhost-2', 'ca', 'server'],
                 ['mail', 'mail.example', 'ca', 'mail'],
                 ['client', 'client', 'ca', 'client'],
-                ['foreign', 'foreign', 'foreign-ca', 'client']);
+                ['foreign', 'foreign', 'foreign-ca', 'client'],
+                ['alice', 'alice', 'ca', 'client', '/O=Example'],
+                ['foreign2', 'foreign-2', 'foreign-ca', 'client']);
     for my $l (@leaf) {
-        my ($n, $cn, $ca, $ext) = @$l;
-        $run->('req', @ec, '-keyout', "$n.key", '-out', "$n.csr", '-subj', "/CN=$cn");
+        my ($n, $cn, $ca, $ext, $pre) = @$l;
+        $run->('req', @ec, '-keyout', "$n.key", '-out', "$n.csr", '-subj', ($pre // '') . "/CN=$cn");
         $run->('x509', '-req', '-in', "$n.csr", '-CA', "$ca.pem", '-CAkey', "$ca.key",
                '-CAcreateserial', '-out', "$n.pem", '-days', 2, '-extfile', "$ext.ext");
     }
@@ -141,11 +145,11 @@ EOF
 
     my %c = (dir => "$dir");
     for my $n (qw(ca foreign-ca localhost localhost2 mail client expired foreign
-                  combined notpem)) {
+                  alice foreign2 combined notpem)) {
         (my $k = $n) =~ s/-/_/g;
         $c{$k} = "$dir/$n.pem";
     }
-    for my $n (qw(localhost localhost2 mail client expired foreign other)) {
+    for my $n (qw(localhost localhost2 mail client expired foreign alice foreign2 other)) {
         $c{"${n}_key"} = "$dir/$n.key";
     }
     return \%c;
@@ -217,6 +221,18 @@ sub tls_client {
         $why .= "server stderr:\n$err" if length $err;
     }
     die $why;
+}
+
+# not_served($port, %o): true when a client (options of tls_try_client)
+# is not served: either its handshake fails, or (TLS 1.3: the server
+# judges the client's certificate after the client's handshake is done)
+# its first line gets no answer but the end
+sub not_served {
+    my ($port, %o) = @_;
+    my $s = tls_try_client($port, %o) or return 1;
+    print $s "ping\n";
+    my $got = TestISD::read_until_eof($s, 3);
+    return !length($got) && TestISD::got_eof($s);
 }
 
 # tls_upgrade($plain_socket, %o): STARTTLS on a connected socket (the
