@@ -26,6 +26,7 @@ use Test::More;
 use File::Copy ();
 use File::Temp ();
 use IO::Select ();
+use POSIX ();
 use IO::Socket::UNIX ();
 use Time::HiRes ();
 use IO::Socket::INET::Daemon;
@@ -127,6 +128,41 @@ subtest 'new: tls options it refuses, naming the option (and the file and the re
         like($err, $re, '... saying why') or diag $err;
         like($err, qr/ at \Q$0\E line \d+/, '... from the caller') if $err;
     }
+    # a file that cannot be read (as root: in a child that is nobody)
+    SKIP: {
+        my $unreadable = "$C->{dir}/unreadable.pem";
+        File::Copy::copy($C->{combined}, $unreadable) or die "copy: $!";
+        chmod 0, $unreadable;
+        my $err;
+        if ($> == 0) {
+            my $uid = getpwnam('nobody');
+            skip 'running as root and there is no user nobody to read as', 1 unless defined $uid;
+            pipe(my $r, my $w) or die "pipe: $!";
+            my $pid = fork;
+            die "fork: $!" unless defined $pid;
+            if (!$pid) {
+                close $r;
+                POSIX::setgid(65534);
+                POSIX::setuid($uid) or POSIX::_exit(3);
+                eval { IO::Socket::INET::Daemon->new(port => 0, host => '127.0.0.1',
+                                                     tls => { cert_file => $unreadable }) };
+                print $w ($@ || 'no croak');
+                close $w;
+                POSIX::_exit(0);
+            }
+            close $w;
+            local $/;
+            $err = <$r>;
+            waitpid $pid, 0;
+        }
+        else {
+            eval { IO::Socket::INET::Daemon->new(port => 0, host => '127.0.0.1', tls => { cert_file => $unreadable }) };
+            $err = $@;
+        }
+        like($err // '', qr/${CROAK}cert_file.*\Q$unreadable\E.*Permission denied/,
+             'refused: a cert_file that cannot be read, saying why');
+    }
+
     # the same in a listen entry
     my $ok = eval { IO::Socket::INET::Daemon->new(listen => [{ address => '127.0.0.1:0',
                                                              tls => { cert_file => $missing } }]); 1 };
