@@ -744,6 +744,10 @@ static int flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
             return -1;
         if (!c->out.bytes || (c->flags & ISD_C_CLOSED))
             return 0;
+        if (c->flags & (ISD_C_TPS | ISD_C_TPQ)) {
+            errno = EAGAIN;     /* its transport starts in the loop only */
+            return -1;
+        }
         now = isd_now_ms();
         if (timeout_ms >= 0 && now >= deadline) {
             errno = ETIMEDOUT;

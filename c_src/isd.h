@@ -759,7 +759,8 @@ size_t isd_server_broadcast(isd_server *s, const void *p, size_t n,
 int  isd_conn_flush(isd_conn *c);
 /* Write queued output, waiting up to timeout_ms (-1: no limit) for the
  * peer to take it all: 0, or -1 with ETIMEDOUT, EINTR (a signal, with
- * waitmask as for isd_loop_run_once: deal with it, call again), ENOTCONN
+ * waitmask as for isd_loop_run_once: deal with it, call again), EAGAIN
+ * (its transport is starting: only the loop drives that), ENOTCONN
  * or the write's errno.  For a process whose loop will not flush later
  * (a forked child's: see isd_server_forked). */
 int  isd_conn_flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask);
