@@ -46,9 +46,11 @@ my %STARTTLS = (
             TestISD::log_event('croak %s %s', $io->peerport, $e);
             return 1;
         }
+        my $t0 = TestISD::now();
         my $next = $io->getline;
-        TestISD::log_event('start_tls %s returned %s, then getline %s, tls %s', $io->peerport, $r,
-                           defined $next ? "'$next'" : 'undef', defined $io->tls ? 'defined' : 'undef');
+        TestISD::log_event('start_tls %s returned %s, then getline %s (%.2f s), tls %s', $io->peerport, $r,
+                           defined $next ? "'$next'" : 'undef', TestISD::now() - $t0,
+                           defined $io->tls ? 'defined' : 'undef');
         $io->print("printed after start_tls\n");
         return 1;
     },
@@ -90,8 +92,10 @@ for my $be (backends()) {
         is(read_line($c, 3), "printed after start_tls\n", 'what was printed after start_tls comes encrypted');
         ok($srv->wait_event(qr/^start_tls $cport /, 3), 'start_tls returned');
         my ($st) = $srv->grep_events(qr/^start_tls $cport /);
-        like($st // '', qr/returned 1, then getline undef, tls undef$/,
+        like($st // '', qr/returned 1, then getline undef \(\d+\.\d+ s\), tls undef$/,
              '... true; a getline right after it returns undef; $io->tls undef until the handshake');
+        my ($wait) = ($st // '') =~ /\((\d+\.\d+) s\)/;
+        ok(defined $wait && $wait < 0.5, "... that getline returns at once (@{[ $wait // '?' ]} s)");
         is(peer_subject($c), 'localhost', '... the server\'s certificate, verified');
         my $t = tls_of($c) || {};
         is($t->{version}, 'TLSv1.3', '$io->tls after start_tls: TLSv1.3');
