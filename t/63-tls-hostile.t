@@ -98,6 +98,9 @@ for my $be (backends()) {
         is($s1->{rejected} - $s0->{rejected}, scalar @BEFORE, 'stats->{rejected} counts each');
         is($s1->{accepted} - $s0->{accepted}, scalar @BEFORE, 'stats->{accepted} only the fresh clients');
         is($srv->count(qr/^add /), 1 + @BEFORE, 'add only for the TLS clients');
+        $srv->wait_event(qr/^remove /, 3, scalar @BEFORE);
+        Time::HiRes::sleep(0.1);
+        is($srv->count(qr/^remove /), scalar @BEFORE, 'remove only for the fresh TLS clients (closed)');
         is($srv->count(qr/^error /), scalar @BEFORE, 'one error per hostile client, in all');
         is($srv->stderr, '', 'nothing on STDERR');
     });
@@ -363,6 +366,7 @@ for my $be (backends()) {
         Time::HiRes::sleep(0.2);
         is($srv->count(qr/^error /), 50, 'exactly 50 errors');
         is($srv->count(qr/^add /), 11, 'add only for the good clients');
+        is($srv->count(qr/^remove /), 10, 'remove only for the ten fresh ones (closed)');
         ok(echo_ping($good, 'last'), 'the good client is still served');
         is(stats_of($good)->{rejected}, 50, 'stats->{rejected} 50');
         is($srv->stderr, '', 'nothing on STDERR');

@@ -9,8 +9,8 @@
 # the new certificate, an open one goes on, a bad file or key keeps the old
 # one and is reported), a 20 MiB reply to a slow TLS reader (all bytes
 # intact, others served meanwhile), backpressure and max_output, $io->close
-# after a big print (everything delivered, then close_notify), a graceful
-# stop, a forked child that cannot write to a TLS connection (EPERM), and
+# after a big print and destroy (everything delivered, then close_notify),
+# a graceful stop, a forked child that cannot write to a TLS connection (EPERM), and
 # prefork workers serving TLS (HUP to the master reloads the certificate).
 use strict;
 use warnings;
@@ -424,6 +424,25 @@ for my $be (backends()) {
         ok(clean_eof($idle), '... with close_notify');
         ok($srv->wait_event(qr/^remove $iport$/, 3), '... and remove');
         ok($srv->wait_event(qr/^run_returned 1$/, 3), 'then run returns');
+        is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
+    });
+
+    isd_subtest("backend $be: destroy delivers what was printed, then close_notify", sub {
+        my $srv = server($be, tls => { %TLS }, commands => { destroy => sub {
+            my ($io, $d) = @_;
+            $_->print(pattern(300000), "going down\n") for $d->connections;
+            $d->destroy;
+            return 1;
+        } });
+        my @c = map { tls_client($srv, ca => $C->{ca}) } 1 .. 3;
+        ok(echo_ping($_, 'up'), 'a TLS client served') for @c;
+        print { $c[0] } "destroy\n";
+        for my $i (0 .. 2) {
+            my $got = read_until_eof($c[$i], 5);
+            ok($got eq pattern(300000) . "going down\n", "client $i: everything printed arrives");
+            ok(got_eof($c[$i]) && clean_eof($c[$i]), "client $i: ... then close_notify");
+        }
+        ok($srv->wait_event(qr/^run_returned 1$/, 3), 'run returns');
         is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error');
     });
 
