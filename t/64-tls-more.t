@@ -2,15 +2,16 @@
 # TLS (issue 14), on every backend: STARTTLS ($io->start_tls in an
 # SMTP-like exchange: what was printed before goes out in plain text, what
 # is printed after encrypted; start_tls returns true, a getline right
-# after it undef; it croaks on a listener without starttls and on a
-# connection that is TLS already; plain text pipelined after STARTTLS
+# after it undef at once; it croaks on a listener without starttls and on
+# a connection that is TLS already; plain text pipelined after STARTTLS
 # never reaches data; a failed STARTTLS handshake is one error, then
 # remove), tls_reload under traffic (no client fails, new connections get
 # the new certificate, an open one goes on, a bad file or key keeps the old
-# one and is reported), a 20 MiB reply to a slow TLS reader (all bytes
-# intact, others served meanwhile), backpressure and max_output, $io->close
-# after a big print and destroy (everything delivered, then close_notify),
-# a graceful stop, a forked child that cannot write to a TLS connection (EPERM), and
+# one and is reported; from a HUP handler, the SNI certificates and the CAs
+# too), a 20 MiB reply to a slow TLS reader (all bytes intact, others
+# served meanwhile), backpressure and max_output, $io->close after a big
+# print and destroy (everything delivered, then close_notify), a graceful
+# stop, a forked child that cannot write to a TLS connection (EPERM), and
 # prefork workers serving TLS (HUP to the master reloads the certificate).
 use strict;
 use warnings;
