@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <dirent.h>
 
 #ifndef MSG_NOSIGNAL
 #  define MSG_NOSIGNAL 0   /* SO_NOSIGPIPE is set at accept instead */
@@ -160,6 +161,10 @@ static SSL_CTX *ctx_for(const isd_tls_opts *o, const char *cert,
     if (readable("cert_file", cert, err, errlen) < 0)
         goto fail;
     if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_PEM)
+            snprintf(what, sizeof what, "cert_file %s: no PEM certificate "
+                     "in it", cert);
         tls_err(err, errlen, what);
         goto fail;
     }
@@ -201,6 +206,15 @@ static SSL_CTX *ctx_for(const isd_tls_opts *o, const char *cert,
                  o->ca_file ? o->ca_file : "-", o->ca_path ? o->ca_path : "-");
         if (o->ca_file && readable("ca_file", o->ca_file, err, errlen) < 0)
             goto fail;
+        if (o->ca_path) {
+            DIR *dp = opendir(o->ca_path);
+            if (!dp) {
+                snprintf(err, errlen, "ca_path %s: %s", o->ca_path,
+                         strerror(errno));
+                goto fail;
+            }
+            closedir(dp);
+        }
         if (SSL_CTX_load_verify_locations(c, o->ca_file, o->ca_path) != 1) {
             tls_err(err, errlen, what);
             goto fail;

@@ -280,7 +280,8 @@ sub _tls_opts {
     if (exists $t->{alpn}) {
         my $v = $t->{alpn};
         $bad->(alpn => $v, "is not an array reference of protocol names (['h2', 'http/1.1'])")
-            unless ref $v eq 'ARRAY' and @$v;
+            unless ref $v eq 'ARRAY';
+        $bad->(alpn => '[]', 'is empty (leave it out for no ALPN)') unless @$v;
         for (@$v) {
             $bad->(alpn => $_, 'is not a protocol name (1 to 255 bytes)')
                 if !defined $_ or ref $_ or !length $_ or length $_ > 255 or utf8::is_utf8($_) && /[^\x00-\xff]/;
@@ -2299,9 +2300,10 @@ what was agreed.  What is printed after the call is sent encrypted,
 once the handshake is complete.  A failed or late handshake drops the
 connection: C<error> (C<connection ...: TLS handshake: REASON>), then
 C<remove>.  Croaks on a connection that is TLS already, or whose
-listener has no C<starttls>.  Returns true.  A blocking C<getline>
-right after it, in the same callback, returns undef: the next line
-comes to C<data>.
+listener has no C<starttls>.  Returns true.  C<getline> after it, in
+the same callback, still gives the line C<data> was called for if it
+was not read yet, and undef after that: the next line comes to C<data>,
+over TLS.
 
 =head2 has_tls
 
