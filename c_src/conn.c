@@ -632,6 +632,8 @@ int isd_conn_shutdown(isd_conn *c, int how)
 /* EOF to the peer: through the transport first (close_notify). */
 static void conn_shut_wr(isd_conn *c)
 {
+    if ((c->flags & ISD_C_TP) && c->srv && c->srv->loop->forked)
+        return;                 /* (the parent's: see reg_child) */
     if (c->tpd && !(c->flags & ISD_C_TPS))
         c->tp->shutdown(c->tpd);
     shutdown(c->io.fd, SHUT_WR);
@@ -742,13 +744,17 @@ static int flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask)
             return -1;
         if (!c->out.bytes || (c->flags & ISD_C_CLOSED))
             return 0;
+        if (c->flags & (ISD_C_TPS | ISD_C_TPQ)) {
+            errno = EAGAIN;     /* its transport starts in the loop only */
+            return -1;
+        }
         now = isd_now_ms();
         if (timeout_ms >= 0 && now >= deadline) {
             errno = ETIMEDOUT;
             return -1;
         }
         pfd.fd = c->io.fd;
-        pfd.events = POLLOUT;
+        pfd.events = (c->flags & ISD_C_TPWR) ? POLLIN : POLLOUT;
         pfd.revents = 0;
         if (isd_poll_fds(&pfd, 1, timeout_ms >= 0 ? (int)(deadline - now) : -1,
                          waitmask) < 0
@@ -772,7 +778,9 @@ static inline int conn_queue(isd_conn *c, const void *p, size_t n,
 
     if ((c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_WRSHUT))
         != ISD_C_OPEN) {
-        errno = (c->flags & ISD_C_WRSHUT) ? EPIPE : ENOTCONN;
+        errno = !(c->flags & ISD_C_WRSHUT) ? ENOTCONN
+              : (c->flags & ISD_C_TP) && s && s->loop->forked ? EPERM
+              : EPIPE;
         return -1;
     }
     if (n == 0)
@@ -1579,6 +1587,7 @@ static int tp_flush(isd_conn *c)
             continue;
         }
         tw = 0;
+        c->flags &= ~ISD_C_TPWR;        /* (it says again if it must) */
         w = c->tp->sendv(c->tpd, iov, n, &tw);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -2120,6 +2129,10 @@ static void reg_child(void)
         for (c = s->conns; c; c = c->next) {
             if (c->out.bytes && (c->flags & ISD_C_WRSHUT))
                 c->flags |= ISD_C_NOSHUT;   /* after the parent's bytes */
+            /* a transport's state (TLS: keys, record counters) moves on
+             * in the parent only: the child writes nothing (EPERM) */
+            if (c->flags & ISD_C_TP)
+                c->flags |= ISD_C_WRSHUT | ISD_C_NOSHUT;
             isd_outq_clear(&c->out);
         }
     }
@@ -2458,7 +2471,7 @@ static int drain(isd_server *s, int timeout_ms, const sigset_t *waitmask)
         for (i = 0, c = s->conns; c && i < n; c = c->next)
             if ((c->flags & ISD_C_CLOSING) && c->out.bytes) {
                 pfd[i].fd = c->io.fd;
-                pfd[i].events = POLLOUT;
+                pfd[i].events = (c->flags & ISD_C_TPWR) ? POLLIN : POLLOUT;
                 pfd[i].revents = 0;
                 cs[i++] = c;
             }

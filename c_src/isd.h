@@ -740,7 +740,8 @@ static inline int isd_conn_is_open(const isd_conn *c)
 
 /* Queue bytes for c.  An empty queue is written straight away (one syscall,
  * for latency); anything left is sent as the peer reads.  Returns 0, or -1
- * with errno: ENOTCONN (c is closed), ENOBUFS (over max_output: c fails and
+ * with errno: ENOTCONN (c is closed), EPERM (c has a transport, TLS,
+ * and this is a forked child: only the parent may write), ENOBUFS (over max_output: c fails and
  * on_close(ENOBUFS) follows from the loop), ENOMEM. */
 int  isd_conn_write(isd_conn *c, const void *p, size_t n);
 /* isd_conn_write of a blob's bytes (shared, not copied). */
@@ -758,7 +759,8 @@ size_t isd_server_broadcast(isd_server *s, const void *p, size_t n,
 int  isd_conn_flush(isd_conn *c);
 /* Write queued output, waiting up to timeout_ms (-1: no limit) for the
  * peer to take it all: 0, or -1 with ETIMEDOUT, EINTR (a signal, with
- * waitmask as for isd_loop_run_once: deal with it, call again), ENOTCONN
+ * waitmask as for isd_loop_run_once: deal with it, call again), EAGAIN
+ * (its transport is starting: only the loop drives that), ENOTCONN
  * or the write's errno.  For a process whose loop will not flush later
  * (a forked child's: see isd_server_forked). */
 int  isd_conn_flush_wait(isd_conn *c, int timeout_ms, const sigset_t *waitmask);

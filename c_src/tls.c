@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <dirent.h>
 
 #ifndef MSG_NOSIGNAL
 #  define MSG_NOSIGNAL 0   /* SO_NOSIGPIPE is set at accept instead */
@@ -160,6 +161,10 @@ static SSL_CTX *ctx_for(const isd_tls_opts *o, const char *cert,
     if (readable("cert_file", cert, err, errlen) < 0)
         goto fail;
     if (SSL_CTX_use_certificate_chain_file(c, cert) != 1) {
+        unsigned long e = ERR_peek_last_error();
+        if (ERR_GET_LIB(e) == ERR_LIB_PEM)
+            snprintf(what, sizeof what, "cert_file %s: no PEM certificate "
+                     "in it", cert);
         tls_err(err, errlen, what);
         goto fail;
     }
@@ -201,6 +206,15 @@ static SSL_CTX *ctx_for(const isd_tls_opts *o, const char *cert,
                  o->ca_file ? o->ca_file : "-", o->ca_path ? o->ca_path : "-");
         if (o->ca_file && readable("ca_file", o->ca_file, err, errlen) < 0)
             goto fail;
+        if (o->ca_path) {
+            DIR *dp = opendir(o->ca_path);
+            if (!dp) {
+                snprintf(err, errlen, "ca_path %s: %s", o->ca_path,
+                         strerror(errno));
+                goto fail;
+            }
+            closedir(dp);
+        }
         if (SSL_CTX_load_verify_locations(c, o->ca_file, o->ca_path) != 1) {
             tls_err(err, errlen, what);
             goto fail;
@@ -359,7 +373,6 @@ struct isd_tls_conn {
     char        *pre;           /* bytes read before us (fed): first */
     size_t       prelen, prepos;
     char         err[300];
-    char         wbuf[TLS_RECORD];  /* small pieces gathered */
 };
 
 /* The socket BIO of our own: recv and send with MSG_NOSIGNAL (a peer gone
@@ -643,6 +656,9 @@ ssize_t isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov, int iovcnt,
     size_t n = 0, done = 0, take;
     const char *p;
     int i, r;
+    /* small pieces gathered (made anew on a retry: the same bytes are at
+     * the queue's head, and OpenSSL takes them from another address) */
+    char gather[TLS_RECORD];
 
     ERR_clear_error();
     *want = 0;
@@ -657,10 +673,10 @@ ssize_t isd_tls_writev(isd_tls_conn *tc, const struct iovec *iov, int iovcnt,
         take = tc->wpending ? tc->wpending : TLS_RECORD;
         for (i = 0; i < iovcnt && n < take; i++) {
             size_t k = iov[i].iov_len < take - n ? iov[i].iov_len : take - n;
-            memcpy(tc->wbuf + n, iov[i].iov_base, k);
+            memcpy(gather + n, iov[i].iov_base, k);
             n += k;
         }
-        p = tc->wbuf;
+        p = gather;
     }
     r = SSL_write_ex(tc->ssl, p, n, &done);
     if (r == 1) {

@@ -166,6 +166,46 @@ subtest "eg/blobstore.pl, backend $be" => sub {
     is(stop($pid), 0, 'SIGTERM stops it cleanly');
 };
 
+subtest "eg/tls.pl and eg/starttls.pl, backend $be" => sub {
+    plan skip_all => 'built without OpenSSL (no libssl-dev at build time)'
+        unless IO::Socket::INET::Daemon->has_tls;
+    plan skip_all => 'no IO::Socket::SSL (Debian: libio-socket-ssl-perl)'
+        unless eval { require IO::Socket::SSL; 1 };
+    plan skip_all => 'no openssl command' unless system('openssl version >/dev/null 2>&1') == 0;
+    my $port = free_port();
+    my $pid = start('eg/tls.pl', $port);
+    my $c = connect_to($port);
+    ok(IO::Socket::SSL->start_SSL($c, SSL_verify_mode => 0, SSL_alpn_protocols => ['echo'],
+                                  Timeout => 5), 'TLS handshake with eg/tls.pl')
+        or diag("SSL error: $IO::Socket::SSL::SSL_ERROR");
+    like(scalar <$c>, qr/\Ahello 127\.0\.0\.1, this is TLSv1\.[23] with \S+\n\z/, 'its TLS greeting');
+    print $c "over tls\n";
+    is(scalar <$c>, "over tls\n", 'a line echoed over TLS');
+    kill 'HUP', $pid;
+    sleep 0.3;
+    print $c "after HUP\n";
+    is(scalar <$c>, "after HUP\n", 'HUP (tls_reload) leaves the connection served');
+    close $c;
+    is(stop($pid), 0, 'SIGTERM stops it cleanly');
+
+    $port = free_port();
+    $pid = start('eg/starttls.pl', $port);
+    $c = connect_to($port);
+    like(line($c), qr/\A220 .*STARTTLS\r\n\z/, 'plain greeting');
+    print $c "hello\r\n";
+    is(line($c), "250 in plain text: hello\r\n", 'a plain line');
+    print $c "STARTTLS\r\n";
+    is(line($c), "220 Ready to start TLS\r\n", 'STARTTLS answered in plain text');
+    ok(IO::Socket::SSL->start_SSL($c, SSL_verify_mode => 0, Timeout => 5), 'then the handshake')
+        or diag("SSL error: $IO::Socket::SSL::SSL_ERROR");
+    print $c "secret\r\n";
+    like(scalar <$c>, qr/\A250 over TLSv1\.[23]: secret\r\n\z/, 'lines after it go over TLS');
+    print $c "QUIT\r\n";
+    is(scalar <$c>, "221 Bye\r\n", 'QUIT');
+    close $c;
+    is(stop($pid), 0, 'SIGTERM stops it cleanly');
+};
+
 subtest "eg/chat.pl, backend $be" => sub {
     my $port = free_port();
     my $pid = start('eg/chat.pl', $port);

@@ -353,7 +353,9 @@ sub _fill {
     return 0 if $st->{isd_eof};
     my $left = $deadline - now();
     $left = 0 if $left < 0;
-    my @r = IO::Select->new($sock)->can_read($left);
+    # (a TLS socket may hold decrypted bytes the kernel no longer sees)
+    my @r = $sock->can('pending') && $sock->pending ? ($sock)
+          : IO::Select->new($sock)->can_read($left);
     return undef unless @r;
     my $n = sysread($sock, my $buf, $max || 262144);
     if (!defined $n) {

@@ -3,7 +3,7 @@ package IO::Socket::INET::Daemon;
 use strict;
 use warnings;
 
-our $VERSION = '1.04';
+our $VERSION = '1.05';
 
 use Carp ();
 use IO::Socket::INET ();
@@ -280,7 +280,8 @@ sub _tls_opts {
     if (exists $t->{alpn}) {
         my $v = $t->{alpn};
         $bad->(alpn => $v, "is not an array reference of protocol names (['h2', 'http/1.1'])")
-            unless ref $v eq 'ARRAY' and @$v;
+            unless ref $v eq 'ARRAY';
+        $bad->(alpn => '[]', 'is empty (leave it out for no ALPN)') unless @$v;
         for (@$v) {
             $bad->(alpn => $_, 'is not a protocol name (1 to 255 bytes)')
                 if !defined $_ or ref $_ or !length $_ or length $_ > 255 or utf8::is_utf8($_) && /[^\x00-\xff]/;
@@ -1309,6 +1310,10 @@ it to run everything on C<poll>).
 New in 1.04: connections come through a load balancer that speaks the
 PROXY protocol; see L</"BEHIND A LOAD BALANCER (PROXY PROTOCOL)">.
 
+=item tls => { cert_file => PATH, key_file => PATH, ... }
+
+New in 1.05: TLS on every TCP and UNIX listener; see L</TLS>.
+
 =back
 
 =head2 listen
@@ -1525,7 +1530,10 @@ datagrams that arrive at once fill it, and the kernel drops the rest
 options: giving them one croaks.  C<proxy_protocol>, C<trusted_proxies>
 and C<proxy_timeout> (new in 1.04; TCP and UNIX listeners, inherited
 ones too) make that listener take a PROXY protocol header: see
-L</"BEHIND A LOAD BALANCER (PROXY PROTOCOL)">.
+L</"BEHIND A LOAD BALANCER (PROXY PROTOCOL)">.  C<< tls => {...} >> (new in
+1.05; TCP and UNIX listeners, inherited ones too) makes it serve TLS,
+and C<< tls => 0 >> leaves it plain when L</new> has C<tls>: see
+L</TLS>.
 
 =back
 
@@ -2067,6 +2075,243 @@ open ones finish (see L</stop>).  Without the stats socket, a stop alone
 is enough when HAProxy has C<option redispatch> and C<retries>: the
 instance stops listening at once, and a connection HAProxy sends it
 meanwhile is retried on another.
+
+=head1 TLS
+
+New in 1.05.  With C<tls> the server speaks TLS (1.2 and 1.3) on its
+listeners, in C, with OpenSSL: the handshake, the records, the
+encryption and decryption all happen in the event core, and Perl sees
+the same callbacks, C<getline>, C<print>, framings and limits as on a
+plain connection.  Perl is entered once per message, as without TLS.
+
+    my $server = IO::Socket::INET::Daemon->new(
+        port     => 4433,
+        host     => '0.0.0.0',
+        tls      => {
+            cert_file => '/etc/letsencrypt/live/chat.example/fullchain.pem',
+            key_file  => '/etc/letsencrypt/live/chat.example/privkey.pem',
+        },
+        callback => {
+            add  => sub { my ($io) = @_; print $io "hello over ", $io->tls->{version}, "\n"; 1 },
+            data => sub { $_[0]->print($_[2]); 1 },
+        },
+    );
+    $SIG{HUP} = sub { $server->tls_reload };    # after a renewal
+    $server->run;
+
+F<eg/tls.pl> is a complete example; F<eg/starttls.pl> one of STARTTLS.
+TLS needs OpenSSL's headers when the module is built (F<libssl-dev> on
+Debian and Ubuntu, F<openssl-devel> on Fedora); L</has_tls> says whether
+it was.
+
+=head2 Options of tls => {...}
+
+C<tls> in L</new> applies to every TCP and UNIX listener; in a
+C<listen> entry (C<< { address => SPEC, tls => {...} } >>) to that
+listener alone, and C<< tls => 0 >> there leaves one listener plain
+when C<new> has it.  A server can so serve TLS on one port and plain
+text on another (UDP listeners take no TLS).  Every file is read, and
+a context made, in C<new>: a file that is missing or cannot be read, a
+certificate that is not PEM, a key that does not go with its
+certificate, an unknown cipher croak there with OpenSSL's reason:
+
+    IO::Socket::INET::Daemon::new: tls: key_file k.pem does not go with cert_file c.pem: key values mismatch
+
+=over 4
+
+=item cert_file => PATH
+
+The certificate, followed by its chain (intermediates), in PEM: what
+Let's Encrypt calls F<fullchain.pem>.  Required.
+
+=item key_file => PATH
+
+Its private key, in PEM (unencrypted).  Default: in C<cert_file>.
+
+=item ca_file => PATH, ca_path => DIR
+
+The certificate authorities that client certificates are checked
+against: one PEM file of them, or a directory hashed with C<openssl
+rehash>.  Only needed with C<verify_client>.
+
+=item verify_client => 'none' | 'optional' | 'require'
+
+Whether clients are asked for a certificate: C<'none'> (the default),
+C<'optional'> (asked; a client may send none, but one that sends a
+certificate that does not verify is dropped), C<'require'> (a client
+without a valid certificate is dropped).  A verified certificate's
+subject and issuer are in L</tls>.
+
+=item min_version => 'TLSv1.2' | 'TLSv1.3'
+
+The oldest version served (default C<'TLSv1.2'>).  SSL 3, TLS 1.0 and
+1.1 are never served.
+
+=item ciphers => STRING, ciphersuites => STRING
+
+OpenSSL's cipher list for TLS 1.2 (C<'ECDHE+AESGCM:ECDHE+CHACHA20'>),
+and the suites for TLS 1.3 (C<'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256'>).
+Default: OpenSSL's.  The server's order of preference wins.
+
+=item alpn => [ PROTOCOL, ... ]
+
+The protocols offered by ALPN, the server's preference first
+(C<< [ 'h2', 'http/1.1' ] >>).  The one agreed is in
+C<< $io->tls->{alpn} >>; a client with none in common is served
+without one (C<alpn> undef).
+
+=item sni => { HOST => { cert_file => PATH, key_file => PATH }, ... }
+
+Other certificates, by the host name the client asks for (SNI):
+C<'mail.example'>, or C<'*.example'> for any one label in front.  Exact
+names win over wildcards; a client that asks for none, or for another
+name, gets C<cert_file>.  The name asked for is in C<< $io->tls->{sni} >>.
+
+=item handshake_timeout => SECONDS
+
+The handshake must be complete this long after the connection was
+accepted (default 10; 0: no limit but C<idle_timeout>).  A client that
+sends its handshake slowly, or nothing, is dropped then.
+
+=item starttls => 1
+
+Connections start in plain text and switch with L</start_tls>, when the
+protocol says so (SMTP, IMAP, POP3, XMPP, LDAP).  Without it every
+connection of the listener is TLS from its first byte.
+
+=back
+
+B<What a connection sees.>  C<add> runs once the handshake is
+complete, so it can already look at L</tls>; a connection whose
+handshake fails never reaches Perl.  After C<add>, everything is as
+without TLS: lines, framings, C<max_line>, C<max_output>, backpressure
+(C<high_water>: the data to encrypt waits in the same queue),
+C<idle_timeout>, C<broadcast> (encrypted once per connection), graceful
+L</stop>, workers, and PROXY headers (with C<proxy_protocol> as well,
+the header comes first, in plain text, then the handshake: what HAProxy
+sends with C<send-proxy-v2> in front of a client's TLS, in TCP mode).
+C<bytes_in> and C<bytes_out> in L</stats> count the plain text.
+
+B<Closing.>  When the server closes a TLS connection (C<close>, or
+after the client's end of input), it sends the TLS close_notify alert
+first, after what was queued, so that the client can tell a complete
+reply from a cut one.  A client that closes with close_notify ends its
+input as EOF does.
+
+B<Dropped connections.>  A plain-text or HTTP client on a TLS port, a
+handshake that stalls, bad records, a client certificate that does not
+verify, a client that goes in the middle of its handshake: the
+connection is dropped, C<error> runs once with no C<$io>, and
+C<< $server->stats->{rejected} >> counts it:
+
+    connection from 192.0.2.7:51234 refused: TLS handshake: wrong version number
+    connection from 192.0.2.7:51236 refused: TLS handshake: http request
+    connection from 192.0.2.7:51240 refused: TLS handshake: peer did not return a certificate
+    connection from 192.0.2.7:51242 refused: TLS handshake not complete within 10 s
+    connection from 192.0.2.7:51244 refused: TLS handshake not complete at EOF
+
+A connection that closes having sent nothing at all (a port check) goes
+without a word.  After C<add>, a bad record, a renegotiation (refused:
+TLS 1.2 clients may ask for one; TLS 1.3 has none) or a client that
+cuts the connection without close_notify gives C<error> with C<$io>,
+then C<remove>:
+
+    connection 192.0.2.7:51250: TLS: decryption failed or bad record mac
+    connection 192.0.2.7:51252: TLS: renegotiation refused
+    connection 192.0.2.7:51254: TLS: the peer went without close_notify
+
+Every other connection goes on.
+
+B<Fork.>  A TLS connection's state (its keys, its record counters) is
+in the process that serves it.  A child forked from a callback (see
+L</FORK>) cannot write to a TLS connection of the parent's: its
+C<print> fails (C<$!> is C<EPERM>).  Workers (L</workers>) and a child
+that calls C<run> serve their own connections, and are not concerned.
+
+B<Memory.>  OpenSSL's buffers of an idle connection are released
+(C<SSL_MODE_RELEASE_BUFFERS>); see F<bench/README> for what an idle TLS
+connection costs.
+
+=head2 tls
+
+    my $t = $io->tls;       # undef on a plain connection
+    print "$t->{version} $t->{cipher}\n";
+
+What the handshake agreed, as a new hash reference, from C<add> to
+C<remove>:
+
+    version       'TLSv1.3' or 'TLSv1.2'
+    cipher        'TLS_AES_256_GCM_SHA384', 'ECDHE-RSA-AES128-GCM-SHA256', ...
+    sni           the host name the client asked for, or undef
+    alpn          the protocol agreed by ALPN, or undef
+    peer_subject  the client certificate's subject ('CN=alice,O=Example'),
+    peer_issuer   and its issuer: only when one was sent and verified
+
+undef on a plain connection (and on a STARTTLS one until its handshake
+is complete), and once the connection is closed.
+
+=head2 tls_reload
+
+    $SIG{HUP} = sub { $server->tls_reload or warn "kept the old certificate\n" };
+
+Reads every TLS listener's files again (C<cert_file>, C<key_file>, the
+CAs and the SNI certificates), for a renewed certificate.  New
+connections get the new ones; open connections keep theirs.  If a file
+cannot be read or does not go with the rest, that listener keeps the
+certificate it had, C<error> is called (no C<$io>) with the reason:
+
+    tls_reload: key_file privkey.pem does not go with cert_file fullchain.pem: key values mismatch (the certificate in use is kept)
+
+and C<tls_reload> returns false; else true.  Safe from a callback, a
+timer or a signal handler (C<%SIG> handlers run between events).  With
+Let's Encrypt's certbot, a deploy hook does it:
+
+    # /etc/letsencrypt/renewal-hooks/deploy/isd.sh
+    #!/bin/sh
+    systemctl reload chat.service      # ExecReload=/bin/kill -HUP $MAINPID
+
+Certbot replaces F<fullchain.pem> and F<privkey.pem> (symbolic links)
+together, then runs the hook.  The server must be able to read them: run
+it as root, or give its user read access to F</etc/letsencrypt/live> and
+F<archive> (a group, C<chmod 0750>), and bind port 443 with
+C<CAP_NET_BIND_SERVICE> or a systemd socket.  With L</workers>, the
+master passes a HUP on as a rolling restart: the new workers read the
+files anew.
+
+=head2 start_tls
+
+    data => sub {
+        my ($io, $server, $line) = @_;
+        if ($line =~ /^STARTTLS\r?$/i) {
+            $io->print("220 Ready to start TLS\r\n");
+            $io->start_tls;
+            return 1;
+        }
+        ...
+    },
+
+STARTTLS: switches a plain connection of a listener with C<< tls => {
+..., starttls => 1 } >> to TLS.  What was printed before the call (the
+reply that tells the client to go ahead) is written in plain text
+first; then the handshake runs, with the connection's input held (the
+lines after the command belong to the handshake, and are not
+delivered); then C<data> gets the lines sent over TLS, and L</tls> says
+what was agreed.  What is printed after the call is sent encrypted,
+once the handshake is complete.  A failed or late handshake drops the
+connection: C<error> (C<connection ...: TLS handshake: REASON>), then
+C<remove>.  Croaks on a connection that is TLS already, or whose
+listener has no C<starttls>.  Returns true.  C<getline> after it, in
+the same callback, still gives the line C<data> was called for if it
+was not read yet, and undef after that: the next line comes to C<data>,
+over TLS.
+
+=head2 has_tls
+
+    IO::Socket::INET::Daemon->has_tls or die "rebuild with libssl-dev\n";
+
+OpenSSL's version (C<'OpenSSL 3.0.13 30 Jan 2024'>) if the module was
+built with it, else false.  Without it, C<tls> croaks saying how to
+rebuild, and everything else works.
 
 =head1 EMBEDDING
 

@@ -9,7 +9,7 @@ package IO::Socket::INET::Daemon::Daemonize;
 use strict;
 use warnings;
 
-our $VERSION = '1.04';
+our $VERSION = '1.05';
 our @CARP_NOT = ('IO::Socket::INET::Daemon');
 
 use Carp ();

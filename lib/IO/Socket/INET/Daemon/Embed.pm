@@ -10,7 +10,7 @@ package IO::Socket::INET::Daemon::Embed;
 use strict;
 use warnings;
 
-our $VERSION = '1.04';
+our $VERSION = '1.05';
 
 use Carp ();
 use Scalar::Util ();

@@ -11,7 +11,7 @@ package IO::Socket::INET::Daemon::Prefork;
 use strict;
 use warnings;
 
-our $VERSION = '1.04';
+our $VERSION = '1.05';
 
 use Carp ();
 use Errno ();
@@ -160,6 +160,9 @@ sub run {
                 next;
             }
             elsif ($s eq 'HUP') {
+                # new certificates for the new workers (they are forked
+                # from the master, with its TLS contexts)
+                $self->tls_reload if $self->{_tls} and !$per_worker;
                 $_->{old} = 1 for values %{ $pf->{workers} };
             }
             elsif ($s eq 'TTIN') {

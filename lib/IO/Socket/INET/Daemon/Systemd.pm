@@ -8,7 +8,7 @@ package IO::Socket::INET::Daemon::Systemd;
 use strict;
 use warnings;
 
-our $VERSION = '1.04';
+our $VERSION = '1.05';
 
 use Carp ();
 use Socket ();

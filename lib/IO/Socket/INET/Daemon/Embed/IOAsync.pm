@@ -7,7 +7,7 @@ package IO::Socket::INET::Daemon::Embed::IOAsync;
 use strict;
 use warnings;
 
-our $VERSION = '1.04';
+our $VERSION = '1.05';
 
 use IO::Async::Loop ();
 use parent -norequire, 'IO::Socket::INET::Daemon::Embed';

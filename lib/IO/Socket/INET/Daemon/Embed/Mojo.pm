@@ -6,7 +6,7 @@ package IO::Socket::INET::Daemon::Embed::Mojo;
 use strict;
 use warnings;
 
-our $VERSION = '1.04';
+our $VERSION = '1.05';
 
 use Mojo::IOLoop ();
 use parent -norequire, 'IO::Socket::INET::Daemon::Embed';
