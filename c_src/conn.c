@@ -58,7 +58,7 @@
                                   * isd_conn_start_transport is written */
 #define ISD_C_TPRW   (1u << 29)  /* a transport read waits to write */
 #define ISD_C_TPWR   (1u << 30)  /* a transport write waits to read */
-#define ISD_C_TP     (1u << 31)  /* it has a transport (c->tp) */
+#define ISD_C_TP     (1u << 31)  /* it has a transport (c->ts->tp) */
 #define ISD_C_TPEV   (ISD_C_TPS | ISD_C_TPRW | ISD_C_TPWR)
 #if defined(__GNUC__) || defined(__clang__)
 #  define ISD_COLD __attribute__((noinline, cold))
@@ -67,6 +67,16 @@
 #endif
 #define PRE_MAX      65536       /* a preamble still incomplete in this
                                   * many bytes is refused */
+
+/* A connection's transport, if it has one (or may: STARTTLS). */
+typedef struct isd_tpstate {
+    const isd_transport *tp;  /* the listener's copy, or STARTTLS's */
+    void       *arg;
+    void       *tpd;          /* its state once opened, or NULL */
+    size_t      plain;        /* ISD_C_TPQ: queued bytes still to go plain */
+    unsigned    want;         /* ISD_C_TPS: what the start waits for */
+} isd_tpstate;
+#define TPD(c) ((c)->ts ? (c)->ts->tpd : NULL)
 
 /* What a request touches comes first (three cache lines of four): a busy
  * server with thousands of connections misses the cache on each. */
@@ -98,12 +108,9 @@ struct isd_conn {
     const isd_conn_hook *hook;
     void       *hook_arg;
     void       *hook_data;   /* the hook's own per-connection state */
-    /* its transport (ISD_C_TP): the listener's copy, or STARTTLS's */
-    const isd_transport *tp;
-    void       *tp_arg;
-    void       *tpd;         /* ... its state once opened, or NULL */
-    size_t      tp_plain;    /* ISD_C_TPQ: queued bytes still to go plain */
-    unsigned    tpwant;      /* ISD_C_TPS: what the start waits for */
+    /* its transport (ISD_C_TP), or its STARTTLS listener's: NULL for a
+     * plain connection (which pays this pointer, nothing more) */
+    struct isd_tpstate *ts;
 };
 
 /* A listening socket.  Kept (fd -1) until the server is freed once it is
@@ -164,6 +171,7 @@ void isd_conn_unref(isd_conn *c)
 {
     if (--c->refcnt)
         return;
+    free(c->ts);
     isd_buf_free(&c->in);
     isd_outq_clear(&c->out);
     free(c->fr);
@@ -528,7 +536,7 @@ static void conn_finish(isd_conn *c)
                     && !(s && s->loop->forked); i++)
             if (recv(c->io.fd, junk, sizeof junk, 0) <= 0)
                 break;
-        if (c->tpd)
+        if (TPD(c))
             tp_end(c);
         close(c->io.fd);
         c->io.fd = -1;
@@ -539,7 +547,7 @@ static void conn_finish(isd_conn *c)
     isd_outq_clear(&c->out);
     if (c->hook)
         hook_release(c);
-    if (c->tpd)
+    if (TPD(c))
         tp_end(c);
     if (s) {
         pend(c);        /* the server's reference goes when the batch ends */
@@ -634,8 +642,8 @@ static void conn_shut_wr(isd_conn *c)
 {
     if ((c->flags & ISD_C_TP) && c->srv && c->srv->loop->forked)
         return;                 /* (the parent's: see reg_child) */
-    if (c->tpd && !(c->flags & ISD_C_TPS))
-        c->tp->shutdown(c->tpd);
+    if (TPD(c) && !(c->flags & ISD_C_TPS))
+        c->ts->tp->shutdown(c->ts->tpd);
     shutdown(c->io.fd, SHUT_WR);
 }
 
@@ -919,7 +927,7 @@ static ssize_t conn_read1(isd_conn *c)
     isd_server *s = c->srv;
     ssize_t n;
 
-    if ((c->flags & ISD_C_TP) && c->tpd)
+    if ((c->flags & ISD_C_TP) && c->ts->tpd)
         return tp_read1(c);
 
     if (!c->in.data && s && s->spare.data) {
@@ -1234,8 +1242,8 @@ int isd_conn_set_framing(isd_conn *c, const isd_framing *f)
 
 static const char *pre_what(const isd_conn *c)
 {
-    if ((c->flags & ISD_C_TPS) && c->tp->what)
-        return c->tp->what;
+    if ((c->flags & ISD_C_TPS) && c->ts->tp->what)
+        return c->ts->tp->what;
     return c->hook && c->hook->what ? c->hook->what : "connection preamble";
 }
 
@@ -1351,7 +1359,7 @@ static void pre_done(isd_conn *c, size_t n)
         isd_buf_consume(&c->in, n);
         c->scan = 0;
     }
-    if ((c->flags & ISD_C_TP) && !c->tpd) {     /* its transport: now */
+    if ((c->flags & ISD_C_TP) && !c->ts->tpd) {     /* its transport: now */
         c->flags &= ~ISD_C_DEFER;
         tp_begin(c);
         return;
@@ -1459,7 +1467,7 @@ static ISD_COLD void pre_read(isd_conn *c)
 static ISD_COLD unsigned tp_want(const isd_conn *c, unsigned want)
 {
     if (c->flags & ISD_C_TPS)
-        return c->tpwant;
+        return c->ts->want;
     if (c->flags & ISD_C_TPRW)
         want = (want & ~ISD_READ) | ISD_WRITE;
     if (c->flags & ISD_C_TPWR)
@@ -1506,13 +1514,13 @@ static ssize_t tp_read1(isd_conn *c)
                 break;
             return -1;
         }
-        n = c->tp->recv(c->tpd, c->in.data + c->in.wpos,
+        n = c->ts->tp->recv(c->ts->tpd, c->in.data + c->in.wpos,
                         c->in.cap - c->in.wpos, &want);
         if (n <= 0)
             break;
         c->in.wpos += (size_t)n;
         got += n;
-    } while (c->tp->pending && c->tp->pending(c->tpd));
+    } while (c->ts->tp->pending && c->ts->tp->pending(c->ts->tpd));
     if (n < 0 && errno == EAGAIN && want == ISD_WRITE && !(c->flags & ISD_C_TPRW)) {
         c->flags |= ISD_C_TPRW;
         conn_interest(c);
@@ -1552,8 +1560,8 @@ static int tp_flush(isd_conn *c)
         return 0;
     while (c->out.bytes) {
         n = isd_outq_iov(&c->out, iov, IOV_BATCH);
-        if (!c->tpd) {
-            left = (c->flags & ISD_C_TPQ) ? c->tp_plain : (size_t)-1;
+        if (!c->ts->tpd) {
+            left = (c->flags & ISD_C_TPQ) ? c->ts->plain : (size_t)-1;
             if (!left)
                 break;
             for (want = 0, i = 0; i < n; i++) {
@@ -1577,8 +1585,8 @@ static int tp_flush(isd_conn *c)
                 return -1;
             }
             if (c->flags & ISD_C_TPQ) {
-                c->tp_plain -= (size_t)w;
-                if (!c->tp_plain)
+                c->ts->plain -= (size_t)w;
+                if (!c->ts->plain)
                     pend(c);                /* it opens: tp_queued */
             }
             out_sent(c, (size_t)w);
@@ -1588,7 +1596,7 @@ static int tp_flush(isd_conn *c)
         }
         tw = 0;
         c->flags &= ~ISD_C_TPWR;        /* (it says again if it must) */
-        w = c->tp->sendv(c->tpd, iov, n, &tw);
+        w = c->ts->tp->sendv(c->ts->tpd, iov, n, &tw);
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if (tw == ISD_READ && !(c->flags & ISD_C_TPWR)) {
@@ -1611,26 +1619,26 @@ static int tp_flush(isd_conn *c)
  * its state goes. */
 static void tp_end(isd_conn *c)
 {
-    void *t = c->tpd;
+    void *t = c->ts->tpd;
 
-    c->tpd = NULL;
+    c->ts->tpd = NULL;
     if (c->io.fd >= 0 && !(c->flags & ISD_C_TPS)
         && !(c->srv && c->srv->loop->forked))
-        c->tp->shutdown(t);
-    c->tp->free(t);
+        c->ts->tp->shutdown(t);
+    c->ts->tp->free(t);
 }
 
 /* Why the start failed (err: ETIMEDOUT, or the start's errno). */
 static const char *tp_reason(const isd_conn *c, int err, char *buf,
                              size_t len)
 {
-    const char *what = c->tp->what ? c->tp->what : "transport start";
-    const char *e = c->tpd ? c->tp->error(c->tpd) : "";
+    const char *what = c->ts->tp->what ? c->ts->tp->what : "transport start";
+    const char *e = c->ts->tpd ? c->ts->tp->error(c->ts->tpd) : "";
     char d[32];
 
     if (err == ETIMEDOUT)
         snprintf(buf, len, "%s not complete within %s", what,
-                 fmt_ms(d, sizeof d, c->tp->timeout_ms ? c->tp->timeout_ms
+                 fmt_ms(d, sizeof d, c->ts->tp->timeout_ms ? c->ts->tp->timeout_ms
                                                        : c->idle_ms));
     else if (e && *e)
         snprintf(buf, len, "%s", e);
@@ -1669,7 +1677,7 @@ static void tp_failed(isd_conn *c, int err)
 static void tp_started(isd_conn *c)
 {
     c->flags &= ~ISD_C_TPS;
-    c->tpwant = 0;
+    c->ts->want = 0;
     c->timer.cb = idle_cb;
     if (c->flags & ISD_C_PRE) {
         pre_done(c, 0);             /* on_accept */
@@ -1682,8 +1690,8 @@ static void tp_started(isd_conn *c)
         return;
     /* what came with the last of the handshake is held by the transport,
      * and the socket will not say so */
-    if (c->tpd && conn_delivers(c) && !(c->flags & ISD_C_EOF)
-        && c->tp->pending && c->tp->pending(c->tpd)) {
+    if (c->ts->tpd && conn_delivers(c) && !(c->flags & ISD_C_EOF)
+        && c->ts->tp->pending && c->ts->tp->pending(c->ts->tpd)) {
         conn_read_ev(c);
         conn_process(c);
     }
@@ -1701,13 +1709,13 @@ static void tp_step(isd_conn *c)
     unsigned want = 0;
     int r;
 
-    if (!(c->flags & ISD_C_TPS) || !c->tpd || !c->srv)
+    if (!(c->flags & ISD_C_TPS) || !c->ts->tpd || !c->srv)
         return;
-    r = c->tp->start(c->tpd, &want);
+    r = c->ts->tp->start(c->ts->tpd, &want);
     if (r > 0) {
         tp_started(c);
     } else if (r == 0) {
-        c->tpwant = want ? want : ISD_READ;
+        c->ts->want = want ? want : ISD_READ;
         conn_interest(c);
     } else {
         tp_failed(c, errno);
@@ -1728,17 +1736,17 @@ static void tp_timeout_cb(isd_loop *l, isd_timer *t)
 static int tp_open(isd_conn *c)
 {
     size_t len = isd_buf_len(&c->in);
-    unsigned ms = c->tp->timeout_ms ? c->tp->timeout_ms : c->idle_ms;
+    unsigned ms = c->ts->tp->timeout_ms ? c->ts->tp->timeout_ms : c->idle_ms;
     void *t;
 
     c->flags &= ~ISD_C_TPQ;
-    if (!(t = c->tp->open(c, c->io.fd, c->tp_arg)))
+    if (!(t = c->ts->tp->open(c, c->io.fd, c->ts->arg)))
         return -1;
-    c->tpd = t;
+    c->ts->tpd = t;
     c->flags |= ISD_C_TPS;
-    c->tpwant = ISD_READ;
+    c->ts->want = ISD_READ;
     if (len) {
-        if (c->tp->feed(t, isd_buf_head(&c->in), len) < 0)
+        if (c->ts->tp->feed(t, isd_buf_head(&c->in), len) < 0)
             return -1;
         isd_buf_consume(&c->in, len);
     }
@@ -1765,7 +1773,7 @@ static void tp_begin(isd_conn *c)
  * written opens its transport. */
 static ISD_COLD void tp_queued(isd_conn *c)
 {
-    if (c->tp_plain || (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_INMSG))
+    if (c->ts->plain || (c->flags & (ISD_C_OPEN | ISD_C_FAILED | ISD_C_INMSG))
                        != ISD_C_OPEN)
         return;
     if (tp_open(c) < 0) {
@@ -1786,16 +1794,20 @@ int isd_conn_start_transport(isd_conn *c, const isd_transport *tp, void *arg)
         errno = EALREADY;
         return -1;
     }
-    if (!tp && !c->tp) {
+    if (!tp && !c->ts) {
         errno = ENOPROTOOPT;
         return -1;
     }
     if (tp) {
-        c->tp = tp;
-        c->tp_arg = arg;
+        if (!c->ts && !(c->ts = calloc(1, sizeof *c->ts))) {
+            errno = ENOMEM;
+            return -1;
+        }
+        c->ts->tp = tp;
+        c->ts->arg = arg;
     }
-    c->tpd = NULL;
-    c->tp_plain = c->out.bytes;
+    c->ts->tpd = NULL;
+    c->ts->plain = c->out.bytes;
     c->flags |= ISD_C_TP | ISD_C_TPQ;
     pend(c);
     return 0;
@@ -1804,8 +1816,8 @@ int isd_conn_start_transport(isd_conn *c, const isd_transport *tp, void *arg)
 void *isd_conn_transport(const isd_conn *c, const isd_transport **tp)
 {
     if (tp)
-        *tp = c->tpd ? c->tp : NULL;
-    return c->tpd;
+        *tp = TPD(c) ? c->ts->tp : NULL;
+    return TPD(c);
 }
 
 int isd_conn_transport_starting(const isd_conn *c)
@@ -1825,7 +1837,7 @@ const char *isd_conn_transport_error(const isd_conn *c, char *buf,
         return buf;
     if (c->flags & (ISD_C_TPS | ISD_C_TPQ))
         return tp_reason(c, c->err, buf, len);
-    e = c->tpd ? c->tp->error(c->tpd) : "";
+    e = TPD(c) ? c->ts->tp->error(TPD(c)) : "";
     if (e && *e)
         snprintf(buf, len, "%s", e);
     return buf;
@@ -2002,6 +2014,14 @@ static isd_conn *conn_new(isd_listener *l, int fd, const isd_addr *peer)
 
     if (!c)
         return NULL;
+    if (l->has_tp) {            /* (STARTTLS's too: for later) */
+        if (!(c->ts = calloc(1, sizeof *c->ts))) {
+            free(c);
+            return NULL;
+        }
+        c->ts->tp = &l->tp;
+        c->ts->arg = l->tp_arg;
+    }
     isd_io_init(&c->io, fd, conn_io_cb);
     c->srv = s;
     c->refcnt = 1;
@@ -2025,21 +2045,14 @@ static isd_conn *conn_new(isd_listener *l, int fd, const isd_addr *peer)
         s->conns->prev = c;
     s->conns = c;
     s->nopen++;
-    if (l->has_tp && l->tp.deferred) {  /* for isd_conn_start_transport */
-        c->tp = &l->tp;
-        c->tp_arg = l->tp_arg;
-    }
     if (l->has_hook || (l->has_tp && !l->tp.deferred)) {
         c->flags |= ISD_C_PRE;          /* not the embedder's yet */
         if (l->has_hook) {
             c->hook = &l->hook;
             c->hook_arg = l->hook_arg;
         }
-        if (l->has_tp && !l->tp.deferred) {
+        if (l->has_tp && !l->tp.deferred)
             c->flags |= ISD_C_TP;
-            c->tp = &l->tp;
-            c->tp_arg = l->tp_arg;
-        }
         s->npre++;
         if (l->has_hook && l->hook.preamble && l->hook.timeout_ms) {
             c->timer.cb = pre_timeout_cb;       /* the idle timer's slot */
@@ -2563,7 +2576,7 @@ void isd_server_abandon(isd_server *s)
         isd_outq_clear(&c->out);
         if (c->hook)
             hook_release(c);
-        if (c->tpd)
+        if (TPD(c))
             tp_end(c);          /* (fd -1: nothing is sent) */
         c->srv = NULL;
         if (running) {
