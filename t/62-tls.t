@@ -56,7 +56,7 @@ my %MORE = (
 
 sub server {
     my ($be, %o) = @_;
-    return start_server(backend => $be, callback => tls_callbacks(commands => \%MORE), child_deadline => 25,
+    return start_server(backend => $be, callback => tls_callbacks(commands => \%MORE), child_deadline => 25 * $TestTLS::SLOW,
                         child_init => sub { log_event('addresses %s', join ' ', $_[0]->addresses) },
                         %o);
 }

@@ -39,7 +39,7 @@ my $HELLO = client_hello(sni => 'localhost');
 
 sub server {
     my ($be, %o) = @_;
-    return start_server(backend => $be, callback => tls_callbacks(), child_deadline => 40,
+    return start_server(backend => $be, callback => tls_callbacks(), child_deadline => 40 * $TestTLS::SLOW,
                         tls => { %TLS, handshake_timeout => 1 }, %o);
 }
 

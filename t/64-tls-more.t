@@ -61,7 +61,7 @@ sub server {
     my ($be, %o) = @_;
     my $cmds = delete $o{commands} || {};
     return start_server(backend => $be, callback => tls_callbacks(commands => { %STARTTLS, %$cmds }),
-                        child_deadline => 40,
+                        child_deadline => 40 * $TestTLS::SLOW,
                         child_init => sub { log_event('addresses %s', join ' ', $_[0]->addresses) },
                         %o);
 }
@@ -477,7 +477,7 @@ for my $be (backends()) {
         File::Copy::copy($C->{localhost_key}, "$dir/c.key") or die;
         my $srv = start_server(backend => $be, tls => { cert_file => "$dir/c.pem", key_file => "$dir/c.key" },
                                workers => 2, stop_grace => 1,
-                               child_deadline => 20,
+                               child_deadline => 20 * $TestTLS::SLOW,
                                callback => tls_callbacks(commands => {
                                    pid => sub { $_[0]->print("$$\n"); 1 },
                                }, worker_start => sub { log_event('worker %s %s', $$, $_[1]) }));

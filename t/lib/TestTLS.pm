@@ -16,6 +16,15 @@ use POSIX ();
 use Time::HiRes ();
 use TestISD ();          # (not imported: no second alarm)
 
+# Under valgrind (xt/valgrind-run sets ISD_VALGRIND) every process is some
+# 20 times slower: the files get longer deadlines, the clients' waits too.
+our $SLOW = $ENV{ISD_VALGRIND} ? 8 : 1;
+if ($ENV{ISD_VALGRIND}) {
+    $TestISD::DEADLINE = 900;
+    $TestISD::CHILD_DEADLINE = 600;
+    alarm 900;
+}
+
 our @ISA    = ('Exporter');
 our @EXPORT = qw(tls_skip_reason make_certs tls_client tls_try_client
                  tls_upgrade peer_subject clean_eof s_client openssl_bin not_served
@@ -181,7 +190,7 @@ sub tls_try_client {
     my %ssl = (
         PeerHost => '127.0.0.1',
         PeerPort => $port,
-        Timeout  => $o{timeout} || 5,
+        Timeout  => ($o{timeout} || 5) * $SLOW,
         SSL_hostname => (defined $o{sni} ? $o{sni} : ''),
     );
     if (defined $o{ca}) {
@@ -241,7 +250,7 @@ sub tls_upgrade {
     my ($sock, %o) = @_;
     require IO::Socket::SSL;
     my %ssl = (SSL_hostname => (defined $o{sni} ? $o{sni} : ''),
-               Timeout => $o{timeout} || 5);
+               Timeout => ($o{timeout} || 5) * $SLOW);
     if (defined $o{ca}) {
         %ssl = (%ssl, SSL_verify_mode => IO::Socket::SSL::SSL_VERIFY_PEER(),
                 SSL_ca_file => $o{ca}, SSL_ca_path => undef,
@@ -284,7 +293,7 @@ sub clean_eof {
 # returns 'eof', s_client's stdin is closed then.
 sub s_client {
     my ($port, $args, $input, $timeout) = @_;
-    $timeout ||= 5;
+    $timeout = ($timeout || 5) * $SLOW;
     my $dir = File::Temp->newdir('isd-sclient-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     pipe(my $rd, my $wr) or die "pipe: $!";
     my $pid = fork;
