@@ -1515,15 +1515,17 @@ static ssize_t tp_read1(isd_conn *c)
             return -1;
         }
         n = c->ts->tp->recv(c->ts->tpd, c->in.data + c->in.wpos,
-                        c->in.cap - c->in.wpos, &want);
+                            c->in.cap - c->in.wpos, &want);
         if (n <= 0)
             break;
         c->in.wpos += (size_t)n;
         got += n;
     } while (c->ts->tp->pending && c->ts->tp->pending(c->ts->tpd));
-    if (n < 0 && errno == EAGAIN && want == ISD_WRITE && !(c->flags & ISD_C_TPRW)) {
+    if (n < 0 && errno == EAGAIN && want == ISD_WRITE
+        && !(c->flags & ISD_C_TPRW)) {
         c->flags |= ISD_C_TPRW;
         conn_interest(c);
+        errno = EAGAIN;             /* (what the caller looks at) */
     }
     if (!got) {
         if (n == 0)
