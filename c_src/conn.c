@@ -689,12 +689,24 @@ static inline int flush_end(isd_conn *c)
 
 static int tp_flush(isd_conn *c);
 
+/* iov[0..n) to the socket, as sendmsg, never raising SIGPIPE. */
+static inline ssize_t sock_sendv(int fd, struct iovec *iov, int n)
+{
+    struct msghdr mh;
+
+    if (n == 1)         /* the usual reply: no msghdr for the kernel */
+        return send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = iov;
+    mh.msg_iovlen = n;
+    return sendmsg(fd, &mh, MSG_NOSIGNAL);
+}
+
 /* Write queued output until done or the kernel is full.  0 (maybe partial,
  * maybe finished a closing conn) or -1 (c failed). */
 static int conn_flush(isd_conn *c)
 {
     struct iovec iov[IOV_BATCH];
-    struct msghdr mh;
     size_t want;
     ssize_t w;
     int i, n;
@@ -705,14 +717,7 @@ static int conn_flush(isd_conn *c)
         n = isd_outq_iov(&c->out, iov, IOV_BATCH);
         for (want = 0, i = 0; i < n; i++)
             want += iov[i].iov_len;
-        if (n == 1) {       /* the usual reply: no msghdr for the kernel */
-            w = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-        } else {
-            memset(&mh, 0, sizeof mh);
-            mh.msg_iov = iov;
-            mh.msg_iovlen = n;
-            w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
-        }
+        w = sock_sendv(c->io.fd, iov, n);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -1552,7 +1557,6 @@ static ssize_t tp_read1(isd_conn *c)
 static int tp_flush(isd_conn *c)
 {
     struct iovec iov[IOV_BATCH];
-    struct msghdr mh;
     size_t want, left;
     ssize_t w;
     unsigned tw;
@@ -1574,10 +1578,7 @@ static int tp_flush(isd_conn *c)
                 want += iov[i].iov_len;
                 left -= iov[i].iov_len;
             }
-            memset(&mh, 0, sizeof mh);
-            mh.msg_iov = iov;
-            mh.msg_iovlen = n;
-            w = sendmsg(c->io.fd, &mh, MSG_NOSIGNAL);
+            w = sock_sendv(c->io.fd, iov, n);
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
