@@ -1698,12 +1698,8 @@ static void tp_started(isd_conn *c)
         conn_read_ev(c);
         conn_process(c);
     }
-    if (c->srv && !(c->flags & ISD_C_CLOSED)) {
-        if (c->out.bytes && !(c->flags & ISD_C_FAILED))
-            conn_flush(c);
-        if (!(c->flags & ISD_C_CLOSED))
-            conn_interest(c);
-    }
+    if (c->srv)
+        conn_answer(c);
 }
 
 /* Drive the start: on readiness, on being opened. */

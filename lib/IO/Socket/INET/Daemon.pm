@@ -335,28 +335,18 @@ sub _tls_listeners {
     my $top = defined $rc->{tls} ? _tls_opts($rc->{tls}) : undef;
     return () unless $top or grep { $_->{tls} } @$specs;
     @$specs = (_host_spec($rc)) if !@$specs and $top;
-    my (@t, %made);
+    my (@t, $topi);
     for my $s (@$specs) {
-        my $o = exists $s->{tls} ? $s->{tls} : undef;
-        next if exists $s->{tls} and !$o;
-        if ($s->{type} eq 'udp') {
-            _bad(listen => "udp:$s->{host}:$s->{port}", 'cannot take tls (it is for TCP and UNIX listeners)')
-                if $o;
-            next;
-        }
-        if ($o) {
-            push @t, _tls_opts($o);
+        # (a UDP entry with a tls of its own has croaked in _listen_spec)
+        next if $s->{type} eq 'udp' or exists $s->{tls} && !$s->{tls};
+        if ($s->{tls}) {
+            push @t, _tls_opts($s->{tls});
+            $s->{tlsi} = $#t;
         }
         elsif ($top) {
-            push @t, $top unless defined $made{top};
-            $made{top} = $#t unless defined $made{top};
-            $s->{tlsi} = $made{top};
-            next;
+            $topi //= push(@t, $top) - 1;
+            $s->{tlsi} = $topi;
         }
-        else {
-            next;
-        }
-        $s->{tlsi} = $#t;
     }
     _bad(tls => $rc->{tls}, 'has no TCP or UNIX listener to go with') if $top and !@t;
     return @t;
