@@ -217,14 +217,14 @@ for my $be (backends()) {
         # 1000 lines in one write: every one echoed, in order
         my $lines = join '', map { "line $_ " . ('y' x ($_ % 50)) . "\n" } 1 .. 1000;
         is(send_all($c, $lines, 5), length $lines, '1000 pipelined lines sent at once');
-        my $got = read_n($c, length $lines, 10);
+        my $got = read_n($c, length $lines, 10 * $TestTLS::SLOW);
         ok($got eq $lines, 'all 1000 echoed, in order')
             or diag(sprintf 'got %d of %d bytes', length $got, length $lines);
 
         # one line of 600 KiB, over many records
         my $long = ('L' x (600 * 1024)) . "\n";
         is(send_all($c, $long, 5), length $long, 'a 600 KiB line sent');
-        ok(read_n($c, length $long, 5) eq $long, '... echoed whole');
+        ok(read_n($c, length $long, 5 * $TestTLS::SLOW) eq $long, '... echoed whole');
 
         # a client that resumes its session is served
         for my $v ('TLSv1_3', 'TLSv1_2') {
@@ -513,7 +513,7 @@ for my $be (backends()) {
         close $c if $c;
         $c = tls_client($srv, ca => $C->{ca});
         send_all($c, pack('n/a*', 'abc') . pack('n/a*', 'hello tls'));
-        is(read_n($c, 16, 3), pack('n/a*', 'ABC') . pack('n/a*', 'HELLO TLS'), 'length framing: two messages answered');
+        is(read_n($c, 16, 3 * $TestTLS::SLOW), pack('n/a*', 'ABC') . pack('n/a*', 'HELLO TLS'), 'length framing: two messages answered');
         is(join("\n", $srv->grep_events(qr/^error /)), '', '... no error');
     });
 
@@ -566,7 +566,7 @@ for my $be (backends()) {
         print { $tls[1] } "shoutbig $big\n";
         my $want = pattern($big);
         for my $c (@tls, $plain) {
-            my $got = read_n($c, $big, 10);
+            my $got = read_n($c, $big, 10 * $TestTLS::SLOW);
             ok($got eq $want, 'a 3 MiB broadcast arrives intact at each') or diag(length($got) . " bytes");
         }
 
@@ -614,7 +614,7 @@ for my $be (backends()) {
         $c = tls_client($srv, ca => $C->{ca});
         my $bytes = join '', map { chr } (0 .. 255) x 200;
         is(send_all($c, $bytes, 5), length $bytes, 'raw framing: 51200 bytes, every value, sent');
-        ok(read_n($c, length $bytes, 5) eq $bytes, '... echoed as they were');
+        ok(read_n($c, length $bytes, 5 * $TestTLS::SLOW) eq $bytes, '... echoed as they were');
         close $c;
         Time::HiRes::sleep(0.1);
         is(join("\n", $srv->grep_events(qr/^error /)), '', '... no error');

@@ -6,7 +6,7 @@
 #     counted in stats->{rejected}): plain text, an HTTP request, random
 #     bytes, a record header with junk, a huge record length, a ClientHello
 #     followed by junk; a stalled handshake and a slow loris
-#     (handshake_timeout => 1: "not complete within 1 s"); a client that
+#     (handshake_timeout => 1, 5 under valgrind: "not complete within 1 s"); a client that
 #     vanishes mid-handshake (FIN: "at EOF", RST: "at a reset");
 #   - a port check (connect, close, nothing sent; FIN or RST): nothing at
 #     all, no error;
@@ -37,10 +37,15 @@ my $C = make_certs();
 my %TLS = (cert_file => $C->{localhost}, key_file => $C->{localhost_key});
 my $HELLO = client_hello(sni => 'localhost');
 
+# handshake_timeout, and how much longer everything takes: under valgrind
+# (xt/valgrind-run) a good handshake alone takes a good part of a second
+my $HT = $ENV{ISD_VALGRIND} ? 5 : 1;
+my $W  = $TestTLS::SLOW;
+
 sub server {
     my ($be, %o) = @_;
     return start_server(backend => $be, callback => tls_callbacks(), child_deadline => 40 * $TestTLS::SLOW,
-                        tls => { %TLS, handshake_timeout => 1 }, %o);
+                        tls => { %TLS, handshake_timeout => $HT }, %o);
 }
 
 sub stats_of { tls_unflat(ask($_[0], 'stats')) || {} }
@@ -61,7 +66,7 @@ my @BEFORE = (
         qr/(: \S| not complete at EOF$)/],
     ['a ClientHello, then a fatal alert', $HELLO . "\x15\x03\x03\x00\x02\x02\x28", undef],
     ['an SSLv2-style hello', "\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10" . ("\x01" x 37), undef,
-        qr/(: \S| not complete within 1 s$)/],
+        qr/(: \S| not complete within $HT s$)/],
 );
 
 for my $be (backends()) {
@@ -76,7 +81,7 @@ for my $be (backends()) {
             my $c = client($srv);
             my $cport = $c->sockport;
             send_all($c, $bytes, 3);
-            my $got = read_until_eof($c, 3);
+            my $got = read_until_eof($c, 3 * $W);
             ok(got_eof($c), "$name: the server ends the connection");
             unlike($got, qr/^HTTP\/|hello|server/, "$name: ... sending no application data") if length $got;
             $n++;
@@ -99,7 +104,7 @@ for my $be (backends()) {
         is($s1->{accepted} - $s0->{accepted}, scalar @BEFORE, 'stats->{accepted} only the fresh clients');
         is($srv->count(qr/^add /), 1 + @BEFORE, 'add only for the TLS clients');
         $srv->wait_event(qr/^remove /, 3, scalar @BEFORE);
-        Time::HiRes::sleep(0.1);
+        Time::HiRes::sleep(0.1 * $W);
         is($srv->count(qr/^remove /), scalar @BEFORE, 'remove only for the fresh TLS clients (closed)');
         is($srv->count(qr/^error /), scalar @BEFORE, 'one error per hostile client, in all');
         is($srv->stderr, '', 'nothing on STDERR');
@@ -115,13 +120,13 @@ for my $be (backends()) {
         my $cport = $c->sockport;
         my $t0 = now();
         send_all($c, substr($HELLO, 0, 20), 3);
-        read_until_eof($c, 4);
+        read_until_eof($c, 4 * $HT);
         my $took = now() - $t0;
         ok(got_eof($c), 'a stalled handshake: dropped');
-        ok($took >= 0.8 && $took < 2.5, sprintf('... after about handshake_timeout (%.2f s)', $took));
-        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport /, 2), '... an error');
+        ok($took >= 0.8 * $HT && $took < 2.5 * $HT, sprintf('... after about handshake_timeout (%.2f s)', $took));
+        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport /, 2 * $W), '... an error');
         my ($e) = $srv->grep_events(qr/^error undef connection from 127\.0\.0\.1:$cport /);
-        like($e // '', qr/refused: TLS handshake not complete within 1 s$/, '... "TLS handshake not complete within 1 s"');
+        like($e // '', qr/refused: TLS handshake not complete within $HT s$/, '... "TLS handshake not complete within $HT s"');
         ok(echo_ping($good, 'during'), 'the good client is served meanwhile');
 
         # the whole ClientHello, then silence (the server waits for the client's Finished)
@@ -129,52 +134,52 @@ for my $be (backends()) {
         $cport = $c->sockport;
         send_all($c, $HELLO, 3);
         $t0 = now();
-        read_until_eof($c, 4);
+        read_until_eof($c, 4 * $HT);
         $took = now() - $t0;
-        ok(got_eof($c) && $took >= 0.8 && $took < 2.5,
+        ok(got_eof($c) && $took >= 0.8 * $HT && $took < 2.5 * $HT,
            sprintf('a ClientHello, then silence: dropped after about 1 s (%.2f s)', $took));
-        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport .*not complete within 1 s$/, 2),
-           '... "not complete within 1 s"');
+        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport .*not complete within $HT s$/, 2 * $W),
+           '... "not complete within $HT s"');
 
         # a byte every 0.3 s: arriving bytes do not push the deadline back
         $c = client($srv);
         $cport = $c->sockport;
         $t0 = now();
         my ($sent, $eof_at) = (0, undef);
-        while (now() - $t0 < 4 && $sent < length $HELLO) {
+        while (now() - $t0 < 4 * $HT && $sent < length $HELLO) {
             last unless syswrite($c, substr($HELLO, $sent, 1));
             $sent++;
             read_for($c, 0.3);
             if (got_eof($c)) { $eof_at = now() - $t0; last }
         }
-        ok(defined $eof_at && $eof_at >= 0.8 && $eof_at < 2.5,
+        ok(defined $eof_at && $eof_at >= 0.8 * $HT && $eof_at < 2.5 * $HT,
            sprintf('a slow loris: dropped after about 1 s (%.2f s, %d bytes sent)', $eof_at // -1, $sent));
-        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport .*not complete within 1 s$/, 2),
-           '... "not complete within 1 s"');
+        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport .*not complete within $HT s$/, 2 * $W),
+           '... "not complete within $HT s"');
 
         # vanishing mid-handshake: FIN, then RST
         $c = client($srv);
         $cport = $c->sockport;
         send_all($c, substr($HELLO, 0, 50), 3);
-        Time::HiRes::sleep(0.1);
+        Time::HiRes::sleep(0.1 * $W);
         close $c;
-        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport /, 3), 'a client that goes (FIN) mid-handshake: an error');
+        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport /, 3 * $W), 'a client that goes (FIN) mid-handshake: an error');
         ($e) = $srv->grep_events(qr/^error undef connection from 127\.0\.0\.1:$cport /);
         like($e // '', qr/refused: TLS handshake not complete at EOF$/, '... "TLS handshake not complete at EOF"');
 
         $c = client($srv);
         $cport = $c->sockport;
         send_all($c, $HELLO, 3);
-        read_for($c, 0.3);           # the server's flight arrives
+        read_for($c, 0.3 * $W);      # the server's flight arrives
         rst_close($c);
-        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport /, 3), 'a client that resets mid-handshake: an error');
+        ok($srv->wait_event(qr/^error undef connection from 127\.0\.0\.1:$cport /, 3 * $W), 'a client that resets mid-handshake: an error');
         ($e) = $srv->grep_events(qr/^error undef connection from 127\.0\.0\.1:$cport /);
         like($e // '', qr/refused: TLS handshake not complete at a reset$/, '... "TLS handshake not complete at a reset"');
 
         my $fresh = tls_client($srv, ca => $C->{ca});
         ok(echo_ping($fresh, 'after'), 'a fresh TLS client is served afterwards');
         ok(echo_ping($good, 'still'), 'the first one too');
-        Time::HiRes::sleep(0.2);
+        Time::HiRes::sleep(0.2 * $W);
         is($srv->count(qr/^error /), 5, 'one error each, five in all');
         is($srv->count(qr/^add /), 2, 'add only for the good clients');
         is($srv->count(qr/^remove /), 0, 'no remove');
@@ -190,12 +195,12 @@ for my $be (backends()) {
         rst_close($c);                  # RST, nothing sent
         $c = client($srv);
         shutdown($c, 1);                # half-closed, nothing sent
-        read_until_eof($c, 3);
+        read_until_eof($c, 3 * $W);
         ok(got_eof($c), 'a half-closed silent client: the server closes too');
         close $c;
         my $good = tls_client($srv, ca => $C->{ca});
         ok(echo_ping($good, 'x'), 'a TLS client afterwards: served');
-        Time::HiRes::sleep(0.3);
+        Time::HiRes::sleep(0.3 * $W);
         is(join("\n", $srv->grep_events(qr/^error /)), '', 'no error for connections that sent nothing');
         is($srv->count(qr/^add /), 1, 'no add for them');
         is(stats_of($good)->{rejected}, 0, 'not counted as rejected');
@@ -220,10 +225,10 @@ for my $be (backends()) {
             # straight onto the socket, under the TLS layer
             my $w = POSIX::write(fileno($c), $bytes, length $bytes);
             is($w, length $bytes, "$name: written");
-            read_until_eof($c, 3);
+            read_until_eof($c, 3 * $W);
             ok(got_eof($c), "$name: the server ends the connection");
             $n++;
-            ok($srv->wait_event(qr/^remove $cport$/, 3), "$name: remove");
+            ok($srv->wait_event(qr/^remove $cport$/, 3 * $W), "$name: remove");
             my @e = $srv->grep_events(qr/^error $cport /);
             is(scalar @e, 1, "$name: exactly one error, with \$io");
             like($e[0] // '', qr/^error $cport connection 127\.0\.0\.1:$cport: TLS: \S/,
@@ -249,12 +254,12 @@ for my $be (backends()) {
             ok(Net::SSLeay::renegotiate($ssl), 'renegotiation: asked for');
             Net::SSLeay::do_handshake($ssl);
             my $t0 = now();
-            while (now() - $t0 < 3 && !$srv->count(qr/^remove $cport$/)) {
+            while (now() - $t0 < 3 * $W && !$srv->count(qr/^remove $cport$/)) {
                 Net::SSLeay::do_handshake($ssl);
                 Net::SSLeay::read($ssl);
-                Time::HiRes::sleep(0.05);
+                Time::HiRes::sleep(0.05 * $W);
             }
-            ok($srv->wait_event(qr/^remove $cport$/, 1), 'renegotiation: the server ends the connection (remove)');
+            ok($srv->wait_event(qr/^remove $cport$/, 1 * $W), 'renegotiation: the server ends the connection (remove)');
             my @e = $srv->grep_events(qr/^error $cport /);
             is(scalar @e, 1, 'renegotiation: exactly one error');
             like($e[0] // '', qr/^error $cport connection 127\.0\.0\.1:$cport: TLS: renegotiation refused$/,
@@ -272,14 +277,14 @@ for my $be (backends()) {
             my $r = s_client($srv->port, ['-tls1_2', '-CAfile', $C->{ca}], sub {
                 my ($w, $out) = @_;
                 $w->("hello one\n");
-                wait_until(sub { $out->() =~ /^hello one$/m }, 3);
+                wait_until(sub { $out->() =~ /^hello one$/m }, 3 * $W);
                 $w->("R\n");
-                wait_until(sub { $srv->count(qr/^error /) > $n0 }, 3);
+                wait_until(sub { $srv->count(qr/^error /) > $n0 }, 3 * $W);
                 return 'eof';
-            }, 5);
+            }, 5 * $W);
             like($r->{out}, qr/^hello one$/m, 's_client -tls1_2: served');
             like($r->{out} . $r->{err}, qr/RENEGOTIATING/, '... "R": it renegotiates');
-            ok($srv->wait_event(qr/^error \d+ .*TLS: renegotiation refused$/, 3, 2),
+            ok($srv->wait_event(qr/^error \d+ .*TLS: renegotiation refused$/, 3 * $W, 2),
                '... refused: "TLS: renegotiation refused"');
             is($srv->count(qr/^error /), $n0 + 1, '... one error');
             for my $cmd ('K', 'k') {
@@ -287,17 +292,17 @@ for my $be (backends()) {
                 $r = s_client($srv->port, ['-tls1_3', '-CAfile', $C->{ca}], sub {
                     my ($w, $out) = @_;
                     $w->("before $cmd\n");
-                    wait_until(sub { $out->() =~ /^before $cmd$/m }, 3);
+                    wait_until(sub { $out->() =~ /^before $cmd$/m }, 3 * $W);
                     $w->("$cmd\n");
-                    Time::HiRes::sleep(0.3);
+                    Time::HiRes::sleep(0.3 * $W);
                     $w->("after $cmd\n");
-                    wait_until(sub { $out->() =~ /^after $cmd$/m }, 3);
+                    wait_until(sub { $out->() =~ /^after $cmd$/m }, 3 * $W);
                     return 'eof';
-                }, 5);
+                }, 5 * $W);
                 like($r->{out} . $r->{err}, qr/KEYUPDATE/, "s_client -tls1_3, \"$cmd\": a key update sent");
                 like($r->{out}, qr/^after $cmd$/m, '... the conversation goes on after it');
                 is($r->{status}, 0, '... s_client ends normally');
-                Time::HiRes::sleep(0.1);
+                Time::HiRes::sleep(0.1 * $W);
                 is($srv->count(qr/^error /), $n1, '... no error');
             }
         }
@@ -308,8 +313,8 @@ for my $be (backends()) {
             ok(echo_ping($c, 'x'), "close ($how): served");
             my $cport = $c->sockport;
             $how eq 'clean' ? close $c : $how eq 'fin' ? dirty_close($c) : rst_close($c);
-            ok($srv->wait_event(qr/^remove $cport$/, 3), "close ($how): remove");
-            Time::HiRes::sleep(0.1);
+            ok($srv->wait_event(qr/^remove $cport$/, 3 * $W), "close ($how): remove");
+            Time::HiRes::sleep(0.1 * $W);
             my @e = $srv->grep_events(qr/^error $cport /);
             if ($how eq 'clean') {
                 is(scalar @e, 0, 'a clean close (close_notify, then FIN): no error');
@@ -357,13 +362,13 @@ for my $be (backends()) {
             close $f if $f;
         }
         is($ok, 10, 'ten fresh TLS clients served meanwhile');
-        ok(now() - $t0 < 5, sprintf('... without waiting for the stalled ones (%.2f s)', now() - $t0));
-        ok($srv->wait_event(qr/^error undef /, 5, 50), 'an error for each of the 50 (the stalled ones at handshake_timeout)');
+        ok(now() - $t0 < 5 * $HT, sprintf('... without waiting for the stalled ones (%.2f s)', now() - $t0));
+        ok($srv->wait_event(qr/^error undef /, 5 * $W, 50), 'an error for each of the 50 (the stalled ones at handshake_timeout)');
         for my $c (@hostile) {
             read_until_eof($c, 1);
         }
         is(scalar(grep { got_eof($_) } @hostile), 50, 'every hostile connection was closed by the server');
-        Time::HiRes::sleep(0.2);
+        Time::HiRes::sleep(0.2 * $W);
         is($srv->count(qr/^error /), 50, 'exactly 50 errors');
         is($srv->count(qr/^add /), 11, 'add only for the good clients');
         is($srv->count(qr/^remove /), 10, 'remove only for the ten fresh ones (closed)');

@@ -119,7 +119,7 @@ for my $be (backends()) {
         is(read_line($c, 3), "printed after start_tls\n", '... the line printed after start_tls');
         send_all($c, join('', map { "line $_\n" } 1 .. 100), 3);
         my $want = join '', map { "line $_\n" } 1 .. 100;
-        is(read_n($c, length $want, 5), $want, '... 100 pipelined lines echoed');
+        is(read_n($c, length $want, 5 * $TestTLS::SLOW), $want, '... 100 pipelined lines echoed');
         is((tls_of($c) || {})->{version}, 'TLSv1.2', '... TLSv1.2');
         close $c;
 
@@ -347,7 +347,7 @@ for my $be (backends()) {
         my $t0 = now();
         my ($next_ping, $next_pause) = (1024 * 1024, 256 * 1024);
         my $sel = IO::Select->new($c);
-        while (length $got < $size && now() - $t0 < 30) {
+        while (length $got < $size && now() - $t0 < 30 * $TestTLS::SLOW) {
             if (!$c->pending && !$sel->can_read(5)) { last }
             my $n = sysread($c, my $buf, 16384);     # small pieces
             last unless $n;
@@ -360,7 +360,7 @@ for my $be (backends()) {
                 $next_ping += 2 * 1024 * 1024;
                 my $p0 = now();
                 $pings++ if echo_ping($other, "ping $pings", 3);
-                $slow_pings++ if now() - $p0 > 1;
+                $slow_pings++ if now() - $p0 > $TestTLS::SLOW;
             }
         }
         is(length $got, $size, sprintf('all %d bytes arrived (%.1f s)', $size, now() - $t0));
@@ -382,7 +382,7 @@ for my $be (backends()) {
         my $port = $c->sockport;
         is(join("\n", $srv->grep_events(qr/^error $port /)), '',
            'a client that does not read: held at high_water, not dropped for max_output');
-        my $got = read_n($c, 100000 * $n, 10);
+        my $got = read_n($c, 100000 * $n, 10 * $TestTLS::SLOW);
         is(length $got, 100000 * $n, 'then it reads: every reply arrives');
         ok($got eq pattern(100000) x $n, '... intact, in order');
         ok(echo_ping($c, 'after'), '... and the connection goes on');
@@ -392,11 +392,11 @@ for my $be (backends()) {
         $c = tls_client($srv, ca => $C->{ca});
         $port = $c->sockport;
         print $c "big " . (5 * 1024 * 1024) . "\n";
-        ok($srv->wait_event(qr/^remove $port$/, 5), 'a print past max_output: remove');
+        ok($srv->wait_event(qr/^remove $port$/, 5 * $TestTLS::SLOW), 'a print past max_output: remove');
         my @e = $srv->grep_events(qr/^error $port /);
         is(scalar @e, 1, '... after one error');
         like($e[0] // '', qr/max_output/, "... about max_output ($e[0])");
-        read_until_eof($c, 5);
+        read_until_eof($c, 5 * $TestTLS::SLOW);
         ok(got_eof($c), '... and the connection ends');
         close $c;
         my $d = tls_client($srv, ca => $C->{ca});
