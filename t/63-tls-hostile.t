@@ -281,7 +281,7 @@ for my $be (backends()) {
                 $w->("R\n");
                 wait_until(sub { $srv->count(qr/^error /) > $n0 }, 3 * $W);
                 return 'eof';
-            }, 5 * $W);
+            }, 5);
             like($r->{out}, qr/^hello one$/m, 's_client -tls1_2: served');
             like($r->{out} . $r->{err}, qr/RENEGOTIATING/, '... "R": it renegotiates');
             ok($srv->wait_event(qr/^error \d+ .*TLS: renegotiation refused$/, 3 * $W, 2),
@@ -298,7 +298,7 @@ for my $be (backends()) {
                     $w->("after $cmd\n");
                     wait_until(sub { $out->() =~ /^after $cmd$/m }, 3 * $W);
                     return 'eof';
-                }, 5 * $W);
+                }, 5);
                 like($r->{out} . $r->{err}, qr/KEYUPDATE/, "s_client -tls1_3, \"$cmd\": a key update sent");
                 like($r->{out}, qr/^after $cmd$/m, '... the conversation goes on after it');
                 is($r->{status}, 0, '... s_client ends normally');

@@ -206,7 +206,7 @@ for my $be (backends()) {
             $log->autoflush(1);
             my $ok = 0;
             until (-e $stop && $ok >= 10) {
-                my $c = tls_try_client($srv->port, ca => $C->{ca}, timeout => 3 * $TestTLS::SLOW);
+                my $c = tls_try_client($srv->port, ca => $C->{ca}, timeout => 3);
                 if ($c && echo_ping($c, "t$ok", 3 * $TestTLS::SLOW)) {
                     $ok++;
                     print $log 'ok ', (peer_subject($c) // '?'), "\n";
